@@ -1,0 +1,47 @@
+# make demo  - set up, build the sample appliances, certify them
+# make test  - set up, run the test suite
+# make setup - idempotent: Debian packages, .venv, editable install
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+APT_PACKAGES := libguestfs-tools python3-guestfs nftables python3-nftables \
+	qemu-utils python3-venv iproute2 linux-image-$(ARCH)
+DEMO := build/demo
+
+.PHONY: setup demo test clean
+
+setup: $(VENV)/.installed
+
+# Installs only what is missing, so a machine that has everything pays nothing.
+$(VENV)/.apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@ls /boot/vmlinuz-* >/dev/null 2>&1 || { echo "no kernel in /boot: libguestfs needs one" >&2; exit 1; }
+	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	@touch $@
+
+$(VENV)/.installed: $(VENV)/.apt pyproject.toml
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+demo: setup
+	@mkdir -p $(DEMO)
+	$(PY) -m certify.sample $(DEMO)
+	@echo; echo "== a clean appliance =="
+	$(VENV)/bin/certify scan $(DEMO)/clean-appliance.ova
+	@echo; echo "== an appliance a vendor forgot to clean (not certified: exit 1 is the expected outcome) =="
+	$(VENV)/bin/certify scan $(DEMO)/dirty-appliance.ova || [ $$? -eq 1 ]
+
+test: setup
+	$(PY) -m pytest
+
+clean:
+	rm -rf build .pytest_cache

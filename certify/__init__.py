@@ -1,0 +1,37 @@
+"""Offline certification of virtual appliances.
+
+Public surface for plugin authors: ``hookimpl``, ``check`` and the model types.
+"""
+
+from __future__ import annotations
+
+from certify.checkdef import check
+from certify.model import Check
+from certify.model import Finding
+from certify.model import Layer
+from certify.model import Location
+from certify.model import Result
+from certify.model import Severity
+from certify.model import Status
+from certify.model import fail
+from certify.model import not_applicable
+from certify.model import not_evaluated
+from certify.plugins.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Check",
+    "Finding",
+    "Layer",
+    "Location",
+    "Result",
+    "Severity",
+    "Status",
+    "__version__",
+    "check",
+    "fail",
+    "hookimpl",
+    "not_applicable",
+    "not_evaluated",
+]

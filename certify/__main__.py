@@ -1,0 +1,3 @@
+from certify.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Built-in guest fact collectors: the only code that reads inside a guest."""

@@ -1,0 +1,93 @@
+"""Descriptor facts: VMX lines and OVF entries in one shape checks can share.
+
+``vmw:ExtraConfig`` entries are raw VMX lines carried in an OVF, so both
+feed the same ``entries`` list and every VMX rule sees both.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass
+
+from certify.model import Layer, Location
+from certify.ovf import OvfDescriptor
+from certify.vmx import VmxFile
+
+DISK_FILENAME_KEY = re.compile(r"^(scsi|ide|sata|nvme)\d+:\d+\.filename$", re.IGNORECASE)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_DATASTORE = re.compile(r"^\s*\[[^\]]*\]")
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    key: str
+    value: str
+    location: Location
+
+    @property
+    def norm(self) -> str:
+        return self.key.lower()
+
+
+@dataclass(frozen=True)
+class StorageRef:
+    """A name the descriptor wants storage from: a disk fileName, a File href."""
+
+    value: str
+    location: Location
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    kind: str  # "vmx" or "ovf"
+    file: str
+    entries: tuple[ConfigEntry, ...]
+    storage_refs: tuple[StorageRef, ...]
+
+    def get(self, key: str) -> ConfigEntry | None:
+        """The first entry for ``key``, case-insensitive."""
+        key = key.lower()
+        return next((e for e in self.entries if e.norm == key), None)
+
+
+def outside_bundle_reason(ref: str) -> str | None:
+    """Why a storage name points outside the bundle, or None if it stays inside.
+
+    The name is judged as text only: the file it names is never opened.
+    """
+    if _DATASTORE.match(ref):
+        return "is a datastore path"
+    if _DRIVE.match(ref) or ref.startswith(("/", "\\")):
+        return "is an absolute path"
+    if _SCHEME.match(ref):
+        return "is a URL"
+    if ".." in re.split(r"[/\\]", ref):
+        return "climbs out of the bundle with '..'"
+    return None
+
+
+def from_vmx(name: str, vmx: VmxFile) -> Descriptor:
+    entries = tuple(
+        ConfigEntry(key=e.key, value=e.value, location=Location(layer=Layer.DESCRIPTOR, file=name, key=e.key, line=e.line))
+        for e in vmx.entries
+    )
+    refs = tuple(StorageRef(value=e.value, location=e.location) for e in entries if DISK_FILENAME_KEY.match(e.key))
+    return Descriptor(kind="vmx", file=name, entries=entries, storage_refs=refs)
+
+
+def from_ovf(name: str, ovf: OvfDescriptor) -> Descriptor:
+    entries = tuple(
+        ConfigEntry(key=e.key, value=e.value, location=Location(layer=Layer.DESCRIPTOR, file=name, key=e.key, line=e.line))
+        for e in ovf.extra_config
+    )
+    refs = tuple(
+        StorageRef(
+            # Percent-decoded once, as a deployer resolving the href would.
+            value=urllib.parse.unquote(f.href),
+            location=Location(layer=Layer.DESCRIPTOR, file=name, key=f"References/File[@ovf:id={f.id!r}]/@ovf:href", line=f.line),
+        )
+        for f in ovf.files
+    )
+    return Descriptor(kind="ovf", file=name, entries=entries, storage_refs=refs)

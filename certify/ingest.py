@@ -1,0 +1,341 @@
+"""Ingest an upload: identify it, unpack it safely, find its descriptor and disks.
+
+Nothing in an upload is trusted. An OVA is streamed once: every member is
+checked before a byte of it is written, written only inside the private work
+directory, and hashed on the way. Files of an OVF or VMX directory are opened
+in place, read-only, never through a symlink, and only inside the bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from certify import diskformat
+from certify.descriptor import DISK_FILENAME_KEY, Descriptor, from_ovf, from_vmx, outside_bundle_reason
+from certify.errors import InputRejected, ParseError, UsageError
+from certify.guest import GuestDisk
+from certify.ovf import parse_ovf
+from certify.vmx import parse_vmx
+
+CHUNK = 1024 * 1024
+DESCRIPTOR_LIMIT = 8 * 1024 * 1024
+DISK_EXTENSIONS = tuple(diskformat.EXTENSION_FORMATS)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_members: int = 1000
+    max_total_bytes: int = 512 * 1024**3
+    max_member_bytes: int = 256 * 1024**3
+    min_free_bytes: int = 256 * 1024**2  # left free in the work directory
+
+
+@dataclass
+class Bundle:
+    kind: str  # ova, ovf, vmx, disk
+    sha256: str
+    root: str  # directory the bundle's files are read from
+    descriptor: Descriptor | None = None
+    disks: list[GuestDisk] = field(default_factory=list)
+    disk_facts: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def identify(path: str) -> str:
+    """The artifact kind of a path, from its type and name (the bytes are checked later)."""
+    if os.path.isdir(path):
+        return "directory"
+    name = path.lower()
+    for suffix, kind in ((".ova", "ova"), (".ovf", "ovf"), (".vmx", "vmx")):
+        if name.endswith(suffix):
+            return kind
+    if name.endswith(DISK_EXTENSIONS):
+        return "disk"
+    raise UsageError(
+        f"{path}: not a recognised appliance (expected .ova, .ovf, .vmx, a directory holding one, "
+        f"or a disk image: {', '.join(DISK_EXTENSIONS)})"
+    )
+
+
+def ingest(path: str, workdir: str, limits: Limits = Limits()) -> Bundle:
+    if not os.path.lexists(path):
+        raise UsageError(f"{path}: no such file or directory")
+    kind = identify(path)
+    if kind == "directory":
+        path, kind = _descriptor_in(path)
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: not a regular file")
+    if kind == "ova":
+        return _ingest_ova(path, workdir, limits)
+    if kind == "disk":
+        root = os.path.dirname(os.path.abspath(path))
+        name = os.path.basename(path)
+        declared = diskformat.EXTENSION_FORMATS[os.path.splitext(name)[1].lower()]
+        disk, facts = _verify_disk(root, name, declared)
+        return Bundle(kind="disk", sha256=facts["sha256"], root=root, disks=[disk], disk_facts=[facts])
+    root = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path)
+    data, digest = _read_descriptor(root, name)
+    if kind == "ovf":
+        bundle = Bundle(kind="ovf", sha256=digest, root=root)
+        _attach_ovf(bundle, name, data, member_digests=None)
+    else:
+        bundle = Bundle(kind="vmx", sha256=digest, root=root)
+        _attach_vmx(bundle, name, data)
+    return bundle
+
+
+def _descriptor_in(directory: str) -> tuple[str, str]:
+    found = sorted(
+        e.name for e in os.scandir(directory) if e.is_file(follow_symlinks=False) and e.name.lower().endswith((".ovf", ".vmx"))
+    )
+    if not found:
+        raise UsageError(f"{directory}: directory holds no .ovf or .vmx descriptor")
+    if len(found) > 1:
+        raise UsageError(f"{directory}: directory holds several descriptors ({', '.join(found)}); name one")
+    return os.path.join(directory, found[0]), found[0].lower().rsplit(".", 1)[1]
+
+
+# --- files inside a bundle ----------------------------------------------------------
+
+
+def _open_in_bundle(root: str, name: str) -> BinaryIO:
+    """Open ``root/name`` read-only: a regular file, not a symlink, really under root."""
+    if outside_bundle_reason(name) or not name or "\0" in name:
+        raise InputRejected(f"{name!r} is not a name inside the bundle")
+    path = os.path.join(root, *name.replace("\\", "/").split("/"))
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([os.path.realpath(os.path.dirname(path)), real_root]) != real_root:
+        raise InputRejected(f"{name!r} resolves outside the bundle")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise InputRejected(f"{name!r} is referenced but not in the bundle") from None
+    except OSError as exc:
+        raise InputRejected(f"{name!r} cannot be opened: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputRejected(f"{name!r} is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _read_descriptor(root: str, name: str) -> tuple[bytes, str]:
+    with _open_in_bundle(root, name) as f:
+        data = f.read(DESCRIPTOR_LIMIT + 1)
+    if len(data) > DESCRIPTOR_LIMIT:
+        raise InputRejected(f"{name}: descriptor is larger than {DESCRIPTOR_LIMIT} bytes")
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _verify_disk(root: str, name: str, declared: str | None, sha256: str | None = None) -> tuple[GuestDisk, dict[str, Any]]:
+    """Check that a disk's bytes are the declared format and name no other file."""
+    with _open_in_bundle(root, name) as f:
+        size = os.fstat(f.fileno()).st_size
+
+        def read(offset: int, length: int) -> bytes:
+            f.seek(offset)
+            return f.read(length)
+
+        try:
+            header = diskformat.sniff(read, size)
+        except ParseError as exc:
+            raise InputRejected(f"disk {name}: {exc}") from None
+        if sha256 is None:
+            f.seek(0)
+            sha256 = _sha256_stream(f)
+    if declared is None:
+        raise InputRejected(f"disk {name}: the descriptor does not declare a format this tool knows")
+    if header.format != declared:
+        raise InputRejected(f"disk {name}: declared {declared} but its bytes are {header.format}")
+    if header.references:
+        raise InputRejected(f"disk {name}: refers to other files ({'; '.join(header.references)})")
+    base = posixpath.dirname(name.replace("\\", "/"))
+    for extent in header.extents:
+        if outside_bundle_reason(extent) or "/" in extent or "\\" in extent:
+            raise InputRejected(f"disk {name}: extent {extent!r} is not a file beside the descriptor")
+        _open_in_bundle(root, posixpath.join(base, extent)).close()
+    facts = {
+        "file": name,
+        "format": header.format,
+        "subformat": header.subformat,
+        "virtual_size": header.virtual_size,
+        "size": size,
+        "sha256": sha256,
+    }
+    path = os.path.join(root, *name.replace("\\", "/").split("/"))
+    return GuestDisk(path=path, name=name, format=declared), facts
+
+
+def _sha256_stream(f: BinaryIO) -> str:
+    h = hashlib.sha256()
+    while chunk := f.read(CHUNK):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+# --- descriptors ---------------------------------------------------------------------
+
+
+def _attach_ovf(bundle: Bundle, name: str, data: bytes, member_digests: dict[str, str] | None) -> None:
+    try:
+        ovf = parse_ovf(data)
+    except ParseError as exc:
+        raise InputRejected(f"{name}: {exc}") from None
+    bundle.descriptor = from_ovf(name, ovf)
+    files = {f.id: f for f in ovf.files}
+    for disk in ovf.disks:
+        ref = files.get(disk.file_ref or "")
+        if ref is None:
+            raise InputRejected(f"{name}: Disk {disk.disk_id!r} refers to file {disk.file_ref!r}, which References does not list")
+        if outside_bundle_reason(ref.href):
+            continue  # reported by storage-path-outside-bundle; never opened
+        if ref.compression or ref.chunk_size:
+            raise InputRejected(f"{name}: disk file {ref.href!r} is compressed or chunked, which is not supported yet")
+        digest = (member_digests or {}).get(ref.href)
+        guest_disk, facts = _verify_disk(bundle.root, ref.href, diskformat.format_from_ovf(disk.format), digest)
+        bundle.disks.append(guest_disk)
+        bundle.disk_facts.append(facts)
+
+
+def _attach_vmx(bundle: Bundle, name: str, data: bytes) -> None:
+    try:
+        vmx = parse_vmx(data)
+    except ParseError as exc:
+        raise InputRejected(f"{name}: {exc}") from None
+    bundle.descriptor = from_vmx(name, vmx)
+    for entry in vmx.entries:
+        if not DISK_FILENAME_KEY.match(entry.key) or outside_bundle_reason(entry.value):
+            continue
+        device = vmx.get(entry.key.rsplit(".", 1)[0] + ".deviceType")
+        if device and not device.value.lower().endswith(("harddisk", "disk")):
+            continue  # CD-ROM images and host devices are not guest disks
+        guest_disk, facts = _verify_disk(bundle.root, entry.value, diskformat.VMDK)
+        bundle.disks.append(guest_disk)
+        bundle.disk_facts.append(facts)
+
+
+# --- OVA -----------------------------------------------------------------------------
+
+
+class _HashingReader:
+    """Feeds tarfile while hashing every byte, so the OVA is read exactly once."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.sha256.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+_MEMBER_TYPES = {
+    tarfile.SYMTYPE: "a symbolic link",
+    tarfile.LNKTYPE: "a hard link",
+    tarfile.CHRTYPE: "a character device",
+    tarfile.BLKTYPE: "a block device",
+    tarfile.FIFOTYPE: "a FIFO",
+    tarfile.CONTTYPE: "a contiguous file",
+    tarfile.GNUTYPE_SPARSE: "a sparse file",
+}
+
+
+def check_member_name(name: str) -> str | None:
+    """Why a tar member name is unsafe to extract, or None."""
+    if not name or name in (".", "./"):
+        return "is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "contains control characters"
+    if "\\" in name:
+        return "contains a backslash"
+    if name.startswith("/"):
+        return "is an absolute path"
+    parts = name.rstrip("/").split("/")
+    if ".." in parts:
+        return "climbs out with '..'"
+    if any(p in ("", ".") for p in parts):
+        return "is not in normal form"
+    if len(name) > 255:
+        return "is longer than 255 characters"
+    return None
+
+
+def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
+    root = os.path.join(workdir, "bundle")
+    os.makedirs(root, mode=0o700)
+    digests: dict[str, str] = {}
+    order: list[str] = []
+    seen_folded: set[str] = set()
+    total = 0
+    with open(path, "rb") as raw:
+        magic = raw.read(4)
+        raw.seek(0)
+        if magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zX" or magic[:2] == b"PK":
+            raise InputRejected(f"{os.path.basename(path)}: compressed archive; an OVA must be an uncompressed tar")
+        reader = _HashingReader(raw)
+        try:
+            with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    name = member.name
+                    problem = check_member_name(name)
+                    if problem:
+                        raise InputRejected(f"OVA member {name!r} {problem}")
+                    if member.type in _MEMBER_TYPES or not (member.isfile() or member.isdir()):
+                        what = _MEMBER_TYPES.get(member.type, f"of tar type {member.type!r}")
+                        raise InputRejected(f"OVA member {name!r} is {what}; only regular files are accepted")
+                    name = name.rstrip("/")
+                    if name.lower() in seen_folded:
+                        raise InputRejected(f"OVA member {name!r} appears twice (or differs only in case)")
+                    seen_folded.add(name.lower())
+                    if len(seen_folded) > limits.max_members:
+                        raise InputRejected(f"OVA has more than {limits.max_members} members")
+                    target = os.path.join(root, *name.split("/"))
+                    if member.isdir():
+                        os.makedirs(target, mode=0o700, exist_ok=True)
+                        continue
+                    total += member.size
+                    if member.size > limits.max_member_bytes or total > limits.max_total_bytes:
+                        raise InputRejected(f"OVA member {name!r} takes the upload over its size limit")
+                    if shutil.disk_usage(workdir).free - member.size < limits.min_free_bytes:
+                        raise InputRejected(f"OVA member {name!r} ({member.size} bytes) does not fit in the work directory")
+                    os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+                    digests[name] = _extract(tar, member, target)
+                    order.append(name)
+        except tarfile.TarError as exc:
+            raise InputRejected(f"{os.path.basename(path)}: not a valid tar archive ({exc})") from None
+        reader.drain()
+    descriptors = [n for n in order if "/" not in n and n.lower().endswith(".ovf")]
+    if len(descriptors) != 1:
+        found = ", ".join(descriptors) or "none"
+        raise InputRejected(f"{os.path.basename(path)}: an OVA must hold exactly one .ovf at its top level (found {found})")
+    bundle = Bundle(kind="ova", sha256=reader.sha256.hexdigest(), root=root)
+    if order[0] != descriptors[0]:
+        bundle.notes.append(f"the OVF descriptor is not the first member of the OVA ({order[0]} is)")
+    data, _digest = _read_descriptor(root, descriptors[0])
+    _attach_ovf(bundle, descriptors[0], data, member_digests=digests)
+    return bundle
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str) -> str:
+    source = tar.extractfile(member)
+    if source is None:
+        raise InputRejected(f"OVA member {member.name!r} has no data")
+    h = hashlib.sha256()
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        while chunk := source.read(CHUNK):
+            h.update(chunk)
+            out.write(chunk)
+    return h.hexdigest()

@@ -1,0 +1,219 @@
+"""Plain data passed between the pipeline's stages."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Severity(enum.IntEnum):
+    """Ordered, so a threshold is a comparison."""
+
+    INFO = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            names = ", ".join(s.label for s in cls)
+            raise ValueError(f"unknown severity {text!r} (expected one of: {names})") from None
+
+
+class Status(enum.StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    NOT_APPLICABLE = "not-applicable"  # nothing of this kind in the upload (no VMX for a VMX check)
+    NOT_EVALUATED = "not-evaluated"  # should apply, but the facts could not be gathered
+    ERROR = "error"  # the check itself crashed
+
+
+class Layer(enum.StrEnum):
+    BUNDLE = "bundle"
+    DESCRIPTOR = "descriptor"
+    DISK = "disk"
+    GUEST = "guest"
+
+
+class Verdict(enum.StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    REJECTED = "rejected"
+    ERROR = "error"
+
+    @property
+    def exit_code(self) -> int:
+        return {"pass": 0, "fail": 1, "rejected": 2, "error": 3}[self.value]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Location:
+    layer: Layer
+    file: str | None = None  # the bundle file: descriptor, disk image
+    path: str | None = None  # a path inside it (guest path, referenced path)
+    key: str | None = None  # a descriptor key
+    line: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"layer": self.layer.value, "file": self.file}
+        for name in ("path", "key", "line"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    """What a check yields: only what it knows. The runner adds the check's metadata."""
+
+    status: Status
+    location: Location | None = None
+    evidence: str = ""
+    severity: Severity | None = None  # overrides the check's own severity for this result
+
+
+def fail(location: Location, evidence: str, *, severity: Severity | None = None) -> Result:
+    return Result(status=Status.FAIL, location=location, evidence=evidence, severity=severity)
+
+
+def not_applicable(reason: str) -> Result:
+    return Result(status=Status.NOT_APPLICABLE, evidence=reason)
+
+
+def not_evaluated(reason: str, layer: Layer) -> Result:
+    return Result(status=Status.NOT_EVALUATED, location=Location(layer=layer), evidence=reason)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    """A check: metadata beside a pure function of facts.
+
+    ``facts`` names the facts the function takes, one keyword argument each.
+    The function yields a ``Result`` for each problem it sees; yielding nothing
+    means the check passed.
+    """
+
+    id: str
+    severity: Severity
+    layer: Layer
+    title: str
+    remediation: str
+    facts: tuple[str, ...]
+    evaluate: Callable[..., Iterable[Result]]
+    description: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "severity": self.severity.label,
+            "layer": self.layer.value,
+            "title": self.title,
+            "remediation": self.remediation,
+            "facts": list(self.facts),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    """A result enriched with its check's metadata: what reports show."""
+
+    check_id: str
+    severity: Severity
+    title: str
+    status: Status
+    location: Location | None
+    evidence: str
+    remediation: str
+
+    def sort_key(self) -> tuple:
+        loc = self.location
+        where = (
+            (loc.layer.value, loc.file or "", loc.path or "", loc.key or "", loc.line or 0)
+            if loc
+            else ("", "", "", "", 0)
+        )
+        return (-self.severity, self.check_id, where, self.evidence)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.check_id,
+            "severity": self.severity.label,
+            "title": self.title,
+            "status": self.status.value,
+            "location": self.location.as_dict() if self.location else None,
+            "evidence": self.evidence,
+            "remediation": self.remediation,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Facts:
+    """Everything checks may look at, gathered once per upload.
+
+    ``values`` maps a fact name to its value. A name in ``not_applicable`` has
+    nothing to describe (no descriptor in a bare disk upload); a name in
+    ``unavailable`` should exist but could not be gathered, with the reason.
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    not_applicable: dict[str, str] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reporter:
+    """An output format, selected by name."""
+
+    name: str
+    extension: str
+    render: Callable[..., str]  # render(report, *, color=False) -> text
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    """The outcome of one scan: the input of every reporter."""
+
+    tool_version: str
+    artifact_path: str
+    artifact_kind: str | None
+    artifact_sha256: str | None
+    verdict: Verdict
+    profile: str
+    threshold: Severity
+    findings: list[Finding] = field(default_factory=list)
+    check_status: dict[str, Status] = field(default_factory=dict)
+    rejection: str | None = None
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    plugins: list[dict[str, str]] = field(default_factory=list)
+    disks: list[dict[str, Any]] = field(default_factory=list)
+    guest: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def checks_run(self) -> list[str]:
+        return sorted(self.check_status)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuestCollector:
+    """Gathers one named guest fact through a read-only guest reader.
+
+    Collectors do the I/O so checks do not: a check that needs the fact
+    ``ssh_host_keys`` gets whatever the collector of that name returned.
+    """
+
+    name: str
+    collect: Callable[[Any], Any]
+    description: str = ""

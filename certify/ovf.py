@@ -1,0 +1,167 @@
+"""An OVF descriptor parser: bytes in, plain data out, only ParseError escapes.
+
+XML is parsed with defusedxml with DTDs forbidden, so no entity, external
+reference or XInclude is ever resolved. Only OVF 1.x and 2.x are accepted.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from xml.parsers.expat import ExpatError
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser
+
+from certify.errors import ParseError
+
+MAX_BYTES = 8 * 1024 * 1024
+
+OVF_NAMESPACES = {
+    "http://schemas.dmtf.org/ovf/envelope/1": "1.x",
+    "http://schemas.dmtf.org/ovf/envelope/2": "2.x",
+}
+OVF_09_NAMESPACE = "http://www.vmware.com/schema/ovf/1/envelope"
+VMW = "http://www.vmware.com/schema/ovf"
+
+_LINE = "{urn:certify:parse}line"
+
+
+@dataclass(frozen=True)
+class OvfFile:
+    id: str
+    href: str
+    size: str | None
+    compression: str | None
+    chunk_size: str | None
+    line: int
+
+
+@dataclass(frozen=True)
+class OvfDisk:
+    disk_id: str
+    file_ref: str | None
+    capacity: str | None
+    format: str | None
+    line: int
+
+
+@dataclass(frozen=True)
+class ExtraConfig:
+    """A ``vmw:ExtraConfig`` entry: a raw VMX line carried inside the OVF."""
+
+    key: str
+    value: str
+    line: int
+    system: str
+
+
+@dataclass(frozen=True)
+class OvfDescriptor:
+    version: str
+    files: tuple[OvfFile, ...]
+    disks: tuple[OvfDisk, ...]
+    systems: tuple[str, ...]
+    extra_config: tuple[ExtraConfig, ...]
+
+
+class _LineTreeBuilder(ET.TreeBuilder):
+    """Records the source line of every element as a private attribute."""
+
+    expat = None
+
+    def start(self, tag, attrs):  # noqa: D102 - TreeBuilder protocol
+        attrs = dict(attrs)
+        attrs[_LINE] = str(self.expat.CurrentLineNumber if self.expat else 0)
+        return super().start(tag, attrs)
+
+
+def _parse_xml(data: bytes) -> ET.Element:
+    builder = _LineTreeBuilder()
+    parser = DefusedXMLParser(target=builder, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    builder.expat = parser.parser
+    try:
+        parser.feed(data)
+        return parser.close()
+    except DefusedXmlException as exc:
+        raise ParseError(f"forbidden XML construct: {type(exc).__name__}") from None
+    except (ET.ParseError, ExpatError) as exc:
+        raise ParseError(f"malformed XML: {exc}") from None
+
+
+def _attr(elem: ET.Element, ns: str, name: str) -> str | None:
+    """An attribute in the envelope namespace; unqualified as a fallback (seen in the wild)."""
+    value = elem.get(f"{{{ns}}}{name}")
+    return value if value is not None else elem.get(name)
+
+
+def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
+    if len(data) > max_bytes:
+        raise ParseError(f"OVF descriptor is {len(data)} bytes, over the {max_bytes}-byte limit")
+    root = _parse_xml(data)
+    ns, _, local = root.tag[1:].partition("}") if root.tag.startswith("{") else ("", "", root.tag)
+    if ns == OVF_09_NAMESPACE:
+        raise ParseError("OVF 0.9 (VMware pre-standard) is not supported; re-export as OVF 1.0 or later")
+    if local != "Envelope" or ns not in OVF_NAMESPACES:
+        raise ParseError(f"root element is {root.tag!r}, not an OVF 1.x/2.x Envelope")
+
+    def line(elem: ET.Element) -> int:
+        return int(elem.get(_LINE, "0"))
+
+    def q(name: str) -> str:
+        return f"{{{ns}}}{name}"
+
+    files = []
+    for elem in root.iterfind(f"{q('References')}/{q('File')}"):
+        file_id, href = _attr(elem, ns, "id"), _attr(elem, ns, "href")
+        if not file_id or href is None:
+            raise ParseError(f"line {line(elem)}: File without ovf:id or ovf:href")
+        files.append(
+            OvfFile(
+                id=file_id,
+                href=href,
+                size=_attr(elem, ns, "size"),
+                compression=_attr(elem, ns, "compression"),
+                chunk_size=_attr(elem, ns, "chunkSize"),
+                line=line(elem),
+            )
+        )
+    ids = [f.id for f in files]
+    if len(set(ids)) != len(ids):
+        raise ParseError("two References/File elements share one ovf:id")
+
+    disks = []
+    for elem in root.iterfind(f"{q('DiskSection')}/{q('Disk')}"):
+        disk_id = _attr(elem, ns, "diskId")
+        if not disk_id:
+            raise ParseError(f"line {line(elem)}: Disk without ovf:diskId")
+        disks.append(
+            OvfDisk(
+                disk_id=disk_id,
+                file_ref=_attr(elem, ns, "fileRef"),
+                capacity=_attr(elem, ns, "capacity"),
+                format=_attr(elem, ns, "format"),
+                line=line(elem),
+            )
+        )
+
+    systems, extra = [], []
+    for system in root.iter(q("VirtualSystem")):
+        system_id = _attr(system, ns, "id") or ""
+        systems.append(system_id)
+        for elem in system.iter(f"{{{VMW}}}ExtraConfig"):
+            key = elem.get(f"{{{VMW}}}key")
+            if key is None:
+                raise ParseError(f"line {line(elem)}: vmw:ExtraConfig without vmw:key")
+            extra.append(
+                ExtraConfig(key=key, value=elem.get(f"{{{VMW}}}value", ""), line=line(elem), system=system_id)
+            )
+    if not systems:
+        raise ParseError("no VirtualSystem in the descriptor")
+    return OvfDescriptor(
+        version=OVF_NAMESPACES[ns],
+        files=tuple(files),
+        disks=tuple(disks),
+        systems=tuple(systems),
+        extra_config=tuple(extra),
+    )

@@ -1,0 +1,27 @@
+"""/etc/passwd, parsed leniently: a malformed line is skipped, never fatal."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int | None
+    home: str
+    shell: str
+    line: int
+
+
+def parse_passwd(text: str) -> list[Account]:
+    accounts = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        fields = raw.split(":")
+        if len(fields) != 7 or not fields[0] or raw.startswith(("#", "+", "-")):
+            continue
+        uid = int(fields[2]) if fields[2].isdigit() else None
+        home = posixpath.normpath(fields[5]) if fields[5].startswith("/") else ""
+        accounts.append(Account(name=fields[0], uid=uid, home=home, shell=fields[6], line=number))
+    return accounts

@@ -1,0 +1,71 @@
+"""Checks on the VM descriptor: the VMX, or the OVF and its vmw:ExtraConfig."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from certify.checkdef import check
+from certify.descriptor import Descriptor, outside_bundle_reason
+from certify.model import Layer, Severity, fail
+from certify.plugins.hookspecs import hookimpl
+
+_OFF = {"false", "no", "0", "off", ""}
+_VNC_SECRETS = ("remotedisplay.vnc.password", "remotedisplay.vnc.key")
+
+
+@check(
+    id="vmx-vnc-enabled",
+    severity=Severity.HIGH,
+    layer=Layer.DESCRIPTOR,
+    title="VNC console enabled in the VM configuration",
+    remediation=(
+        "Remove every RemoteDisplay.vnc.* key from the VMX (and from vmw:ExtraConfig in the OVF). "
+        "Console access is the provider's to grant; a stored VNC password or key is recoverable by "
+        "anyone who reads the descriptor."
+    ),
+)
+def vmx_vnc_enabled(descriptor: Descriptor):
+    """The hypervisor would open a VNC server on the host for this VM's console.
+
+    Critical when a password or key is stored with it: those are reversible.
+    """
+    # Every occurrence counts: with duplicate keys, readers disagree on which wins.
+    switched_on = [e for e in descriptor.entries if e.norm == "remotedisplay.vnc.enabled" and e.value.strip().lower() not in _OFF]
+    if not switched_on:
+        return
+    secrets = sorted({e.key for e in descriptor.entries if e.norm in _VNC_SECRETS and e.value})
+    port = descriptor.get("RemoteDisplay.vnc.port")
+    for entry in switched_on:
+        evidence = f"{entry.key} = {entry.value!r}"
+        if port:
+            evidence += f", port {port.value}"
+        if secrets:
+            evidence += f"; a secret is stored in {', '.join(secrets)} (value not shown)"
+        yield fail(entry.location, evidence, severity=Severity.CRITICAL if secrets else None)
+
+
+@check(
+    id="storage-path-outside-bundle",
+    severity=Severity.CRITICAL,
+    layer=Layer.DESCRIPTOR,
+    title="Descriptor points at storage outside the bundle",
+    remediation=(
+        "Reference disks only by the bare file name of a file shipped in the bundle "
+        "(e.g. fileName = \"appliance-disk1.vmdk\"). Absolute paths, datastore paths, '..' and URLs "
+        "would let the appliance read another tenant's or the host's storage."
+    ),
+)
+def storage_path_outside_bundle(descriptor: Descriptor):
+    """A disk fileName (VMX) or File href (OVF) that names something outside the upload.
+
+    Judged from the text alone; the named file is never opened.
+    """
+    for ref in descriptor.storage_refs:
+        reason = outside_bundle_reason(ref.value)
+        if reason:
+            yield fail(replace(ref.location, path=ref.value), f"{ref.value!r} {reason}; it was not opened")
+
+
+@hookimpl
+def certify_checks():
+    return [vmx_vnc_enabled, storage_path_outside_bundle]

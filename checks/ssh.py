@@ -1,0 +1,56 @@
+"""Checks on SSH material left inside the guest."""
+
+from __future__ import annotations
+
+from certify.checkdef import check
+from certify.collectors.ssh import AuthorizedKeysFile, HostKeyFile
+from certify.model import Layer, Location, Severity, fail
+from certify.plugins.hookspecs import hookimpl
+
+
+@check(
+    id="ssh-host-keys-present",
+    severity=Severity.HIGH,
+    layer=Layer.GUEST,
+    title="SSH host keys shipped in the image",
+    remediation=(
+        "Delete /etc/ssh/ssh_host_* before exporting the appliance and let them be generated at first "
+        "boot (cloud-init, ssh-keygen -A, or the distribution's sshd key generation unit). Shipped host "
+        "keys are identical on every clone, so one leaked image lets anyone impersonate every instance."
+    ),
+)
+def ssh_host_keys_present(ssh_host_keys: list[HostKeyFile]):
+    """Host private keys baked into the image are shared by every instance made from it."""
+    for key_file in ssh_host_keys:
+        evidence = key_file.key.describe() if key_file.key else "private key (fingerprint unavailable)"
+        yield fail(Location(layer=Layer.GUEST, file=key_file.disk, path=key_file.path), evidence)
+
+
+@check(
+    id="ssh-authorized-keys-present",
+    severity=Severity.CRITICAL,
+    layer=Layer.GUEST,
+    title="authorized_keys grants SSH access to whoever holds the key",
+    remediation=(
+        "Empty or delete every authorized_keys/authorized_keys2 file in the image. Customer keys must "
+        "be injected at first boot from the cloud's metadata (cloud-init), never baked in: a shipped key "
+        "is a back door for the vendor or anyone who has its private half."
+    ),
+)
+def ssh_authorized_keys_present(authorized_keys: list[AuthorizedKeysFile]):
+    """Any key line in authorized_keys under /root or a home listed in /etc/passwd."""
+    for keys_file in authorized_keys:
+        if not keys_file.entries:
+            continue
+        described = [e.key.describe() if e.key else f"unparsed entry on line {e.line}" for e in keys_file.entries]
+        shown = "; ".join(described[:5]) + (f"; and {len(described) - 5} more" if len(described) > 5 else "")
+        count = f"{len(described)} key{'s' if len(described) != 1 else ''}"
+        yield fail(
+            Location(layer=Layer.GUEST, file=keys_file.disk, path=keys_file.path),
+            f"{count} for {', '.join(keys_file.users)}: {shown}",
+        )
+
+
+@hookimpl
+def certify_checks():
+    return [ssh_host_keys_present, ssh_authorized_keys_present]

@@ -1,0 +1,1 @@
+"""Reporters: each output format is a plugin selected by name."""

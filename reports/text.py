@@ -1,0 +1,125 @@
+"""The text report, for people at a terminal.
+
+Findings grouped by severity, each saying where it is and how to fix it.
+Strings that came from the upload are untrusted: control characters are shown
+escaped so a guest cannot move the cursor or recolour the terminal.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from typing import Any
+
+from certify.guest import describe_os
+from certify.model import Finding, Location, Report, Reporter, Severity, Status, Verdict
+from certify.plugins.hookspecs import hookimpl
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_COLORS = {
+    Severity.CRITICAL: "1;31",
+    Severity.HIGH: "31",
+    Severity.MEDIUM: "33",
+    Severity.LOW: "36",
+    Severity.INFO: "2",
+}
+_VERDICT_TEXT = {
+    Verdict.PASS: ("CERTIFIED", "1;32"),
+    Verdict.FAIL: ("NOT CERTIFIED", "1;31"),
+    Verdict.REJECTED: ("REJECTED", "1;31"),
+    Verdict.ERROR: ("ERROR", "1;35"),
+}
+WIDTH = 100
+
+
+def clean(text: object) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+class _Style:
+    def __init__(self, color: bool):
+        self.color = color
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+
+
+def _where(loc: Location | None) -> str:
+    if loc is None:
+        return "-"
+    if loc.layer.value == "guest":
+        disk = f" (disk {loc.file})" if loc.file else ""
+        return f"guest {loc.path or '(whole guest)'}{disk}"
+    text = loc.file or loc.layer.value
+    if loc.line:
+        text += f":{loc.line}"
+    if loc.key:
+        text += f" {loc.key}"
+    if loc.path and loc.path != loc.key:
+        text += f" -> {loc.path}"
+    return text
+
+
+def _wrap(label: str, text: str) -> str:
+    prefix = f"      {label:<6}"
+    return textwrap.fill(clean(text), width=WIDTH, initial_indent=prefix, subsequent_indent=" " * len(prefix))
+
+
+def _finding(f: Finding, style: _Style) -> list[str]:
+    status = "" if f.status is Status.FAIL else f" [{f.status.value}]"
+    lines = [f"  {style(f.check_id, '1')}{status}  {clean(f.title)}"]
+    lines.append(_wrap("where", _where(f.location)))
+    if f.evidence:
+        lines.append(_wrap("what", f.evidence))
+    if f.status is Status.FAIL:
+        lines.append(_wrap("fix", f.remediation))
+    return lines
+
+
+def render(report: Report, *, color: bool = False, **_options: Any) -> str:
+    style = _Style(color)
+    out = [f"certify {report.tool_version}: {clean(report.artifact_path)}" + (f" ({report.artifact_kind})" if report.artifact_kind else "")]
+    if report.artifact_sha256:
+        out.append(f"  sha256 {report.artifact_sha256}")
+    for disk in report.disks:
+        out.append(f"  disk   {clean(disk['file'])}: {disk['format']} {clean(disk.get('subformat') or '')}".rstrip())
+    if report.guest:
+        out.append(f"  guest  {clean(describe_os(report.guest))}")
+    out.append("")
+
+    label, code = _VERDICT_TEXT[report.verdict]
+    blocking = [f for f in report.findings if f.status is not Status.PASS and f.severity >= report.threshold]
+    if report.verdict is Verdict.REJECTED:
+        out.append(f"{style(label, code)}: {clean(report.rejection)}")
+        return "\n".join(out) + "\n"
+    reason = {
+        Verdict.PASS: f"no finding at or above {report.threshold.label}",
+        Verdict.FAIL: f"{len(blocking)} finding(s) at or above {report.threshold.label}",
+        Verdict.ERROR: "the scan did not complete; the result cannot be trusted",
+    }[report.verdict]
+    out.append(f"{style(label, code)} ({reason}, profile {report.profile})")
+    for error in report.errors:
+        out.append(f"  error: {clean(error)}")
+    for note in report.notes:
+        out.append(f"  note:  {clean(note)}")
+
+    for severity in sorted(Severity, reverse=True):
+        group = [f for f in report.findings if f.severity is severity]
+        if group:
+            out.append("")
+            out.append(style(severity.label.upper(), _COLORS[severity]))
+            for f in group:
+                out.extend(_finding(f, style))
+
+    counts: dict[str, int] = {}
+    for status in report.check_status.values():
+        counts[status.value] = counts.get(status.value, 0) + 1
+    tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    out.append("")
+    out.append(f"{len(report.check_status)} checks run: {tally}" if counts else "no checks run")
+    return "\n".join(out) + "\n"
+
+
+@hookimpl
+def certify_reporters() -> list[Reporter]:
+    return [Reporter(name="text", extension=".txt", render=render)]
