@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from certify.checkdef import check
 from certify.model import Check
+from certify.model import GuestCollector
 from certify.model import Finding
 from certify.model import Layer
 from certify.model import Location
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Check",
     "Finding",
+    "GuestCollector",
     "Layer",
     "Location",
     "Result",

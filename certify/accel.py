@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FORCE_TCG = "force_tcg"
+KVM_DEVICE = "/dev/kvm"
 _QMP = b'{"execute":"qmp_capabilities"}\n{"execute":"query-kvm"}\n{"execute":"quit"}\n'
 _MACHINES = {"x86_64": ("qemu-system-x86_64", "q35"), "aarch64": ("qemu-system-aarch64", "virt")}
 
@@ -66,7 +67,7 @@ def probe_kvm(qemu: str, machine: str, timeout: float = 30.0) -> tuple[bool, str
 def choose() -> Accel:
     if "LIBGUESTFS_BACKEND_SETTINGS" in os.environ:
         return Accel(None, "as set in LIBGUESTFS_BACKEND_SETTINGS")
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+    if not os.access(KVM_DEVICE, os.R_OK | os.W_OK):
         return Accel(None, "software emulation (no usable /dev/kvm)")
     binary, machine = _MACHINES.get(platform.machine(), (None, None))
     qemu = shutil.which(binary) if binary else None

@@ -274,7 +274,6 @@ def check_member_name(name: str) -> str | None:
 
 def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
     root = os.path.join(workdir, "bundle")
-    os.makedirs(root, mode=0o700)
     digests: dict[str, str] = {}
     order: list[str] = []
     seen_folded: set[str] = set()
@@ -284,6 +283,7 @@ def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
         raw.seek(0)
         if magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zX" or magic[:2] == b"PK":
             raise InputRejected(f"{os.path.basename(path)}: compressed archive; an OVA must be an uncompressed tar")
+        os.makedirs(root, mode=0o700)
         reader = _HashingReader(raw)
         try:
             with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]

@@ -58,10 +58,12 @@ class Registry:
     plugins: list[dict[str, str]]
 
 
-def _unique(kind: str, items: list[tuple[str, object]]) -> dict:
+def _unique(kind: str, cls: type, key: str, items: list[tuple[str, object]]) -> dict:
     seen: dict = {}
     for plugin, item in items:
-        name = item.id if kind == "check" else item.name  # type: ignore[attr-defined]
+        if not isinstance(item, cls):
+            raise PluginError(f"plugin {plugin} returned {type(item).__name__} where a {cls.__name__} belongs")
+        name = getattr(item, key)
         if name in seen:
             raise PluginError(f"{kind} {name!r} is provided twice (second time by plugin {plugin})")
         seen[name] = item
@@ -78,12 +80,9 @@ def _collect(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[str, object
 
 def load_registry(pm: pluggy.PluginManager | None = None) -> Registry:
     pm = pm or get_plugin_manager()
-    checks = _unique("check", _collect(pm, "certify_checks"))
-    for item in checks.values():
-        if not isinstance(item, Check):
-            raise PluginError(f"certify_checks returned {type(item).__name__}, not a Check")
-    collectors = _unique("guest collector", _collect(pm, "certify_guest_collectors"))
-    reporters = _unique("reporter", _collect(pm, "certify_reporters"))
+    checks = _unique("check", Check, "id", _collect(pm, "certify_checks"))
+    collectors = _unique("guest collector", GuestCollector, "name", _collect(pm, "certify_guest_collectors"))
+    reporters = _unique("reporter", Reporter, "name", _collect(pm, "certify_reporters"))
     plugins = [
         {"name": pm.get_name(plugin) or "", "distribution": dist.project_name, "version": dist.version}
         for plugin, dist in pm.list_plugin_distinfo()

@@ -1,0 +1,150 @@
+"""Session fixtures: test appliances built by code, scanned once each.
+
+A libguestfs launch costs tens of seconds under TCG, so every guest image is
+built in ONE launch, and the scans that boot an appliance run concurrently,
+once per session; tests read their JSON reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from certify import sample
+from certify.sshkeys import parse_public_key_line
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+CERTIFY = [sys.executable, "-m", "certify"]
+
+
+def run_certify(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*CERTIFY, *args], capture_output=True, text=True, env=env, **kw)
+
+
+@dataclass
+class Planted:
+    """What the dirty image holds, so tests can assert exact findings."""
+
+    host_ed25519_fp: str
+    root_key_fp: str
+    alice_key_fps: tuple[str, str]
+    weird_key_fp: str
+
+
+def _fp(public_line: str) -> str:
+    key = parse_public_key_line(public_line)
+    assert key and key.fingerprint
+    return key.fingerprint
+
+
+def dirty_spec() -> tuple[sample.GuestSpec, Planted]:
+    spec = sample.base_system("vendor-build-07", users=("alice", "bob", "we[ir]d"))
+    host_private, host_public = sample.ed25519_keypair("root@vendor-build-07")
+    spec.add("/etc/ssh/ssh_host_ed25519_key", host_private, 0o600)
+    spec.add("/etc/ssh/ssh_host_ed25519_key.pub", host_public + "\n")
+    spec.add("/etc/ssh/ssh_host_rsa_key", sample.rsa_pem_private_key(), 0o600)  # no .pub beside it
+    _, root_key = sample.ed25519_keypair("packer@vendor-ci")
+    spec.add("/root/.ssh/authorized_keys", root_key + "\n", 0o600)
+    _, alice1 = sample.ed25519_keypair("alice@laptop")
+    _, alice2 = sample.ed25519_keypair("deploy")
+    spec.add("/home/alice/.ssh/authorized_keys2", f'# team keys\n\n{alice1}\nfrom="10.0.0.1",no-pty {alice2}\n', 0o600)
+    spec.add("/home/bob/.ssh/authorized_keys", "# nothing here\n\n", 0o600)  # comments only: not a finding
+    spec.add("/home/bob/.ssh/authorized_keys.bak", root_key + "\n", 0o600)  # not a name sshd reads
+    _, weird = sample.ed25519_keypair("weird")
+    spec.add("/home/we[ir]d/.ssh/authorized_keys", weird + "\n", 0o600)  # glob characters in a home
+    return spec, Planted(_fp(host_public), _fp(root_key), (_fp(alice1), _fp(alice2)), _fp(weird))
+
+
+def clean_spec() -> sample.GuestSpec:
+    spec = sample.base_system("localhost")
+    spec.dirs["/root/.ssh"] = 0o700
+    spec.add("/home/alice/.ssh/authorized_keys", "# keys are added at first boot by cloud-init\n", 0o600)
+    return spec
+
+
+def host_key_only_spec() -> tuple[sample.GuestSpec, str]:
+    spec = sample.base_system("qcow2-appliance")
+    private, public = sample.ed25519_keypair("root@qcow2")
+    spec.add("/etc/ssh/ssh_host_ed25519_key", private, 0o600)
+    return spec, _fp(public)
+
+
+VNC_EXTRA = {"RemoteDisplay.vnc.enabled": "TRUE", "RemoteDisplay.vnc.port": "5901", "RemoteDisplay.vnc.password": "vendor123"}
+
+
+@dataclass
+class Appliances:
+    dirty_ova: Path
+    clean_ova: Path
+    qcow2: Path
+    planted: Planted
+    qcow2_host_fp: str
+
+
+@pytest.fixture(scope="session")
+def appliances(tmp_path_factory) -> Appliances:
+    out = tmp_path_factory.mktemp("appliances")
+    dirty, planted = dirty_spec()
+    qcow2_guest, qcow2_fp = host_key_only_spec()
+    raws = {str(out / "dirty.raw"): dirty, str(out / "clean.raw"): clean_spec(), str(out / "q.raw"): qcow2_guest}
+    sample.build_images(raws)
+    sample.make_ova(str(out / "dirty-appliance.ova"), str(out / "dirty.raw"), VNC_EXTRA)
+    sample.make_ova(str(out / "clean-appliance.ova"), str(out / "clean.raw"))
+    subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(out / "q.raw"), str(out / "appliance.qcow2")], check=True)
+    for raw in raws:
+        os.unlink(raw)
+    return Appliances(out / "dirty-appliance.ova", out / "clean-appliance.ova", out / "appliance.qcow2", planted, qcow2_fp)
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory) -> Path:
+    """The example third-party plugin, installed as a real distribution into its own directory."""
+    site = tmp_path_factory.mktemp("plugin-site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+         "--no-build-isolation", "--target", str(site), str(REPO / "tests" / "plugin_example")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return site
+
+
+def env_with_plugin(site: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    return env
+
+
+@dataclass
+class Scan:
+    returncode: int
+    report: dict
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def guest_scans(appliances, plugin_site, tmp_path_factory) -> dict[str, Scan]:
+    """Every scan that boots an appliance, run once and concurrently (2 cores, 3 launches)."""
+    out = tmp_path_factory.mktemp("reports")
+    jobs = {
+        "dirty": (appliances.dirty_ova, None),
+        "clean+plugin": (appliances.clean_ova, env_with_plugin(plugin_site)),
+        "qcow2": (appliances.qcow2, None),
+    }
+    procs = {}
+    for name, (artifact, env) in jobs.items():
+        report = out / f"{name}.json"
+        cmd = [*CERTIFY, "scan", str(artifact), "--format", "json", "-o", str(report)]
+        procs[name] = (subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), report)
+    scans = {}
+    for name, (proc, report) in procs.items():
+        _stdout, stderr = proc.communicate(timeout=900)
+        assert report.exists(), f"scan {name} wrote no report (exit {proc.returncode}): {stderr}"
+        scans[name] = Scan(proc.returncode, json.loads(report.read_text()), stderr)
+    return scans

@@ -1,0 +1,149 @@
+"""The CLI contract: commands, exit codes, one-line errors. No guest launch here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+from conftest import env_with_plugin, run_certify
+
+
+def write_vmx(directory, body: str):
+    path = directory / "appliance.vmx"
+    path.write_text(textwrap.dedent(body).lstrip())
+    return path
+
+
+def test_vmx_pointing_at_host_file_fails_without_reading_it(tmp_path):
+    vmx = write_vmx(tmp_path, """
+        config.version = "8"
+        virtualHW.version = "19"
+        scsi0.present = "TRUE"
+        scsi0:0.present = "TRUE"
+        scsi0:0.fileName = "/etc/shadow"
+    """)
+    report_path = tmp_path / "report.json"
+    # Record every file the process opens (Python audit events), then run the real CLI in it.
+    probe = textwrap.dedent(f"""
+        import json, sys
+        opened = []
+        sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" else None)
+        from certify.cli import main
+        rc = main(["scan", {str(vmx)!r}, "--format", "json", "-o", {str(report_path)!r}, "-q"])
+        print(json.dumps({{"rc": rc, "opened": opened}}))
+    """)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["rc"] == 1
+    assert not any("shadow" in path for path in outcome["opened"])
+    assert str(vmx) in outcome["opened"]  # the audit hook does see the files the scan reads
+    report = json.loads(report_path.read_text())
+    assert report["verdict"] == "fail"
+    storage = [f for f in report["findings"] if f["id"] == "storage-path-outside-bundle"]
+    assert storage == [
+        {
+            "id": "storage-path-outside-bundle",
+            "severity": "critical",
+            "title": "Descriptor points at storage outside the bundle",
+            "status": "fail",
+            "location": {"layer": "descriptor", "file": "appliance.vmx", "key": "scsi0:0.fileName", "line": 5, "path": "/etc/shadow"},
+            "evidence": "'/etc/shadow' is an absolute path; it was not opened",
+            "remediation": storage[0]["remediation"],
+        }
+    ]
+    # With no disk inside the bundle, guest checks say so instead of passing.
+    assert report["check_status"]["ssh-host-keys-present"] == "not-evaluated"
+
+
+def test_vnc_in_vmx_text_report(tmp_path):
+    vmx = write_vmx(tmp_path, """
+        RemoteDisplay.vnc.enabled = "TRUE"
+        RemoteDisplay.vnc.port = "5900"
+    """)
+    result = run_certify("scan", str(vmx), "-q")
+    assert result.returncode == 1
+    assert "NOT CERTIFIED" in result.stdout
+    assert "vmx-vnc-enabled" in result.stdout and "appliance.vmx:1 RemoteDisplay.vnc.enabled" in result.stdout
+    assert "fix" in result.stdout
+
+
+def test_missing_path_is_a_one_line_usage_error(tmp_path):
+    result = run_certify("scan", str(tmp_path / "nope.ova"), "-q")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"certify: {tmp_path / 'nope.ova'}: no such file or directory"]
+    assert result.stdout == ""
+
+
+def test_unknown_file_type_is_a_usage_error(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    result = run_certify("scan", str(path), "-q")
+    assert result.returncode == 2
+    assert "not a recognised appliance" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_option_is_a_one_line_usage_error():
+    result = run_certify("scan", "--format", "yaml", "x.ova")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_report_into_missing_directory_fails_before_scanning(tmp_path):
+    vmx = write_vmx(tmp_path, 'config.version = "8"\n')
+    result = run_certify("scan", str(vmx), "-o", str(tmp_path / "no" / "r.json"), "-q")
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+
+
+def test_hostile_ova_is_rejected_with_exit_2_and_a_json_report(tmp_path):
+    ova = tmp_path / "evil.ova"
+    with tarfile.open(ova, "w", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo("../../etc/cron.d/evil")
+        info.size = 0
+        tar.addfile(info)
+    out = tmp_path / "r.json"
+    result = run_certify("scan", str(ova), "--format", "json", "-o", str(out), "-q")
+    assert result.returncode == 2
+    report = json.loads(out.read_text())
+    assert report["verdict"] == "rejected"
+    assert "climbs out" in report["rejection"]["reason"]
+    assert report["findings"] == [] and report["checks_run"] == []
+    assert result.stderr.strip().splitlines() == [f"certify: {ova}: rejected: {report['rejection']['reason']}"]
+
+
+def test_checks_lists_the_catalog():
+    result = run_certify("checks", "--format", "json")
+    assert result.returncode == 0
+    catalog = {c["id"]: c for c in json.loads(result.stdout)}
+    assert {k: (v["severity"], v["layer"]) for k, v in catalog.items()} == {
+        "ssh-host-keys-present": ("high", "guest"),
+        "ssh-authorized-keys-present": ("critical", "guest"),
+        "vmx-vnc-enabled": ("high", "descriptor"),
+        "storage-path-outside-bundle": ("critical", "descriptor"),
+    }
+    assert all(c["title"] and c["remediation"] for c in catalog.values())
+    text = run_certify("checks")
+    assert text.returncode == 0 and "ssh-host-keys-present" in text.stdout
+
+
+def test_third_party_plugin_shows_in_checks(plugin_site):
+    result = run_certify("checks", "--format", "json", env=env_with_plugin(plugin_site))
+    assert result.returncode == 0, result.stderr
+    ids = {c["id"] for c in json.loads(result.stdout)}
+    assert "acme-generic-hostname" in ids and "ssh-host-keys-present" in ids
+
+
+def test_plugin_autoload_can_be_disabled(plugin_site):
+    env = env_with_plugin(plugin_site) | {"CERTIFY_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    result = run_certify("checks", "--format", "json", env=env)
+    assert "acme-generic-hostname" not in {c["id"] for c in json.loads(result.stdout)}
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "certify"
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("certify ")

@@ -1,0 +1,228 @@
+"""Ingestion of every artifact kind, and refusal of hostile bundles (no guest launch)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+
+import pytest
+
+from certify import sample
+from certify.errors import InputRejected, UsageError
+from certify.ingest import Limits, check_member_name, identify, ingest
+
+
+def qemu_img(*args):
+    subprocess.run(["qemu-img", *args], check=True, capture_output=True)
+
+
+def raw_disk(path, size=4 * 1024 * 1024):
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def make_tar(path, members, fmt=tarfile.USTAR_FORMAT):
+    """members: (TarInfo-or-name, bytes-or-None)."""
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for info, data in members:
+            if isinstance(info, str):
+                info = tarfile.TarInfo(info)
+            if data is not None:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                tar.addfile(info)
+    return path
+
+
+def ovf_for(disk_name, size=0, capacity=4 * 1024 * 1024, extra=None):
+    return sample.ovf_descriptor("vm", disk_name, size, capacity, extra or {}).encode()
+
+
+@pytest.fixture
+def vmdk_bytes(tmp_path):
+    raw = raw_disk(tmp_path / "d.raw")
+    sample.to_vmdk(str(raw), str(tmp_path / "d.vmdk"))
+    return (tmp_path / "d.vmdk").read_bytes()
+
+
+def test_ova_is_extracted_hashed_and_its_disk_verified(tmp_path, vmdk_bytes):
+    ova = make_tar(tmp_path / "a.ova", [("vm.ovf", ovf_for("vm-disk1.vmdk")), ("vm-disk1.vmdk", vmdk_bytes)])
+    work = tmp_path / "work"
+    work.mkdir()
+    bundle = ingest(str(ova), str(work))
+    assert bundle.kind == "ova"
+    assert bundle.sha256 == hashlib.sha256(ova.read_bytes()).hexdigest()
+    assert [(d.name, d.format) for d in bundle.disks] == [("vm-disk1.vmdk", "vmdk")]
+    assert bundle.disks[0].path.startswith(str(work))
+    assert bundle.disk_facts[0]["sha256"] == hashlib.sha256(vmdk_bytes).hexdigest()
+    assert bundle.disk_facts[0]["subformat"] == "streamOptimized"
+    assert bundle.descriptor.kind == "ovf" and bundle.notes == []
+
+
+def test_ovf_not_first_is_noted(tmp_path, vmdk_bytes):
+    ova = make_tar(tmp_path / "a.ova", [("vm-disk1.vmdk", vmdk_bytes), ("vm.ovf", ovf_for("vm-disk1.vmdk"))])
+    (tmp_path / "w").mkdir()
+    assert "not the first member" in ingest(str(ova), str(tmp_path / "w")).notes[0]
+
+
+def _rejected(tmp_path, members, match, **kw):
+    ova = make_tar(tmp_path / "evil.ova", members, **kw)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(InputRejected, match=match):
+        ingest(str(ova), str(work))
+    return work
+
+
+def _link(name, target, kind=tarfile.SYMTYPE):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+@pytest.mark.parametrize(
+    "members, match",
+    [
+        ([("../escape", b"x")], "climbs out"),
+        ([("/etc/passwd", b"x")], "absolute path"),
+        ([("a\\..\\b", b"x")], "backslash"),
+        ([("vm.ovf", b"x"), ("VM.OVF", b"y")], "appears twice"),
+        ([(_link("vm.ovf", "/etc/shadow"), None)], "symbolic link"),
+        ([(_link("disk.vmdk", "vm.ovf", tarfile.LNKTYPE), None)], "hard link"),
+        ([(_link("dev", "", tarfile.CHRTYPE), None)], "character device"),
+        ([(_link("fifo", "", tarfile.FIFOTYPE), None)], "FIFO"),
+        ([("a/./b", b"x")], "normal form"),
+        ([("readme.txt", b"x")], r"exactly one \.ovf"),
+        ([("a.ovf", b"<x/>"), ("b.ovf", b"<x/>")], r"exactly one \.ovf"),
+    ],
+)
+def test_hostile_ova_members_are_refused(tmp_path, members, match):
+    work = _rejected(tmp_path, members, match)
+    assert not (tmp_path / "escape").exists()
+    assert not any(p.is_symlink() for p in work.rglob("*"))
+
+
+def test_pax_rename_cannot_escape(tmp_path):
+    info = tarfile.TarInfo("innocent.ovf")
+    info.pax_headers = {"path": "../../pax-escape"}
+    _rejected(tmp_path, [(info, b"x")], "climbs out", fmt=tarfile.PAX_FORMAT)
+    assert not (tmp_path / "pax-escape").exists()
+
+
+def test_member_limits(tmp_path):
+    ova = make_tar(tmp_path / "many.ova", [(f"f{i}", b"x") for i in range(5)])
+    for work, limits, match in [("w1", Limits(max_members=3), "more than 3 members"), ("w2", Limits(max_total_bytes=2), "size limit")]:
+        (tmp_path / work).mkdir()
+        with pytest.raises(InputRejected, match=match):
+            ingest(str(ova), str(tmp_path / work), limits)
+
+
+def test_compressed_and_garbage_ovas_are_refused(tmp_path):
+    gz = tmp_path / "a.ova"
+    with tarfile.open(gz, "w:gz") as tar:
+        tar.addfile(tarfile.TarInfo("vm.ovf"))
+    (tmp_path / "w").mkdir()
+    with pytest.raises(InputRejected, match="compressed archive"):
+        ingest(str(gz), str(tmp_path / "w"))
+    junk = tmp_path / "b.ova"
+    junk.write_bytes(os.urandom(4096))
+    (tmp_path / "w2").mkdir()
+    with pytest.raises(InputRejected, match="not a valid tar"):
+        ingest(str(junk), str(tmp_path / "w2"))
+
+
+def test_disk_whose_bytes_disagree_with_the_ovf_is_refused(tmp_path):
+    qemu_img("create", "-q", "-f", "qcow2", str(tmp_path / "q.qcow2"), "4M")
+    ova = make_tar(tmp_path / "a.ova", [("vm.ovf", ovf_for("d.vmdk")), ("d.vmdk", (tmp_path / "q.qcow2").read_bytes())])
+    (tmp_path / "w").mkdir()
+    with pytest.raises(InputRejected, match="declared vmdk but its bytes are qcow2"):
+        ingest(str(ova), str(tmp_path / "w"))
+
+
+def test_ovf_disk_missing_from_ova_is_refused(tmp_path):
+    ova = make_tar(tmp_path / "a.ova", [("vm.ovf", ovf_for("gone.vmdk"))])
+    (tmp_path / "w").mkdir()
+    with pytest.raises(InputRejected, match="not in the bundle"):
+        ingest(str(ova), str(tmp_path / "w"))
+
+
+def test_ovf_href_outside_bundle_is_left_to_the_check_and_never_opened(tmp_path):
+    ova = make_tar(tmp_path / "a.ova", [("vm.ovf", ovf_for("/etc/shadow"))])
+    (tmp_path / "w").mkdir()
+    bundle = ingest(str(ova), str(tmp_path / "w"))
+    assert bundle.disks == []
+    assert [r.value for r in bundle.descriptor.storage_refs] == ["/etc/shadow"]
+
+
+def test_ovf_directory_and_symlinked_disk(tmp_path, vmdk_bytes):
+    bundle_dir = tmp_path / "bundle"
+    bundle_dir.mkdir()
+    (bundle_dir / "vm.ovf").write_bytes(ovf_for("vm-disk1.vmdk"))
+    (bundle_dir / "vm-disk1.vmdk").write_bytes(vmdk_bytes)
+    bundle = ingest(str(bundle_dir), str(tmp_path))
+    assert bundle.kind == "ovf" and [d.name for d in bundle.disks] == ["vm-disk1.vmdk"]
+    (bundle_dir / "vm-disk1.vmdk").unlink()
+    (tmp_path / "elsewhere.vmdk").write_bytes(vmdk_bytes)
+    (bundle_dir / "vm-disk1.vmdk").symlink_to(tmp_path / "elsewhere.vmdk")
+    with pytest.raises(InputRejected, match="cannot be opened"):
+        ingest(str(bundle_dir), str(tmp_path))
+
+
+def test_vmx_bundle_with_split_vmdk(tmp_path):
+    raw = raw_disk(tmp_path / "d.raw")
+    bundle_dir = tmp_path / "vm"
+    bundle_dir.mkdir()
+    qemu_img("convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicFlat", str(raw), str(bundle_dir / "disk.vmdk"))
+    (bundle_dir / "vm.vmx").write_text('scsi0:0.fileName = "disk.vmdk"\nide1:0.deviceType = "cdrom-image"\nide1:0.fileName = "tools.iso"\n')
+    bundle = ingest(str(bundle_dir / "vm.vmx"), str(tmp_path))
+    assert bundle.kind == "vmx"
+    assert [(d.name, d.format) for d in bundle.disks] == [("disk.vmdk", "vmdk")]
+    assert bundle.disk_facts[0]["subformat"] == "monolithicFlat"
+
+
+def test_vmdk_descriptor_with_host_extent_is_refused(tmp_path):
+    bundle_dir = tmp_path / "vm"
+    bundle_dir.mkdir()
+    (bundle_dir / "disk.vmdk").write_text(
+        '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n'
+        'RW 2048 FLAT "/etc/passwd" 0\n'
+    )
+    (bundle_dir / "vm.vmx").write_text('scsi0:0.fileName = "disk.vmdk"\n')
+    with pytest.raises(InputRejected, match="extent '/etc/passwd'"):
+        ingest(str(bundle_dir / "vm.vmx"), str(tmp_path))
+
+
+def test_bare_disks_by_extension_and_bytes(tmp_path):
+    raw = raw_disk(tmp_path / "disk.img")
+    assert ingest(str(raw), str(tmp_path)).disks[0].format == "raw"
+    qemu_img("create", "-q", "-f", "qcow2", str(tmp_path / "ok.qcow2"), "4M")
+    bundle = ingest(str(tmp_path / "ok.qcow2"), str(tmp_path))
+    assert bundle.kind == "disk" and bundle.descriptor is None and bundle.disks[0].format == "qcow2"
+    assert bundle.sha256 == hashlib.sha256((tmp_path / "ok.qcow2").read_bytes()).hexdigest()
+    # A "raw" upload carrying a qcow2 header that names a host file (the CVE-2026-24708 shape).
+    qemu_img("create", "-q", "-f", "qcow2", "-b", "/etc/shadow", "-F", "raw", str(tmp_path / "trap.img"), "4M")
+    with pytest.raises(InputRejected, match="declared raw but its bytes are qcow2"):
+        ingest(str(tmp_path / "trap.img"), str(tmp_path))
+    qemu_img("create", "-q", "-f", "qcow2", "-b", "/etc/shadow", "-F", "raw", str(tmp_path / "trap.qcow2"), "4M")
+    with pytest.raises(InputRejected, match="backing file '/etc/shadow'"):
+        ingest(str(tmp_path / "trap.qcow2"), str(tmp_path))
+
+
+def test_identify_and_usage_errors(tmp_path):
+    assert identify("x.OVA") == "ova" and identify("x.vhdx") == "disk" and identify(str(tmp_path)) == "directory"
+    with pytest.raises(UsageError, match="no .ovf or .vmx"):
+        ingest(str(tmp_path), str(tmp_path))
+    (tmp_path / "a.vmx").write_text("")
+    (tmp_path / "b.ovf").write_text("")
+    with pytest.raises(UsageError, match="several descriptors"):
+        ingest(str(tmp_path), str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["ok.ovf", "dir/disk.vmdk", "dir/"])
+def test_member_names_accepted(name):
+    assert check_member_name(name) is None

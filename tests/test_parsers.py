@@ -1,0 +1,239 @@
+"""Pure parsers over untrusted bytes: VMX, OVF, disk headers, SSH keys."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from certify import sample
+from certify.descriptor import from_ovf, from_vmx, outside_bundle_reason
+from certify.diskformat import format_from_ovf, sniff_bytes
+from certify.errors import ParseError
+from certify.ovf import parse_ovf
+from certify.sshkeys import fingerprint, parse_authorized_keys, parse_public_key_line, private_key_public
+from certify.vmx import parse_vmx
+from conftest import SHARED
+
+CORPUS = SHARED / "corpus" / "real-descriptors"
+
+
+# --- VMX ---------------------------------------------------------------------------
+
+
+def test_vmx_syntax():
+    vmx = parse_vmx(b'#!/usr/bin/vmware\n.encoding = "UTF-8"\r\nscsi0:0.fileName = "my|22disk|7C.vmdk"\n\n# c\nFoo.Bar=TRUE\n')
+    assert [(e.key, e.value, e.line) for e in vmx.entries] == [
+        (".encoding", "UTF-8", 2),
+        ("scsi0:0.fileName", 'my"disk|.vmdk', 3),
+        ("Foo.Bar", "TRUE", 6),
+    ]
+    assert vmx.get("SCSI0:0.FILENAME").line == 3
+
+
+def test_vmx_duplicates_are_kept_not_resolved():
+    vmx = parse_vmx(b'a.b = "1"\nA.B = "2"\n')
+    assert [e.value for e in vmx.duplicates()["a.b"]] == ["1", "2"]
+
+
+def test_vmx_declared_encoding_is_honoured():
+    vmx = parse_vmx('.encoding = "windows-1252"\ndisplayName = "caf\u00e9"\n'.encode("cp1252"))
+    assert vmx.get("displayName").value == "caf\u00e9"
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"KDMV....", "VMDK"),
+        (b"# Disk DescriptorFile\n", "VMDK"),
+        (b"just words\n", "not 'key"),
+        (b'a = "unterminated\n', "unterminated"),
+        (b'.encoding = "klingon"\n', "unknown .encoding"),
+        (b'a = "\xff"\n', "not valid"),
+        (b"a = 1\0", "NUL"),
+        (b"x" * (1024 * 1024 + 1), "over the"),
+    ],
+)
+def test_vmx_refusals(data, match):
+    with pytest.raises(ParseError, match=match):
+        parse_vmx(data)
+
+
+@pytest.mark.parametrize("path", sorted(CORPUS.glob("*.vmx")), ids=lambda p: p.name)
+def test_every_real_vmx_parses(path):
+    vmx = parse_vmx(path.read_bytes())
+    assert vmx.entries
+
+
+def test_real_vnc_vmx_and_absolute_iso_paths():
+    vnc = from_vmx("x.vmx", parse_vmx((CORPUS / "libvirt-graphics-vnc.vmx").read_bytes()))
+    assert vnc.get("remotedisplay.vnc.enabled").value == "true"
+    disks = from_vmx("x.vmx", parse_vmx((CORPUS / "virt-v2v-esxi-21disks.vmx").read_bytes()))
+    assert any(outside_bundle_reason(r.value) for r in disks.storage_refs)
+
+
+# --- OVF ---------------------------------------------------------------------------
+
+
+def test_ovf_files_disks_and_extra_config_with_lines():
+    ovf = parse_ovf(sample.ovf_descriptor("vm", "vm-disk1.vmdk", 10, 20, {"RemoteDisplay.vnc.enabled": "TRUE"}).encode())
+    assert ovf.version == "1.x" and ovf.systems == ("vm",)
+    assert [(f.id, f.href, f.size, f.line) for f in ovf.files] == [("file1", "vm-disk1.vmdk", "10", 7)]
+    assert [(d.disk_id, d.file_ref, format_from_ovf(d.format)) for d in ovf.disks] == [("vmdisk1", "file1", "vmdk")]
+    assert [(e.key, e.value) for e in ovf.extra_config] == [("RemoteDisplay.vnc.enabled", "TRUE")]
+    assert ovf.extra_config[0].line > 30
+
+
+def test_ovf_href_is_percent_decoded_once_for_checks():
+    ovf = parse_ovf(sample.ovf_descriptor("vm", "..%2F..%2Fetc%2Fshadow", 1, 1).encode())
+    refs = from_ovf("vm.ovf", ovf).storage_refs
+    assert refs[0].value == "../../etc/shadow" and outside_bundle_reason(refs[0].value)
+
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1">&lol2;</Envelope>"""
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1">&x;</Envelope>"""
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (BILLION_LAUGHS, "forbidden XML"),
+        (XXE, "forbidden XML"),
+        (b"<Envelope", "malformed"),
+        (b'<Envelope xmlns="urn:other"/>', "not an OVF"),
+        (b'<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"/>', "no VirtualSystem"),
+    ],
+)
+def test_ovf_refusals(data, match):
+    with pytest.raises(ParseError, match=match):
+        parse_ovf(data)
+
+
+@pytest.mark.parametrize("path", sorted(CORPUS.glob("*.ovf")), ids=lambda p: p.name)
+def test_every_real_ovf_parses_or_is_refused_with_a_reason(path):
+    if path.name == "cot-ovf-0.9.ovf":
+        with pytest.raises(ParseError, match="OVF 0.9"):
+            parse_ovf(path.read_bytes())
+        return
+    ovf = parse_ovf(path.read_bytes())
+    assert ovf.files and ovf.systems
+
+
+def test_real_ovf_extra_config_is_seen():
+    ovf = parse_ovf((CORPUS / "vyos-equuleus-template.ovf").read_bytes())
+    assert ("sched.mem.pin", "TRUE") in [(e.key, e.value) for e in ovf.extra_config]
+
+
+# --- storage names -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ref, reason",
+    [
+        ("disk.vmdk", None),
+        ("sub/disk.vmdk", None),
+        ("auto detect", None),
+        ("/etc/shadow", "absolute"),
+        ("\\\\server\\share\\d.vmdk", "absolute"),
+        ("C:\\vms\\d.vmdk", "absolute"),
+        ("[datastore1] other/d.vmdk", "datastore"),
+        ("../d.vmdk", "'..'"),
+        ("a\\..\\..\\d.vmdk", "'..'"),
+        ("https://evil.example/d.vmdk", "URL"),
+        ("nbd://host/d", "URL"),
+    ],
+)
+def test_outside_bundle_reason(ref, reason):
+    got = outside_bundle_reason(ref)
+    assert (got is None) if reason is None else (reason in got)
+
+
+# --- disk headers ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("images")
+    with open(d / "base.raw", "wb") as f:
+        f.truncate(4 * 1024 * 1024)
+
+    def run(*args):
+        subprocess.run(["qemu-img", *args], check=True, capture_output=True, cwd=d)
+
+    run("create", "-q", "-f", "qcow2", "plain.qcow2", "4M")
+    run("create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "backed.qcow2")
+    run("create", "-q", "-f", "qcow2", "-o", "data_file=data.raw", "datafile.qcow2", "4M")
+    run("convert", "-q", "-O", "vmdk", "-o", "subformat=streamOptimized", "base.raw", "so.vmdk")
+    run("create", "-q", "-f", "vmdk", "-b", "so.vmdk", "-F", "vmdk", "delta.vmdk")
+    run("convert", "-q", "-O", "vpc", "base.raw", "dynamic.vhd")
+    run("convert", "-q", "-O", "vpc", "-o", "subformat=fixed", "base.raw", "fixed.vhd")
+    run("convert", "-q", "-O", "vhdx", "base.raw", "plain.vhdx")
+    return d
+
+
+@pytest.mark.parametrize(
+    "name, fmt, sub, refs",
+    [
+        ("base.raw", "raw", "", 0),
+        ("plain.qcow2", "qcow2", "v3", 0),
+        ("backed.qcow2", "qcow2", "v3", 1),
+        ("datafile.qcow2", "qcow2", "v3", 1),
+        ("so.vmdk", "vmdk", "streamOptimized", 0),
+        ("delta.vmdk", "vmdk", "monolithicSparse", 2),
+        ("dynamic.vhd", "vpc", "dynamic", 0),
+        ("fixed.vhd", "vpc", "fixed", 0),
+        ("plain.vhdx", "vhdx", "", 0),
+    ],
+)
+def test_sniff_real_images(images, name, fmt, sub, refs):
+    header = sniff_bytes((images / name).read_bytes())
+    assert (header.format, header.subformat, len(header.references)) == (fmt, sub, refs)
+
+
+def test_differencing_vhd_footer_is_a_reference(images):
+    data = bytearray((images / "dynamic.vhd").read_bytes())
+    data[60:64] = (4).to_bytes(4, "big")  # disk type: differencing
+    assert sniff_bytes(bytes(data)).references
+
+
+@pytest.mark.parametrize("data", [b"QFI\xfb\0\0\0\x09" + b"\0" * 200, b"QFI\xfb", b"KDMV\x07" + b"\0" * 100, b"vhdxfile" + b"\0" * 10])
+def test_corrupt_headers_raise_only_parse_error(data):
+    with pytest.raises(ParseError):
+        sniff_bytes(data)
+
+
+# --- SSH keys ----------------------------------------------------------------------
+
+
+def test_public_key_fingerprint_matches_openssh_format():
+    _, line = sample.ed25519_keypair("me@host")
+    key = parse_public_key_line(line)
+    import base64
+    import hashlib
+
+    blob = base64.b64decode(line.split()[1])
+    assert key.fingerprint == "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    assert key.type == "ssh-ed25519" and key.comment == "me@host"
+
+
+def test_authorized_keys_options_comments_and_junk():
+    _, line = sample.ed25519_keypair("c")
+    entries = parse_authorized_keys(f'# x\n\ncommand="echo a b",no-pty {line}\ngarbage-line\n')
+    assert [e.line for e in entries] == [3, 4]
+    assert entries[0].key.fingerprint == parse_public_key_line(line).fingerprint
+    assert entries[1].key is None
+
+
+def test_private_key_public_half_without_decrypting():
+    private, line = sample.ed25519_keypair("c")
+    assert private_key_public(private).fingerprint == parse_public_key_line(line).fingerprint
+    rsa = private_key_public(sample.rsa_pem_private_key())
+    assert rsa.type == "ssh-rsa" and rsa.fingerprint.startswith("SHA256:")
+    assert private_key_public(b"-----BEGIN OPENSSH PRIVATE KEY-----\n!!!\n-----END OPENSSH PRIVATE KEY-----\n") is None
+    assert private_key_public(b"not a key") is None
+    assert fingerprint(b"") == "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"

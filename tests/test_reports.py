@@ -1,0 +1,55 @@
+"""Reporters on a hand-made report: stable JSON, readable and safe text."""
+
+from __future__ import annotations
+
+import json
+
+from certify.model import Finding, Layer, Location, Report, Severity, Status, Verdict
+from certify.reports import json as json_report
+from certify.reports import text as text_report
+
+
+def report(**kw) -> Report:
+    finding = Finding(
+        check_id="ssh-host-keys-present",
+        severity=Severity.HIGH,
+        title="SSH host keys shipped in the image",
+        status=Status.FAIL,
+        location=Location(layer=Layer.GUEST, file="d.vmdk", path="/etc/ssh/\x1b[31mevil\x07"),
+        evidence="ssh-rsa SHA256:x comment\x1b]0;pwned\x07",
+        remediation="Delete them.",
+    )
+    base = dict(tool_version="0.1.0", artifact_path="a.ova", artifact_kind="ova", artifact_sha256="0" * 64,
+                verdict=Verdict.FAIL, profile="default", threshold=Severity.HIGH, findings=[finding],
+                check_status={"ssh-host-keys-present": Status.FAIL, "vmx-vnc-enabled": Status.PASS})  # fmt: skip
+    return Report(**(base | kw))
+
+
+def test_text_report_groups_by_severity_and_escapes_control_characters():
+    out = text_report.render(report())
+    assert "NOT CERTIFIED" in out and "\nHIGH\n" in out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b[31mevil\\x07" in out
+    assert "fix   Delete them." in out
+    assert "2 checks run: 1 fail, 1 pass" in out
+
+
+def test_text_report_colour_only_when_asked():
+    assert "\x1b[" in text_report.render(report(), color=True)
+    assert "\x1b[" not in text_report.render(report(), color=False)
+
+
+def test_rejected_text_and_json():
+    rejected = report(verdict=Verdict.REJECTED, findings=[], check_status={}, rejection="member climbs out", artifact_sha256=None)
+    assert "REJECTED: member climbs out" in text_report.render(rejected)
+    data = json.loads(json_report.render(rejected))
+    assert data["rejection"] == {"reason": "member climbs out"} and data["verdict"] == "rejected"
+
+
+def test_json_is_sorted_and_stable():
+    first, second = json_report.render(report()), json_report.render(report())
+    assert first == second
+    data = json.loads(first)
+    assert list(data) == sorted(data)
+    assert data["summary"]["high"] == 1
+    assert data["findings"][0]["location"] == {"layer": "guest", "file": "d.vmdk", "path": "/etc/ssh/\x1b[31mevil\x07"}
