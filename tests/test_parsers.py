@@ -19,6 +19,11 @@ from conftest import SHARED
 CORPUS = SHARED / "corpus" / "real-descriptors"
 
 
+def test_shared_corpus_is_present():
+    # The corpus tests below would quietly collect nothing without it.
+    assert len(list(CORPUS.glob("*.vmx"))) >= 10 and len(list(CORPUS.glob("*.ovf"))) >= 8, f"no corpus at {CORPUS}"
+
+
 # --- VMX ---------------------------------------------------------------------------
 
 
