@@ -85,6 +85,8 @@ def _write(text: str, path: str | None) -> None:
 def _scan(args: argparse.Namespace, registry: Registry) -> int:
     if args.output:
         _check_output_path(args.output)
+    if not os.path.lexists(args.path):
+        raise UsageError(f"{args.path}: no such file or directory")
     if args.workdir and not os.path.isdir(args.workdir):
         raise UsageError(f"{args.workdir}: work directory parent does not exist")
     progress = Progress(sys.stderr, enabled=not args.quiet)

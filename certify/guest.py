@@ -30,8 +30,8 @@ class GuestLaunchError(CertifyError):
     """The appliance could not be started: an environment problem, not the upload's."""
 
 
-class NoOperatingSystem(CertifyError):
-    """The disks hold no operating system libguestfs recognises."""
+class GuestNotInspectable(CertifyError):
+    """The disks hold no operating system libguestfs can inspect and mount."""
 
 
 @dataclass(frozen=True)
@@ -210,9 +210,12 @@ def open_guest(
     except RuntimeError as exc:
         raise GuestLaunchError(f"libguestfs appliance failed to start: {exc}") from None
     try:
-        roots = g.inspect_os()
+        try:
+            roots = g.inspect_os()
+        except RuntimeError as exc:  # the untrusted disk confused inspection: not our bug, not a pass
+            raise GuestNotInspectable(f"inspection of the disk(s) failed: {exc}") from None
         if not roots:
-            raise NoOperatingSystem("no operating system found on the disk(s)")
+            raise GuestNotInspectable("no operating system found on the disk(s)")
         root = sorted(roots)[0]
         mounts = g.inspect_get_mountpoints(root)
         mounted: dict[str, str] = {}
@@ -222,7 +225,7 @@ def open_guest(
                 mounted[mountpoint] = mounts[mountpoint]
             except RuntimeError as exc:
                 if mountpoint == "/":
-                    raise NoOperatingSystem(f"the root filesystem {mounts[mountpoint]} does not mount: {exc}") from None
+                    raise GuestNotInspectable(f"the root filesystem {mounts[mountpoint]} does not mount: {exc}") from None
                 progress.step(f"could not mount {mountpoint} ({mounts[mountpoint]}): facts under it are missing")
         info = _os_info(g, root)
         if len(roots) > 1:

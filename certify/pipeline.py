@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from certify import __version__
 from certify.errors import InputRejected
-from certify.guest import GuestLaunchError, NoOperatingSystem, describe_os, open_guest
+from certify.guest import GuestLaunchError, GuestNotInspectable, describe_os, open_guest
 from certify.ingest import Bundle, Limits, ingest
 from certify.model import Check, Facts, Report, Severity, Verdict
 from certify.plugins.manager import Registry, load_registry
@@ -133,7 +133,7 @@ def _gather_facts(
                     except Exception as exc:  # a broken collector must not look like a clean guest
                         facts.unavailable[name] = f"collector failed: {type(exc).__name__}: {exc}"
                         errors.append(f"guest collector {name!r} failed: {type(exc).__name__}: {exc}")
-        except NoOperatingSystem as exc:
+        except GuestNotInspectable as exc:
             for name in guest_facts:
                 facts.unavailable.setdefault(name, str(exc))
         except GuestLaunchError as exc:

@@ -84,6 +84,7 @@ class Appliances:
     dirty_ova: Path
     clean_ova: Path
     qcow2: Path
+    empty_disk: Path
     planted: Planted
     qcow2_host_fp: str
 
@@ -100,7 +101,10 @@ def appliances(tmp_path_factory) -> Appliances:
     subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(out / "q.raw"), str(out / "appliance.qcow2")], check=True)
     for raw in raws:
         os.unlink(raw)
-    return Appliances(out / "dirty-appliance.ova", out / "clean-appliance.ova", out / "appliance.qcow2", planted, qcow2_fp)
+    with open(out / "blank.img", "wb") as f:  # no partition table, no filesystem, no OS
+        f.truncate(16 * 1024 * 1024)
+    return Appliances(out / "dirty-appliance.ova", out / "clean-appliance.ova", out / "appliance.qcow2",
+                      out / "blank.img", planted, qcow2_fp)  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -130,12 +134,13 @@ class Scan:
 
 @pytest.fixture(scope="session")
 def guest_scans(appliances, plugin_site, tmp_path_factory) -> dict[str, Scan]:
-    """Every scan that boots an appliance, run once and concurrently (2 cores, 3 launches)."""
+    """Every scan that boots an appliance, run once and concurrently."""
     out = tmp_path_factory.mktemp("reports")
     jobs = {
         "dirty": (appliances.dirty_ova, None),
         "clean+plugin": (appliances.clean_ova, env_with_plugin(plugin_site)),
         "qcow2": (appliances.qcow2, None),
+        "no-os": (appliances.empty_disk, None),
     }
     procs = {}
     for name, (artifact, env) in jobs.items():

@@ -108,3 +108,18 @@ def test_scans_fall_back_from_unusable_kvm_by_themselves(guest_scans):
     for scan in guest_scans.values():
         assert "starting the inspection appliance (" in scan.stderr
         assert scan.report["errors"] == []
+
+
+def test_disk_without_an_operating_system_never_passes(guest_scans):
+    scan = guest_scans["no-os"]
+    report = scan.report
+    assert scan.returncode == 1 and report["verdict"] == "fail"
+    assert report["check_status"] == {
+        "ssh-authorized-keys-present": "not-evaluated",
+        "ssh-host-keys-present": "not-evaluated",
+        "storage-path-outside-bundle": "not-applicable",
+        "vmx-vnc-enabled": "not-applicable",
+    }
+    for finding in report["findings"]:
+        assert finding["status"] == "not-evaluated"
+        assert "no operating system found" in finding["evidence"]
