@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 APT_PACKAGES := libguestfs-tools python3-guestfs nftables python3-nftables \
-	qemu-utils python3-venv iproute2 linux-image-$(ARCH)
+	qemu-utils python3-venv iproute2 chromium linux-image-$(ARCH)
 DEMO := build/demo
 
 .PHONY: setup demo test clean
@@ -35,10 +35,16 @@ $(VENV)/.installed: $(VENV)/.apt pyproject.toml
 demo: setup
 	@mkdir -p $(DEMO)
 	$(PY) -m certify.sample $(DEMO)
-	@echo; echo "== a clean appliance =="
-	$(VENV)/bin/certify scan $(DEMO)/clean-appliance.ova
+	@[ -f $(DEMO)/signing ] || $(VENV)/bin/certify keygen -o $(DEMO)/signing
+	@echo; echo "== a clean appliance: certified, with a signed certificate =="
+	$(VENV)/bin/certify scan $(DEMO)/clean-appliance.ova --certificate $(DEMO)/clean-appliance.cert.json --key $(DEMO)/signing
+	$(VENV)/bin/certify verify-certificate $(DEMO)/clean-appliance.cert.json $(DEMO)/clean-appliance.ova --key $(DEMO)/signing.pub
 	@echo; echo "== an appliance a vendor forgot to clean (not certified: exit 1 is the expected outcome) =="
-	$(VENV)/bin/certify scan $(DEMO)/dirty-appliance.ova || [ $$? -eq 1 ]
+	@mkdir -p $(DEMO)/dirty-report
+	$(VENV)/bin/certify scan $(DEMO)/dirty-appliance.ova --profile oci-marketplace \
+		--format text,json,sarif,junit,html -o $(DEMO)/dirty-report || [ $$? -eq 1 ]
+	@cat $(DEMO)/dirty-report/report.txt
+	@echo "reports in every format: $(DEMO)/dirty-report/ (open report.html in a browser)"
 
 test: setup
 	$(PY) -m pytest

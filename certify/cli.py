@@ -1,7 +1,7 @@
 """Command line: argument parsing and exit codes, nothing else.
 
 Exit codes (a public contract): 0 certified, 1 not certified, 2 input rejected
-or usage error, 3 internal error.
+or usage error, 3 internal error. ``verify-certificate``: 0 valid, 1 invalid.
 """
 
 from __future__ import annotations
@@ -11,18 +11,24 @@ import json
 import os
 import sys
 import tempfile
+import textwrap
 import traceback
 from typing import NoReturn
 
 from certify import __version__
+from certify.baseline import load_baseline
+from certify.certificate import CertificateInvalid, build_record, keygen, load_private_key, verify
 from certify.errors import CertifyError, UsageError
-from certify.model import Report, Verdict
-from certify.pipeline import DEFAULT_PROFILE, DEFAULT_THRESHOLD, ScanOptions, scan
+from certify.model import Report, Severity, Verdict
+from certify.pipeline import ScanOptions, scan
 from certify.plugins.manager import Registry, load_registry
+from certify.profile import load_profile, shipped_names
 from certify.progress import Progress
+from certify.waivers import load_waivers
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
+SEVERITIES = [s.label for s in Severity]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,21 +36,46 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"certify: error: {message} (see 'certify --help')\n")
 
 
-def _parser(reporters: list[str]) -> argparse.ArgumentParser:
+def _severity(text: str) -> Severity:
+    try:
+        return Severity.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="certify", description="Certify a virtual appliance offline before it enters the cloud.")
     parser.add_argument("--version", action="version", version=f"certify {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     scan_p = sub.add_parser("scan", help="inspect an appliance and decide whether it may enter the cloud")
     scan_p.add_argument("path", help=".ova, .ovf, .vmx, a directory holding one, or a disk image")
-    scan_p.add_argument("--format", default="text", choices=reporters, help="report format (default: text)")
-    scan_p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    scan_p.add_argument("--format", default="text", help="report format(s), comma-separated: text, json, sarif, junit, html")
+    scan_p.add_argument("-o", "--output", metavar="PATH",
+                        help="report file (one format) or directory (several: report.json, .sarif, .xml, .html, .txt)")
+    scan_p.add_argument("--profile", default="default", metavar="NAME|FILE", help="policy profile (see 'certify profiles')")
+    scan_p.add_argument("--fail-on", type=_severity, metavar="SEVERITY", help="fail at this severity, overriding the profile")
+    scan_p.add_argument("--severity", type=_severity, metavar="SEVERITY", help="show findings at or above this in text/html")
+    scan_p.add_argument("--waivers", metavar="FILE", help="YAML waivers: accepted findings with reason and expiry")
+    scan_p.add_argument("--baseline", metavar="REPORT", help="a previous JSON report: mark the findings already known")
+    scan_p.add_argument("--certificate", metavar="OUT", help="on a pass, write a signed certification record here")
+    scan_p.add_argument("--key", metavar="PRIVATE_KEY", help="Ed25519 key that signs --certificate (see 'certify keygen')")
     scan_p.add_argument("--workdir", metavar="DIR", help="where the private work directory is made (default: $TMPDIR)")
     scan_p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
-    scan_p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
+    scan_p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")  # fmt: skip
 
     checks_p = sub.add_parser("checks", help="list the check catalog")
     checks_p.add_argument("--format", default="text", choices=["text", "json"])
+    explain_p = sub.add_parser("explain", help="what a check looks for, why it matters, how to fix it")
+    explain_p.add_argument("check_id")
+    profiles_p = sub.add_parser("profiles", help="list the shipped policy profiles")
+    profiles_p.add_argument("--format", default="text", choices=["text", "json"])
+    keygen_p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing certificates")
+    keygen_p.add_argument("-o", "--output", required=True, metavar="PREFIX", help="writes PREFIX and PREFIX.pub")
+    verify_p = sub.add_parser("verify-certificate", help="check a certificate's signature and the artifact's digests")
+    verify_p.add_argument("certificate")
+    verify_p.add_argument("artifact")
+    verify_p.add_argument("--key", required=True, metavar="PUBLIC_KEY")
     return parser
 
 
@@ -60,7 +91,42 @@ def _list_checks(registry: Registry, fmt: str) -> int:
     return 0
 
 
-def _check_output_path(path: str) -> None:
+def _explain(registry: Registry, check_id: str) -> int:
+    check = registry.checks.get(check_id)
+    if check is None:
+        raise UsageError(f"{check_id}: no such check (see 'certify checks')")
+    print(f"{check.id}: {check.title}")
+    print(f"severity {check.severity.label}, layer {check.layer.value}, looks at: {', '.join(check.facts)}")
+    for heading, body in (("What it looks for and why", check.description), ("How to fix", check.remediation)):
+        if body:
+            print(f"\n{heading}\n" + textwrap.indent(textwrap.fill(" ".join(body.split()), 96), "  "))
+    if check.params:
+        print("\nParameters (a profile's params can tune them)")
+        for name, default in sorted(check.params.items()):
+            print(f"  {name} = {default!r}")
+    if check.references:
+        print("\nReferences\n" + "\n".join(f"  {r}" for r in check.references))
+    return 0
+
+
+def _profiles(fmt: str) -> int:
+    profiles = [load_profile(n) for n in shipped_names()]
+    if fmt == "json":
+        print(json.dumps([{"name": p.name, "fail_on": p.fail_on.label, "description": p.description} for p in profiles], indent=2))
+        return 0
+    width = max(len(p.name) for p in profiles)
+    for p in profiles:
+        print(f"{p.name:<{width}}  fails at {p.fail_on.label:<8}  {p.description}")
+    return 0
+
+
+def _check_output_path(path: str, directory: bool) -> None:
+    if directory:
+        if not os.path.isdir(path):
+            raise UsageError(f"{path}: several formats need -o to name an existing directory")
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{path}: the report directory is not writable")
+        return
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise UsageError(f"{path}: the directory for the report does not exist")
@@ -76,21 +142,40 @@ def _write(text: str, path: str | None) -> None:
         sys.stdout.flush()
         return
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".certify-report-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".certify-", dir=directory)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
 
 
 def _scan(args: argparse.Namespace, registry: Registry) -> int:
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in registry.reporters]
+    if not formats or unknown:
+        raise UsageError(f"unknown report format {', '.join(unknown) or repr(args.format)} (have: {', '.join(sorted(registry.reporters))})")
+    if len(formats) > 1 and not args.output:
+        raise UsageError("several formats need -o DIR")
     if args.output:
-        _check_output_path(args.output)
+        _check_output_path(args.output, directory=len(formats) > 1)
     if not os.path.lexists(args.path):
         raise UsageError(f"{args.path}: no such file or directory")
     if args.workdir and not os.path.isdir(args.workdir):
         raise UsageError(f"{args.workdir}: work directory parent does not exist")
+    if bool(args.certificate) != bool(args.key):
+        raise UsageError("--certificate and --key go together")
+    key = load_private_key(args.key) if args.key else None
+    if args.certificate:
+        _check_output_path(args.certificate, directory=False)
     progress = Progress(sys.stderr, enabled=not args.quiet)
-    options = ScanOptions(workdir_parent=args.workdir, progress=progress)
+    options = ScanOptions(
+        profile=load_profile(args.profile),
+        fail_on=args.fail_on,
+        waivers=load_waivers(args.waivers) if args.waivers else [],
+        baseline=load_baseline(args.baseline) if args.baseline else None,
+        baseline_path=args.baseline,
+        workdir_parent=args.workdir,
+        progress=progress,
+    )
     try:
         report = scan(args.path, options, registry)
     except CertifyError:
@@ -101,26 +186,55 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
         message = f"internal error: {type(exc).__name__}: {exc}"
         print(f"certify: {message}", file=sys.stderr)
         report = Report(tool_version=__version__, artifact_path=args.path, artifact_kind=None,
-                        artifact_sha256=None, verdict=Verdict.ERROR, profile=DEFAULT_PROFILE,
-                        threshold=DEFAULT_THRESHOLD, errors=[message])  # fmt: skip
+                        artifact_sha256=None, verdict=Verdict.ERROR, profile=options.profile.name,
+                        threshold=options.threshold, errors=[message])  # fmt: skip
     if report.verdict is Verdict.REJECTED:
         print(f"certify: {args.path}: rejected: {report.rejection}", file=sys.stderr)
+
+    display_min = args.severity if args.severity is not None else options.profile.display_min
     color = args.output is None and sys.stdout.isatty() and not args.no_color and not os.environ.get("NO_COLOR")
-    _write(registry.reporters[args.format].render(report, color=color), args.output)
+    for fmt in formats:
+        reporter = registry.reporters[fmt]
+        target = os.path.join(args.output, "report" + reporter.extension) if len(formats) > 1 else args.output
+        _write(reporter.render(report, color=color, display_min=display_min), target)
+
+    if args.certificate and key is not None:
+        if report.verdict is Verdict.PASS:
+            _write(json.dumps(build_record(report, key), indent=2, sort_keys=True) + "\n", args.certificate)
+            progress.step(f"certificate written to {args.certificate}")
+        else:
+            print(f"certify: no certificate written: the verdict is {report.verdict.value}", file=sys.stderr)
     progress.step(f"verdict: {report.verdict.value} (exit {report.verdict.exit_code})")
     return report.verdict.exit_code
 
 
+def _verify(args: argparse.Namespace) -> int:
+    try:
+        record = verify(args.certificate, args.artifact, args.key)
+    except CertificateInvalid as exc:
+        print(f"certify: {args.certificate}: INVALID: {exc}", file=sys.stderr)
+        return 1
+    print(f"valid: {record['artifact']['name']} sha256 {record['artifact']['sha256']} certified under profile "
+          f"{record['profile']} by certify {record['tool']['version']} at {record['issued_at']}")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
+        if args.command == "keygen":
+            private, public = keygen(args.output)
+            print(f"wrote {private} (private, keep it secret) and {public}")
+            return 0
+        if args.command == "verify-certificate":
+            return _verify(args)
+        if args.command == "profiles":
+            return _profiles(args.format)
         registry = load_registry()
-    except CertifyError as exc:
-        print(f"certify: {exc}", file=sys.stderr)
-        return EXIT_INTERNAL
-    args = _parser(sorted(registry.reporters)).parse_args(argv)
-    try:
         if args.command == "checks":
             return _list_checks(registry, args.format)
+        if args.command == "explain":
+            return _explain(registry, args.check_id)
         return _scan(args, registry)
     except UsageError as exc:
         print(f"certify: {exc}", file=sys.stderr)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import enum
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +114,8 @@ class Check:
     facts: tuple[str, ...]
     evaluate: Callable[..., Iterable[Result]]
     description: str = ""
+    references: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)  # tunables and their defaults
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -120,8 +124,18 @@ class Check:
             "layer": self.layer.value,
             "title": self.title,
             "remediation": self.remediation,
+            "description": self.description,
             "facts": list(self.facts),
+            "params": dict(self.params),
+            "references": list(self.references),
         }
+
+
+def fingerprint(check_id: str, location: dict[str, Any] | None) -> str:
+    """Identity of a finding across scans: check id and location, not message text, line or order."""
+    loc = location or {}
+    parts = [check_id, *(str(loc.get(k) or "") for k in ("layer", "file", "path", "key"))]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +149,18 @@ class Finding:
     location: Location | None
     evidence: str
     remediation: str
+    code: str | None = None  # the profile's external code for this check (e.g. Oracle's S01)
+    waiver: Waiver | None = None  # waived findings stay in every report
+    known: bool = False  # present in the --baseline report
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.check_id, self.location.as_dict() if self.location else None)
+
+    @property
+    def counts(self) -> bool:
+        """Whether it can block the verdict: a failing or unevaluated finding nobody waived."""
+        return self.status in (Status.FAIL, Status.NOT_EVALUATED) and self.waiver is None
 
     def sort_key(self) -> tuple:
         loc = self.location
@@ -154,7 +180,32 @@ class Finding:
             "location": self.location.as_dict() if self.location else None,
             "evidence": self.evidence,
             "remediation": self.remediation,
+            "code": self.code,
+            "fingerprint": self.fingerprint,
+            "waiver": self.waiver.as_dict() if self.waiver else None,
+            "known": self.known,
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Waiver:
+    """An accepted risk: which findings it covers, why, until when, approved by whom."""
+
+    check: str  # id or glob
+    reason: str
+    expires: datetime.date
+    path: str | None = None  # guest path glob
+    key: str | None = None  # descriptor key glob
+    disk: str | None = None  # bundle file glob
+    approved_by: str | None = None
+    line: int = 0  # where it stands in the waiver file
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"check": self.check, "reason": self.reason, "expires": self.expires.isoformat()}
+        for name in ("path", "key", "disk", "approved_by"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,10 +251,17 @@ class Report:
     disks: list[dict[str, Any]] = field(default_factory=list)
     guest: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    waivers: list[dict[str, Any]] = field(default_factory=list)  # each waiver with its state
+    catalog: dict[str, dict[str, Any]] = field(default_factory=dict)  # metadata of the checks run
+    baseline: str | None = None  # the --baseline report it was compared with
 
     @property
     def checks_run(self) -> list[str]:
         return sorted(self.check_status)
+
+    def blocking(self) -> list[Finding]:
+        """The findings that make the verdict fail."""
+        return [f for f in self.findings if f.counts and f.severity >= self.threshold]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,35 +2,46 @@
 
 from __future__ import annotations
 
+import datetime
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from certify import __version__
+from certify.baseline import mark_known
 from certify.errors import InputRejected
 from certify.guest import GuestLaunchError, GuestNotInspectable, describe_os, open_guest
 from certify.ingest import Bundle, Limits, ingest
-from certify.model import Check, Facts, Report, Severity, Verdict
+from certify.model import Check, Facts, Report, Severity, Verdict, Waiver
 from certify.plugins.manager import Registry, load_registry
+from certify.profile import Profile, load_profile
 from certify.progress import SILENT, Progress
 from certify.runner import run_checks
 from certify.verdict import decide
+from certify.waivers import apply_waivers
 
 DEFAULT_PROFILE = "default"
-DEFAULT_THRESHOLD = Severity.HIGH
 PIPELINE_FACTS = ("descriptor",)
 
 
 @dataclass
 class ScanOptions:
-    profile: str = DEFAULT_PROFILE
-    threshold: Severity = DEFAULT_THRESHOLD
+    profile: Profile = field(default_factory=lambda: load_profile(DEFAULT_PROFILE))
+    fail_on: Severity | None = None  # overrides the profile's threshold
+    waivers: list[Waiver] = field(default_factory=list)
+    baseline: set[str] | None = None  # fingerprints from a previous report
+    baseline_path: str | None = None
+    today: datetime.date = field(default_factory=datetime.date.today)
     workdir_parent: str | None = None  # where the private work directory is made
     limits: Limits = field(default_factory=Limits)
     progress: Progress = SILENT
+
+    @property
+    def threshold(self) -> Severity:
+        return self.fail_on if self.fail_on is not None else self.profile.fail_on
 
 
 class _Timer:
@@ -66,9 +77,10 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
     base = {
         "tool_version": __version__,
         "artifact_path": path,
-        "profile": options.profile,
+        "profile": options.profile.name,
         "threshold": options.threshold,
         "plugins": registry.plugins,
+        "baseline": options.baseline_path,
     }
     progress.step(f"reading {path}")
     try:
@@ -79,10 +91,19 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
         return Report(**base, artifact_kind=None, artifact_sha256=None, verdict=Verdict.REJECTED,
                       rejection=str(exc), timings=timer.total())  # fmt: skip
 
-    checks = list(registry.checks.values())
+    profile = options.profile
+    notes = [*bundle.notes, *profile.validate_against(registry.checks)]
+    checks = [c for c in registry.checks.values() if profile.selects(c.id)]
     facts, errors, guest_info = _gather_facts(bundle, checks, registry, workdir, timer, progress)
     with timer.stage("checks"):
-        findings, status = run_checks(checks, facts)
+        findings, status = run_checks(checks, facts, severity=profile.severity, params=profile.params)
+        findings = [replace(f, code=profile.codes.get(f.check_id)) for f in findings]
+        findings, waiver_states = apply_waivers(findings, options.waivers, options.today)
+        if options.baseline is not None:
+            findings = mark_known(findings, options.baseline)
+    for state in waiver_states:
+        if state["state"] != "applied":
+            notes.append(f"waiver for {state['check']} (line {state['line']}) is {state['state']}")
     verdict = decide(findings, options.threshold, errors)
     return Report(
         **base,
@@ -92,7 +113,9 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
         findings=findings,
         check_status=status,
         errors=errors,
-        notes=bundle.notes,
+        notes=notes,
+        waivers=waiver_states,
+        catalog={c.id: c.as_dict() for c in checks},
         disks=bundle.disk_facts,
         guest=guest_info,
         timings=timer.total(),

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import inspect
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from certify.model import Check, Facts, Finding, Location, Result, Status
+from certify.checkdef import PARAMS
+from certify.model import Check, Facts, Finding, Location, Result, Severity, Status
 
 
-def _finding(check: Check, result: Result) -> Finding:
+def _finding(check: Check, result: Result, severity: Severity | None) -> Finding:
+    """``severity`` is the profile's override; it wins over the check's own and the result's."""
+    if severity is None:
+        severity = result.severity if result.severity is not None else check.severity
     return Finding(
         check_id=check.id,
-        severity=result.severity if result.severity is not None else check.severity,
+        severity=severity,
         title=check.title,
         status=result.status,
         location=result.location,
@@ -19,7 +25,7 @@ def _finding(check: Check, result: Result) -> Finding:
     )
 
 
-def _outcome(check: Check, facts: Facts) -> tuple[Status, list[Result]]:
+def _outcome(check: Check, facts: Facts, params: dict[str, Any]) -> tuple[Status, list[Result]]:
     for name in check.facts:
         if name in facts.not_applicable:
             return Status.NOT_APPLICABLE, []
@@ -28,7 +34,10 @@ def _outcome(check: Check, facts: Facts) -> tuple[Status, list[Result]]:
             reason = f"fact {name!r} unavailable: {facts.unavailable[name]}"
             return Status.NOT_EVALUATED, [Result(status=Status.NOT_EVALUATED, location=Location(layer=check.layer), evidence=reason)]
     try:
-        results = list(check.evaluate(**{name: facts.values[name] for name in check.facts}))
+        kwargs = {name: facts.values[name] for name in check.facts}
+        if PARAMS in inspect.signature(check.evaluate).parameters:
+            kwargs[PARAMS] = {**check.params, **params}
+        results = list(check.evaluate(**kwargs))
     except Exception as exc:  # a crashed check is reported, and can never pass
         evidence = f"check crashed: {type(exc).__name__}: {exc}"
         return Status.ERROR, [Result(status=Status.ERROR, location=Location(layer=check.layer), evidence=evidence)]
@@ -41,10 +50,18 @@ def _outcome(check: Check, facts: Facts) -> tuple[Status, list[Result]]:
     return Status.PASS, []
 
 
-def run_checks(checks: Iterable[Check], facts: Facts) -> tuple[list[Finding], dict[str, Status]]:
+def run_checks(
+    checks: Iterable[Check],
+    facts: Facts,
+    *,
+    severity: Mapping[str, Severity] | None = None,
+    params: Mapping[str, dict[str, Any]] | None = None,
+) -> tuple[list[Finding], dict[str, Status]]:
+    """Run each check once; ``severity`` and ``params`` are the profile's per-check overrides."""
+    severity, params = severity or {}, params or {}
     findings: list[Finding] = []
     status: dict[str, Status] = {}
     for check in sorted(checks, key=lambda c: c.id):
-        status[check.id], results = _outcome(check, facts)
-        findings.extend(_finding(check, r) for r in results)
+        status[check.id], results = _outcome(check, facts, params.get(check.id, {}))
+        findings.extend(_finding(check, r, severity.get(check.id)) for r in results)
     return sorted(findings, key=Finding.sort_key), status

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from certify.model import Finding, Severity, Status, Verdict
 
-BLOCKING = (Status.FAIL, Status.NOT_EVALUATED)
-
 
 def decide(findings: list[Finding], threshold: Severity, errors: list[str]) -> Verdict:
     if errors or any(f.status is Status.ERROR for f in findings):
         return Verdict.ERROR
-    if any(f.status in BLOCKING and f.severity >= threshold for f in findings):
+    if any(f.counts and f.severity >= threshold for f in findings):
         return Verdict.FAIL
     return Verdict.PASS

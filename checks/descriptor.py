@@ -54,14 +54,18 @@ def vmx_vnc_enabled(descriptor: Descriptor):
         "(e.g. fileName = \"appliance-disk1.vmdk\"). Absolute paths, datastore paths, '..' and URLs "
         "would let the appliance read another tenant's or the host's storage."
     ),
+    params={"allow_subdirectories": True},
 )
-def storage_path_outside_bundle(descriptor: Descriptor):
+def storage_path_outside_bundle(descriptor: Descriptor, params):
     """A disk fileName (VMX) or File href (OVF) that names something outside the upload.
 
-    Judged from the text alone; the named file is never opened.
+    Judged from the text alone; the named file is never opened. With
+    ``allow_subdirectories`` off, only bare file names are accepted.
     """
     for ref in descriptor.storage_refs:
         reason = outside_bundle_reason(ref.value)
+        if reason is None and not params["allow_subdirectories"] and ("/" in ref.value or "\\" in ref.value):
+            reason = "is not a bare file name (this profile allows no subdirectories)"
         if reason:
             yield fail(replace(ref.location, path=ref.value), f"{ref.value!r} {reason}; it was not opened")
 

@@ -18,6 +18,9 @@ BUILTIN_PLUGINS = (
     "certify.collectors.ssh",
     "certify.reports.text",
     "certify.reports.json",
+    "certify.reports.sarif",
+    "certify.reports.junit",
+    "certify.reports.html",
 )
 
 # Like PYTEST_DISABLE_PLUGIN_AUTOLOAD: run only the built-in catalog.

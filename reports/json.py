@@ -5,11 +5,14 @@ Shape (keys sorted, findings in a stable order)::
     schema, tool {name, version}, artifact {path, kind, sha256}, verdict
     (pass|fail|rejected|error), profile, threshold, findings [{id, severity,
     title, status, location {layer, file, path|key, line?}, evidence,
-    remediation}], rejection {reason} (only when rejected), checks_run [ids],
-    check_status {id: status}, summary {severity: failing findings},
+    remediation, code, fingerprint, waiver {check, reason, expires, ...} | null,
+    known}], rejection {reason} (only when rejected), checks_run [ids],
+    check_status {id: status}, summary {severity: unwaived failing findings},
     errors [text], notes [text], disks [{file, format, subformat, size,
     virtual_size, sha256}], guest {type, distro, ...} | null, plugins
-    [{name, distribution, version}], timings {stage: seconds}
+    [{name, distribution, version}], timings {stage: seconds}, waivers [{check,
+    reason, expires, ..., line, state (applied|expired|unused), matched}],
+    baseline (path of the --baseline report) | null
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ SCHEMA = "certify-report/1"
 def to_dict(report: Report) -> dict[str, Any]:
     summary = {s.label: 0 for s in Severity}
     for finding in report.findings:
-        if finding.status is Status.FAIL:
+        if finding.status is Status.FAIL and finding.waiver is None:
             summary[finding.severity.label] += 1
     out: dict[str, Any] = {
         "schema": SCHEMA,
@@ -45,6 +48,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         "guest": report.guest,
         "plugins": list(report.plugins),
         "timings": dict(report.timings),
+        "waivers": list(report.waivers),
+        "baseline": report.baseline,
     }
     if report.rejection is not None:
         out["rejection"] = {"reason": report.rejection}

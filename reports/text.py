@@ -44,7 +44,7 @@ class _Style:
         return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
 
 
-def _where(loc: Location | None) -> str:
+def where(loc: Location | None) -> str:
     if loc is None:
         return "-"
     if loc.layer.value == "guest":
@@ -65,18 +65,31 @@ def _wrap(label: str, text: str) -> str:
     return textwrap.fill(clean(text), width=WIDTH, initial_indent=prefix, subsequent_indent=" " * len(prefix))
 
 
+def _tags(f: Finding) -> str:
+    tags = [] if f.status is Status.FAIL else [f.status.value]
+    if f.code:
+        tags.append(f.code)
+    if f.waiver:
+        tags.append(f"waived until {f.waiver.expires.isoformat()}")
+    if f.known:
+        tags.append("known")
+    return "".join(f" [{t}]" for t in tags)
+
+
 def _finding(f: Finding, style: _Style) -> list[str]:
-    status = "" if f.status is Status.FAIL else f" [{f.status.value}]"
-    lines = [f"  {style(f.check_id, '1')}{status}  {clean(f.title)}"]
-    lines.append(_wrap("where", _where(f.location)))
+    lines = [f"  {style(f.check_id, '1')}{_tags(f)}  {clean(f.title)}"]
+    lines.append(_wrap("where", where(f.location)))
     if f.evidence:
         lines.append(_wrap("what", f.evidence))
-    if f.status is Status.FAIL:
+    if f.waiver:
+        by = f" (approved by {f.waiver.approved_by})" if f.waiver.approved_by else ""
+        lines.append(_wrap("waiver", f.waiver.reason + by))
+    elif f.status is Status.FAIL:
         lines.append(_wrap("fix", f.remediation))
     return lines
 
 
-def render(report: Report, *, color: bool = False, **_options: Any) -> str:
+def render(report: Report, *, color: bool = False, display_min: Severity = Severity.INFO, **_options: Any) -> str:
     style = _Style(color)
     out = [f"certify {report.tool_version}: {clean(report.artifact_path)}" + (f" ({report.artifact_kind})" if report.artifact_kind else "")]
     if report.artifact_sha256:
@@ -88,7 +101,7 @@ def render(report: Report, *, color: bool = False, **_options: Any) -> str:
     out.append("")
 
     label, code = _VERDICT_TEXT[report.verdict]
-    blocking = [f for f in report.findings if f.status is not Status.PASS and f.severity >= report.threshold]
+    blocking = report.blocking()
     if report.verdict is Verdict.REJECTED:
         out.append(f"{style(label, code)}: {clean(report.rejection)}")
         return "\n".join(out) + "\n"
@@ -105,7 +118,7 @@ def render(report: Report, *, color: bool = False, **_options: Any) -> str:
 
     for severity in sorted(Severity, reverse=True):
         group = [f for f in report.findings if f.severity is severity]
-        if group:
+        if group and severity >= display_min:
             out.append("")
             out.append(style(severity.label.upper(), _COLORS[severity]))
             for f in group:
@@ -117,6 +130,13 @@ def render(report: Report, *, color: bool = False, **_options: Any) -> str:
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     out.append("")
     out.append(f"{len(report.check_status)} checks run: {tally}" if counts else "no checks run")
+    hidden = sum(1 for f in report.findings if f.severity < display_min)
+    if hidden:
+        out.append(f"{hidden} finding(s) below {display_min.label} not shown")
+    waived = sum(1 for f in report.findings if f.waiver)
+    known = sum(1 for f in report.findings if f.known)
+    if waived or known:
+        out.append(f"{waived} waived, {known} already known from the baseline")
     return "\n".join(out) + "\n"
 
 

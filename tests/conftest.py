@@ -130,26 +130,39 @@ class Scan:
     returncode: int
     report: dict
     stderr: str
+    outdir: Path
 
 
 @pytest.fixture(scope="session")
-def guest_scans(appliances, plugin_site, tmp_path_factory) -> dict[str, Scan]:
-    """Every scan that boots an appliance, run once and concurrently."""
+def signing_key(tmp_path_factory) -> tuple[Path, Path]:
+    prefix = tmp_path_factory.mktemp("keys") / "signing"
+    assert run_certify("keygen", "-o", str(prefix)).returncode == 0
+    return prefix, Path(f"{prefix}.pub")
+
+
+@pytest.fixture(scope="session")
+def guest_scans(appliances, plugin_site, signing_key, tmp_path_factory) -> dict[str, Scan]:
+    """Every scan that boots an appliance, run once and concurrently; tests read what they wrote."""
     out = tmp_path_factory.mktemp("reports")
+    every_format = ["--format", "json,sarif,junit,html,text"]
     jobs = {
-        "dirty": (appliances.dirty_ova, None),
-        "clean+plugin": (appliances.clean_ova, env_with_plugin(plugin_site)),
-        "qcow2": (appliances.qcow2, None),
-        "no-os": (appliances.empty_disk, None),
-    }
+        "dirty": (appliances.dirty_ova, None, every_format),
+        "clean+plugin": (appliances.clean_ova, env_with_plugin(plugin_site),
+                         ["--format", "json", "--certificate", str(out / "clean+plugin" / "cert.json"), "--key", str(signing_key[0])]),
+        "qcow2": (appliances.qcow2, None, ["--format", "json"]),
+        "no-os": (appliances.empty_disk, None, ["--format", "json"]),
+    }  # fmt: skip
     procs = {}
-    for name, (artifact, env) in jobs.items():
-        report = out / f"{name}.json"
-        cmd = [*CERTIFY, "scan", str(artifact), "--format", "json", "-o", str(report)]
-        procs[name] = (subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), report)
+    for name, (artifact, env, args) in jobs.items():
+        outdir = out / name
+        outdir.mkdir()
+        target = outdir if "," in args[1] else outdir / "report.json"
+        cmd = [*CERTIFY, "scan", str(artifact), *args, "-o", str(target)]
+        procs[name] = (subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), outdir)
     scans = {}
-    for name, (proc, report) in procs.items():
+    for name, (proc, outdir) in procs.items():
         _stdout, stderr = proc.communicate(timeout=900)
+        report = outdir / "report.json"
         assert report.exists(), f"scan {name} wrote no report (exit {proc.returncode}): {stderr}"
-        scans[name] = Scan(proc.returncode, json.loads(report.read_text()), stderr)
+        scans[name] = Scan(proc.returncode, json.loads(report.read_text()), stderr, outdir)
     return scans

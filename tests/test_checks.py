@@ -18,7 +18,10 @@ REGISTRY = load_registry()
 
 
 def evaluate(check_id: str, **facts):
-    return list(REGISTRY.checks[check_id].evaluate(**facts))
+    check = REGISTRY.checks[check_id]
+    if check.params:
+        facts = {"params": dict(check.params)} | facts
+    return list(check.evaluate(**facts))
 
 
 def vmx(text: str):
@@ -54,6 +57,13 @@ def test_storage_path_outside_bundle():
         ("sata0:1.fileName", 3, "[ds1] vm/d.vmdk"),
         ("nvme0:0.fileName", 4, "http://x/d.vmdk"),
     ]
+
+
+def test_storage_path_subdirectories_are_a_profile_parameter():
+    desc = vmx('scsi0:0.fileName = "disks/d.vmdk"\n')
+    assert evaluate("storage-path-outside-bundle", descriptor=desc) == []
+    [strict] = evaluate("storage-path-outside-bundle", descriptor=desc, params={"allow_subdirectories": False})
+    assert "not a bare file name" in strict.evidence
 
 
 def test_ssh_host_keys_present():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytestmark = pytest.mark.guest
@@ -69,7 +71,8 @@ def test_report_contract_fields(guest_scans):
     assert [d["format"] for d in report["disks"]] == ["vmdk"]
     assert report["disks"][0]["subformat"] == "streamOptimized"
     for finding in report["findings"]:
-        assert set(finding) == {"id", "severity", "title", "status", "location", "evidence", "remediation"}
+        assert set(finding) == {"id", "severity", "title", "status", "location", "evidence", "remediation",
+                                "code", "fingerprint", "waiver", "known"}  # fmt: skip
         assert finding["remediation"]
 
 
@@ -123,3 +126,36 @@ def test_disk_without_an_operating_system_never_passes(guest_scans):
     for finding in report["findings"]:
         assert finding["status"] == "not-evaluated"
         assert "no operating system found" in finding["evidence"]
+
+
+def test_real_scan_in_every_format(guest_scans):
+    import xml.etree.ElementTree as ET
+
+    import jsonschema
+
+    from test_report_formats import SARIF_SCHEMA
+
+    outdir = guest_scans["dirty"].outdir
+    assert sorted(p.name for p in outdir.iterdir()) == ["report.html", "report.json", "report.sarif", "report.txt", "report.xml"]
+    sarif = json.loads((outdir / "report.sarif").read_text())
+    jsonschema.validate(sarif, SARIF_SCHEMA)
+    assert len(sarif["runs"][0]["results"]) == len(failing(guest_scans["dirty"].report))
+    junit = ET.parse(outdir / "report.xml").getroot()
+    assert junit.get("failures") == "3"
+    html = (outdir / "report.html").read_text()
+    assert "NOT CERTIFIED" in html and "/etc/ssh/ssh_host_ed25519_key" in html
+    assert "NOT CERTIFIED" in (outdir / "report.txt").read_text()
+
+
+def test_clean_ova_certificate_verifies_against_the_ova(guest_scans, appliances, signing_key):
+    from conftest import run_certify
+
+    cert = guest_scans["clean+plugin"].outdir / "cert.json"
+    record = json.loads(cert.read_text())
+    assert record["artifact"]["name"] == "clean-appliance.ova"
+    assert record["disks"][0]["file"] == "clean-appliance-disk1.vmdk"
+    assert "acme-generic-hostname" in record["checks_run"]
+    result = run_certify("verify-certificate", str(cert), str(appliances.clean_ova), "--key", str(signing_key[1]))
+    assert result.returncode == 0, result.stderr
+    other = run_certify("verify-certificate", str(cert), str(appliances.dirty_ova), "--key", str(signing_key[1]))
+    assert other.returncode == 1

@@ -1,0 +1,172 @@
+"""Certification records: what was certified, by which rules, signed with Ed25519.
+
+The signature covers the canonical JSON of the record without its
+``signature`` member. Admission later requires a valid record for the exact
+bytes being admitted, so verification re-hashes the artifact.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+import os
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from certify.errors import CertifyError, UsageError
+from certify.ingest import identify
+from certify.model import Report, Verdict
+
+SCHEMA = "certify-certificate/1"
+CHUNK = 1024 * 1024
+
+
+class CertificateInvalid(CertifyError):
+    """The record does not verify: bad signature, wrong key, or other bytes."""
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in record.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=")
+
+
+def keygen(prefix: str) -> tuple[str, str]:
+    """Write PREFIX (private, 0600) and PREFIX.pub; never overwrite."""
+    public_path = prefix + ".pub"
+    for path in (prefix, public_path):
+        if os.path.lexists(path):
+            raise UsageError(f"{path}: already exists; not overwriting a key")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(prefix))):
+        raise UsageError(f"{prefix}: the directory does not exist")
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    fd = os.open(prefix, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private)
+    with open(public_path, "xb") as f:
+        f.write(public)
+    return prefix, public_path
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(1024 * 1024)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read {what}: {exc.strerror}") from None
+
+
+def load_private_key(path: str) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(_read(path, "private key"), password=None)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{path}: not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise UsageError(f"{path}: not an Ed25519 key (make one with 'certify keygen')")
+    return key
+
+
+def load_public_key(path: str) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(_read(path, "public key"))
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{path}: not a PEM public key ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise UsageError(f"{path}: not an Ed25519 public key")
+    return key
+
+
+def catalog_version(report: Report) -> str:
+    """Changes whenever a check run, its severity or a plugin version changes."""
+    material = json.dumps(
+        {"checks": {i: report.catalog.get(i, {}).get("severity") for i in report.checks_run}, "plugins": report.plugins},
+        sort_keys=True,
+    )
+    return "sha256:" + hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def build_record(report: Report, key: Ed25519PrivateKey, now: datetime.datetime | None = None) -> dict[str, Any]:
+    if report.verdict is not Verdict.PASS:
+        raise CertifyError(f"no certificate for a verdict of {report.verdict.value}")
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "artifact": {"name": os.path.basename(os.path.normpath(report.artifact_path)), "kind": report.artifact_kind,
+                     "sha256": report.artifact_sha256},  # fmt: skip
+        "disks": [{"file": d["file"], "format": d["format"], "sha256": d["sha256"]} for d in report.disks],
+        "profile": report.profile,
+        "threshold": report.threshold.label,
+        "tool": {"name": "certify", "version": report.tool_version},
+        "catalog_version": catalog_version(report),
+        "checks_run": report.checks_run,
+        "waivers_applied": [w for w in report.waivers if w["state"] == "applied"],
+        "issued_at": now.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "verdict": report.verdict.value,
+    }
+    record["signature"] = {
+        "algorithm": "ed25519",
+        "key_id": key_id(key.public_key()),
+        "value": base64.b64encode(key.sign(canonical(record))).decode(),
+    }
+    return record
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _artifact_digest(path: str) -> tuple[str, str | None]:
+    """(sha256 the scan records for ARTIFACT, the bundle directory when its disks lie beside it)."""
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file or directory")
+    kind = identify(path)
+    if kind in ("ova", "disk"):
+        return _sha256(path), None  # the disks are inside these bytes
+    if kind == "directory":
+        names = sorted(n for n in os.listdir(path) if n.lower().endswith((".ovf", ".vmx")))
+        if len(names) != 1:
+            raise UsageError(f"{path}: expected exactly one .ovf or .vmx in the directory")
+        path = os.path.join(path, names[0])
+    return _sha256(path), os.path.dirname(os.path.abspath(path))
+
+
+def verify(cert_path: str, artifact_path: str, public_key_path: str) -> dict[str, Any]:
+    """The verified record; CertificateInvalid says exactly what does not hold."""
+    public = load_public_key(public_key_path)
+    try:
+        record = json.loads(_read(cert_path, "certificate"))
+    except ValueError:
+        raise UsageError(f"{cert_path}: not a JSON certificate") from None
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        raise UsageError(f"{cert_path}: not a certify certificate ({SCHEMA})")
+    signature = record.get("signature") or {}
+    try:
+        public.verify(base64.b64decode(signature.get("value", ""), validate=True), canonical(record))
+    except (InvalidSignature, ValueError):
+        raise CertificateInvalid("signature does not verify with this public key (record altered, or another key)") from None
+    digest, bundle_root = _artifact_digest(artifact_path)
+    if digest != record["artifact"]["sha256"]:
+        raise CertificateInvalid(f"{artifact_path}: sha256 {digest} is not the certified {record['artifact']['sha256']}")
+    if bundle_root is not None:
+        for disk in record.get("disks", []):
+            disk_path = os.path.join(bundle_root, *disk["file"].split("/"))
+            if not os.path.isfile(disk_path) or _sha256(disk_path) != disk["sha256"]:
+                raise CertificateInvalid(f"disk {disk['file']}: missing or not the certified bytes")
+    if record.get("verdict") != "pass":
+        raise CertificateInvalid(f"the record's verdict is {record.get('verdict')!r}, not pass")
+    return record
