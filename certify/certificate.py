@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -67,24 +68,22 @@ def _read(path: str, what: str) -> bytes:
         raise UsageError(f"{path}: cannot read {what}: {exc.strerror}") from None
 
 
-def load_private_key(path: str) -> Ed25519PrivateKey:
+def _load_key(path: str, what: str, parse: Callable[[bytes], object], cls: type) -> Any:
     try:
-        key = serialization.load_pem_private_key(_read(path, "private key"), password=None)
+        key = parse(_read(path, what))
     except (ValueError, TypeError) as exc:
-        raise UsageError(f"{path}: not an unencrypted PEM private key ({exc})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise UsageError(f"{path}: not an Ed25519 key (make one with 'certify keygen')")
+        raise UsageError(f"{path}: not an unencrypted PEM {what} ({exc})") from None
+    if not isinstance(key, cls):
+        raise UsageError(f"{path}: not an Ed25519 {what} (make a pair with 'certify keygen')")
     return key
+
+
+def load_private_key(path: str) -> Ed25519PrivateKey:
+    return _load_key(path, "private key", lambda data: serialization.load_pem_private_key(data, password=None), Ed25519PrivateKey)
 
 
 def load_public_key(path: str) -> Ed25519PublicKey:
-    try:
-        key = serialization.load_pem_public_key(_read(path, "public key"))
-    except (ValueError, TypeError) as exc:
-        raise UsageError(f"{path}: not a PEM public key ({exc})") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise UsageError(f"{path}: not an Ed25519 public key")
-    return key
+    return _load_key(path, "public key", serialization.load_pem_public_key, Ed25519PublicKey)
 
 
 def catalog_version(report: Report) -> str:
