@@ -23,6 +23,11 @@ _VNC_SECRETS = ("remotedisplay.vnc.password", "remotedisplay.vnc.key")
         "Console access is the provider's to grant; a stored VNC password or key is recoverable by "
         "anyone who reads the descriptor."
     ),
+    references=(
+        "VMware: RemoteDisplay.vnc.key is a reversible encoding of the VNC password",
+        "packer-plugin-vmware step_clean_vmx only sets RemoteDisplay.vnc.enabled = FALSE and leaves the password",
+        "vSphere: vmw:ExtraConfig entries are copied into the .vmx",
+    ),
 )
 def vmx_vnc_enabled(descriptor: Descriptor):
     """The hypervisor would open a VNC server on the host for this VM's console.
@@ -55,6 +60,11 @@ def vmx_vnc_enabled(descriptor: Descriptor):
         "would let the appliance read another tenant's or the host's storage."
     ),
     params={"allow_subdirectories": True},
+    references=(
+        "CVE-2022-47951: VMDK descriptor naming a host file read by the image service",
+        "virt-v2v input/OVA.ml: an href comes from an untrusted source and must not leave the package",
+        "libguestfs guestfs-security: never let qemu open files an image names",
+    ),
 )
 def storage_path_outside_bundle(descriptor: Descriptor, params):
     """A disk fileName (VMX) or File href (OVF) that names something outside the upload.

@@ -36,6 +36,11 @@ def ssh_host_keys_present(ssh_host_keys: list[HostKeyFile]):
         "be injected at first boot from the cloud's metadata (cloud-init), never baked in: a shipped key "
         "is a back door for the vendor or anyone who has its private half."
     ),
+    references=(
+        "AWS Marketplace AMI policy: AMIs must not contain authorized passwords or authorized keys",
+        "Oracle Cloud Marketplace guideline S10: authorized_keys only with launch keys",
+        "virt-sysprep operation ssh-userdir",
+    ),
 )
 def ssh_authorized_keys_present(authorized_keys: list[AuthorizedKeysFile]):
     """Any key line in authorized_keys under /root or a home listed in /etc/passwd."""

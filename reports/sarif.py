@@ -31,8 +31,12 @@ def _rule(meta: dict[str, Any]) -> dict[str, Any]:
     }
     if meta.get("description"):
         rule["fullDescription"] = {"text": meta["description"]}
-    if meta.get("references"):
-        rule["helpUri"] = meta["references"][0]
+    references = meta.get("references") or []
+    if references:
+        rule["properties"]["references"] = list(references)
+        urls = [r for r in references if r.startswith(("https://", "http://"))]
+        if urls:
+            rule["helpUri"] = urls[0]
     return rule
 
 
