@@ -18,6 +18,11 @@ from certify.plugins.hookspecs import hookimpl
         "boot (cloud-init, ssh-keygen -A, or the distribution's sshd key generation unit). Shipped host "
         "keys are identical on every clone, so one leaked image lets anyone impersonate every instance."
     ),
+    references=(
+        "AWS Marketplace AMI policy: host keys must not be shipped (EC2 routine audits mark such AMIs private)",
+        "Oracle Cloud Marketplace guideline S01: unique host keys",
+        "virt-sysprep operation ssh-hostkeys",
+    ),
 )
 def ssh_host_keys_present(ssh_host_keys: list[HostKeyFile]):
     """Host private keys baked into the image are shared by every instance made from it."""

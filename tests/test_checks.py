@@ -126,7 +126,7 @@ def test_check_metadata_comes_from_the_function():
 
 def test_catalog_is_complete_and_consistent():
     for c in REGISTRY.checks.values():
-        assert c.title and c.remediation and c.description, c.id
+        assert c.title and c.remediation and c.description and c.references, c.id
         for fact in c.facts:
             assert fact == "descriptor" or fact in REGISTRY.collectors, (c.id, fact)
     assert set(REGISTRY.reporters) >= {"text", "json"}
