@@ -17,16 +17,18 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from certify import diskformat
+from certify import diskformat, manifest
 from certify.descriptor import DISK_FILENAME_KEY, Descriptor, from_ovf, from_vmx, outside_bundle_reason
 from certify.errors import InputRejected, ParseError, UsageError
 from certify.guest import GuestDisk
-from certify.ovf import parse_ovf
+from certify.manifest import ManifestEntry
+from certify.ovf import OvfDescriptor, parse_ovf
 from certify.vmx import parse_vmx
 
 CHUNK = 1024 * 1024
 DESCRIPTOR_LIMIT = 8 * 1024 * 1024
 DISK_EXTENSIONS = tuple(diskformat.EXTENSION_FORMATS)
+Digests = dict[str, dict[str, str]]  # file name -> {algorithm: hex digest}
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,19 @@ class Bundle:
     disks: list[GuestDisk] = field(default_factory=list)
     disk_facts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    manifest: str | None = None  # the verified .mf, when the bundle has one
+
+    def facts(self) -> BundleFacts:
+        return BundleFacts(kind=self.kind, descriptor=self.descriptor.file if self.descriptor else None, manifest=self.manifest)
+
+
+@dataclass(frozen=True)
+class BundleFacts:
+    """What checks may know about the bundle as a whole (no host paths)."""
+
+    kind: str
+    descriptor: str | None
+    manifest: str | None
 
 
 def identify(path: str) -> str:
@@ -85,7 +100,9 @@ def ingest(path: str, workdir: str, limits: Limits = Limits()) -> Bundle:
     data, digest = _read_descriptor(root, name)
     if kind == "ovf":
         bundle = Bundle(kind="ovf", sha256=digest, root=root)
-        _attach_ovf(bundle, name, data, member_digests=None)
+        ovf = _parse_ovf(name, data)
+        digests = _verify_manifest_beside(bundle, name, ovf)
+        _attach_ovf(bundle, name, ovf, digests)
     else:
         bundle = Bundle(kind="vmx", sha256=digest, root=root)
         _attach_vmx(bundle, name, data)
@@ -149,7 +166,7 @@ def _verify_disk(root: str, name: str, declared: str | None, sha256: str | None 
             raise InputRejected(f"disk {name}: {exc}") from None
         if sha256 is None:
             f.seek(0)
-            sha256 = _sha256_stream(f)
+            sha256 = _hash_stream(f, {"SHA256"})["SHA256"]
     if declared is None:
         raise InputRejected(f"disk {name}: the descriptor does not declare a format this tool knows")
     if header.format != declared:
@@ -173,21 +190,54 @@ def _verify_disk(root: str, name: str, declared: str | None, sha256: str | None 
     return GuestDisk(path=path, name=name, format=declared), facts
 
 
-def _sha256_stream(f: BinaryIO) -> str:
-    h = hashlib.sha256()
+def _hash_stream(f: BinaryIO, algorithms: set[str]) -> dict[str, str]:
+    hs = manifest.hashers(algorithms)
     while chunk := f.read(CHUNK):
-        h.update(chunk)
-    return h.hexdigest()
+        for h in hs.values():
+            h.update(chunk)
+    return {a: h.hexdigest() for a, h in hs.items()}
 
 
 # --- descriptors ---------------------------------------------------------------------
 
 
-def _attach_ovf(bundle: Bundle, name: str, data: bytes, member_digests: dict[str, str] | None) -> None:
+def _parse_ovf(name: str, data: bytes) -> OvfDescriptor:
     try:
-        ovf = parse_ovf(data)
+        return parse_ovf(data)
     except ParseError as exc:
         raise InputRejected(f"{name}: {exc}") from None
+
+
+def _manifest_entries(root: str, name: str) -> list[ManifestEntry]:
+    with _open_in_bundle(root, name) as f:
+        data = f.read(manifest.MAX_BYTES + 1)
+    try:
+        return manifest.parse_manifest(data)
+    except ParseError as exc:
+        raise InputRejected(f"{name}: {exc}") from None
+
+
+def _verify_manifest_beside(bundle: Bundle, ovf_name: str, ovf: OvfDescriptor) -> Digests:
+    """An OVF directory's manifest is NAME.mf beside NAME.ovf; hash each file once, for it and for the report."""
+    mf_name = ovf_name.rsplit(".", 1)[0] + ".mf"
+    if not os.path.isfile(os.path.join(bundle.root, mf_name)):
+        return {}
+    entries = _manifest_entries(bundle.root, mf_name)
+    algorithms = {e.algorithm for e in entries} | {"SHA256"}
+    names = [ovf_name] + [f.href for f in ovf.files if not outside_bundle_reason(f.href)]
+    digests: Digests = {}
+    for name in names + [e.name for e in entries if e.name not in names]:
+        try:
+            with _open_in_bundle(bundle.root, name) as f:
+                digests[name] = _hash_stream(f, algorithms)
+        except InputRejected:
+            continue  # a name the manifest lists but the bundle lacks: verify() says so
+    bundle.notes.extend(manifest.verify(entries, digests, exempt=set()))
+    bundle.manifest = mf_name
+    return digests
+
+
+def _attach_ovf(bundle: Bundle, name: str, ovf: OvfDescriptor, member_digests: Digests) -> None:
     bundle.descriptor = from_ovf(name, ovf)
     files = {f.id: f for f in ovf.files}
     for disk in ovf.disks:
@@ -198,7 +248,7 @@ def _attach_ovf(bundle: Bundle, name: str, data: bytes, member_digests: dict[str
             continue  # reported by storage-path-outside-bundle; never opened
         if ref.compression or ref.chunk_size:
             raise InputRejected(f"{name}: disk file {ref.href!r} is compressed or chunked, which is not supported yet")
-        digest = (member_digests or {}).get(ref.href)
+        digest = member_digests.get(ref.href, {}).get("SHA256")
         guest_disk, facts = _verify_disk(bundle.root, ref.href, diskformat.format_from_ovf(disk.format), digest)
         bundle.disks.append(guest_disk)
         bundle.disk_facts.append(facts)
@@ -274,7 +324,9 @@ def check_member_name(name: str) -> str | None:
 
 def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
     root = os.path.join(workdir, "bundle")
-    digests: dict[str, str] = {}
+    digests: Digests = {}
+    entries: list[ManifestEntry] | None = None  # known once the .mf member has streamed past
+    mf_name: str | None = None
     order: list[str] = []
     seen_folded: set[str] = set()
     total = 0
@@ -311,8 +363,14 @@ def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
                     if shutil.disk_usage(workdir).free - member.size < limits.min_free_bytes:
                         raise InputRejected(f"OVA member {name!r} ({member.size} bytes) does not fit in the work directory")
                     os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-                    digests[name] = _extract(tar, member, target)
+                    # Hash with what the manifest uses; before it is seen, with every algorithm it may use.
+                    algorithms = {e.algorithm for e in entries} | {"SHA256"} if entries is not None else set(manifest.ALGORITHMS)
+                    digests[name] = _extract(tar, member, target, algorithms)
                     order.append(name)
+                    if "/" not in name and name.lower().endswith(".mf"):
+                        if mf_name is not None:
+                            raise InputRejected(f"OVA holds two manifests ({mf_name}, {name})")
+                        mf_name, entries = name, _manifest_entries(root, name)
         except tarfile.TarError as exc:
             raise InputRejected(f"{os.path.basename(path)}: not a valid tar archive ({exc})") from None
         reader.drain()
@@ -323,19 +381,24 @@ def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
     bundle = Bundle(kind="ova", sha256=reader.sha256.hexdigest(), root=root)
     if order[0] != descriptors[0]:
         bundle.notes.append(f"the OVF descriptor is not the first member of the OVA ({order[0]} is)")
+    if entries is not None and mf_name is not None:
+        certificates = {n for n in order if "/" not in n and n.lower().endswith(".cert")}
+        bundle.notes.extend(manifest.verify(entries, digests, exempt={mf_name, *certificates}))
+        bundle.manifest = mf_name
     data, _digest = _read_descriptor(root, descriptors[0])
-    _attach_ovf(bundle, descriptors[0], data, member_digests=digests)
+    _attach_ovf(bundle, descriptors[0], _parse_ovf(descriptors[0], data), digests)
     return bundle
 
 
-def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str) -> str:
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, algorithms: set[str]) -> dict[str, str]:
     source = tar.extractfile(member)
     if source is None:
         raise InputRejected(f"OVA member {member.name!r} has no data")
-    h = hashlib.sha256()
+    hs = manifest.hashers(algorithms)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out:
         while chunk := source.read(CHUNK):
-            h.update(chunk)
+            for h in hs.values():
+                h.update(chunk)
             out.write(chunk)
-    return h.hexdigest()
+    return {a: h.hexdigest() for a, h in hs.items()}

@@ -24,7 +24,7 @@ from certify.verdict import decide
 from certify.waivers import apply_waivers
 
 DEFAULT_PROFILE = "default"
-PIPELINE_FACTS = ("descriptor",)
+PIPELINE_FACTS = ("descriptor", "bundle")
 
 
 @dataclass
@@ -125,7 +125,7 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
 def _gather_facts(
     bundle: Bundle, checks: list[Check], registry: Registry, workdir: str, timer: _Timer, progress: Progress
 ) -> tuple[Facts, list[str], dict | None]:
-    facts = Facts()
+    facts = Facts(values={"bundle": bundle.facts()})
     errors: list[str] = []
     if bundle.descriptor is not None:
         facts.values["descriptor"] = bundle.descriptor

@@ -13,6 +13,7 @@ from certify.model import Check, GuestCollector, Reporter
 from certify.plugins import hookspecs
 
 BUILTIN_PLUGINS = (
+    "certify.checks.bundle",
     "certify.checks.descriptor",
     "certify.checks.ssh",
     "certify.collectors.ssh",

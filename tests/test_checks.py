@@ -8,6 +8,7 @@ from certify import Layer, Location, Severity, Status, check, fail
 from certify.collectors.ssh import AuthorizedKeysFile, HostKeyFile
 from certify.descriptor import from_vmx
 from certify.model import Facts, Verdict
+from certify.pipeline import PIPELINE_FACTS
 from certify.plugins.manager import load_registry
 from certify.runner import run_checks
 from certify.sshkeys import KeyEntry, PublicKey
@@ -128,5 +129,13 @@ def test_catalog_is_complete_and_consistent():
     for c in REGISTRY.checks.values():
         assert c.title and c.remediation and c.description and c.references, c.id
         for fact in c.facts:
-            assert fact == "descriptor" or fact in REGISTRY.collectors, (c.id, fact)
+            assert fact in PIPELINE_FACTS or fact in REGISTRY.collectors, (c.id, fact)
     assert set(REGISTRY.reporters) >= {"text", "json"}
+
+
+def test_manifest_missing():
+    from certify.ingest import BundleFacts
+
+    assert [r.status.value for r in evaluate("manifest-missing", bundle=BundleFacts("ova", "a.ovf", None))] == ["fail"]
+    assert evaluate("manifest-missing", bundle=BundleFacts("ova", "a.ovf", "a.mf")) == []
+    assert [r.status.value for r in evaluate("manifest-missing", bundle=BundleFacts("vmx", "a.vmx", None))] == ["not-applicable"]

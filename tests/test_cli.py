@@ -127,6 +127,7 @@ def test_checks_lists_the_catalog():
         "ssh-authorized-keys-present": ("critical", "guest"),
         "vmx-vnc-enabled": ("high", "descriptor"),
         "storage-path-outside-bundle": ("critical", "descriptor"),
+        "manifest-missing": ("medium", "bundle"),
     }
     assert all(c["title"] and c["remediation"] for c in catalog.values())
     text = run_certify("checks")

@@ -226,3 +226,83 @@ def test_identify_and_usage_errors(tmp_path):
 @pytest.mark.parametrize("name", ["ok.ovf", "dir/disk.vmdk", "dir/"])
 def test_member_names_accepted(name):
     assert check_member_name(name) is None
+
+
+# --- manifests -----------------------------------------------------------------------
+
+
+def mf(*lines: str) -> bytes:
+    return ("\n".join(lines) + "\n").encode()
+
+
+def sha(algorithm, data):
+    return hashlib.new(algorithm, data).hexdigest()
+
+
+def _manifest_ova(tmp_path, vmdk_bytes, manifest_lines, *, manifest_last=False, extra=()):
+    ovf = ovf_for("vm-disk1.vmdk")
+    members = [("vm.ovf", ovf), ("vm-disk1.vmdk", vmdk_bytes), *extra]
+    manifest_member = ("vm.mf", mf(*manifest_lines(ovf, vmdk_bytes)))
+    members.insert(len(members) if manifest_last else 1, manifest_member)
+    work = tmp_path / "work"
+    work.mkdir()
+    return make_tar(tmp_path / "a.ova", members), work
+
+
+def test_manifest_verified_while_streaming_in_any_algorithm_and_position(tmp_path, vmdk_bytes):
+    for i, (algorithm, last) in enumerate([("SHA256", False), ("SHA512", True), ("SHA1", False)]):
+        d = tmp_path / str(i)
+        d.mkdir()
+        lines = lambda ovf, disk: [f"{algorithm}(vm.ovf)= {sha(algorithm.lower(), ovf)}",  # noqa: E731
+                                   f"{algorithm}(vm-disk1.vmdk)= {sha(algorithm.lower(), disk).upper()}"]  # fmt: skip
+        ova, work = _manifest_ova(d, vmdk_bytes, lines, manifest_last=last)
+        bundle = ingest(str(ova), str(work))
+        assert bundle.manifest == "vm.mf"
+        assert bundle.disk_facts[0]["sha256"] == sha("sha256", vmdk_bytes)
+        assert any("SHA1" in n for n in bundle.notes) == (algorithm == "SHA1")
+
+
+@pytest.mark.parametrize(
+    "lines, extra, match",
+    [
+        (lambda o, d: [f"SHA256(vm.ovf)= {sha('sha256', o)}", f"SHA256(vm-disk1.vmdk)= {'0' * 64}"], (), "does not match"),
+        (lambda o, d: [f"SHA256(vm.ovf)= {sha('sha256', o)}"], (), "does not cover vm-disk1.vmdk"),
+        (lambda o, d: [f"SHA256(vm.ovf)= {sha('sha256', o)}", f"SHA256(vm-disk1.vmdk)= {sha('sha256', d)}",
+                       f"SHA256(ghost.vmdk)= {'0' * 64}"], (), "ghost.vmdk"),
+        (lambda o, d: [f"SHA256(vm.ovf)= {sha('sha256', o)}", f"SHA256(vm-disk1.vmdk)= {sha('sha256', d)}"],
+         (("extra.iso", b"x"),), "does not cover extra.iso"),
+        (lambda o, d: [f"MD5(vm.ovf)= {'0' * 32}"], (), "MD5 and other forms are refused"),
+        (lambda o, d: [f"SHA256 (vm.ovf) = {sha('sha256', o)}"], (), "is not 'SHA256"),
+        (lambda o, d: [f"SHA256(../vm.ovf)= {sha('sha256', o)}"], (), "not a plain file name"),
+        (lambda o, d: [f"SHA256(vm.ovf)= {sha('sha256', o)}"] * 2, (), "listed twice"),
+        (lambda o, d: [f"SHA256(vm.ovf)= {'0' * 63}"], (), "64 hex digits"),
+    ],
+)
+def test_manifest_mismatches_are_rejected(tmp_path, vmdk_bytes, lines, extra, match):
+    ova, work = _manifest_ova(tmp_path, vmdk_bytes, lines, extra=extra)
+    with pytest.raises(InputRejected, match=match):
+        ingest(str(ova), str(work))
+
+
+def test_ova_without_manifest_and_ovf_directory_with_one(tmp_path, vmdk_bytes):
+    ova = make_tar(tmp_path / "a.ova", [("vm.ovf", ovf_for("vm-disk1.vmdk")), ("vm-disk1.vmdk", vmdk_bytes)])
+    (tmp_path / "w").mkdir()
+    assert ingest(str(ova), str(tmp_path / "w")).manifest is None
+    bundle_dir = tmp_path / "dir"
+    bundle_dir.mkdir()
+    ovf = ovf_for("vm-disk1.vmdk")
+    (bundle_dir / "vm.ovf").write_bytes(ovf)
+    (bundle_dir / "vm-disk1.vmdk").write_bytes(vmdk_bytes)
+    (bundle_dir / "vm.mf").write_bytes(mf(f"SHA256(vm.ovf)= {sha('sha256', ovf)}", f"SHA256(vm-disk1.vmdk)= {sha('sha256', vmdk_bytes)}"))
+    assert ingest(str(bundle_dir), str(tmp_path)).manifest == "vm.mf"
+    (bundle_dir / "vm-disk1.vmdk").write_bytes(vmdk_bytes[:-1] + b"\1")
+    with pytest.raises(InputRejected, match="vm-disk1.vmdk: SHA256 digest does not match"):
+        ingest(str(bundle_dir), str(tmp_path))
+
+
+def test_two_manifests_are_refused(tmp_path, vmdk_bytes):
+    ova = make_tar(tmp_path / "a.ova", [("vm.ovf", ovf_for("vm-disk1.vmdk")), ("a.mf", mf(f"SHA256(vm.ovf)= {'0' * 64}")),
+                                        ("b.mf", b"x"), ("vm-disk1.vmdk", vmdk_bytes)])  # fmt: skip
+    (tmp_path / "w").mkdir()
+    with pytest.raises(InputRejected, match="two manifests"):
+        ingest(str(ova), str(tmp_path / "w"))

@@ -32,6 +32,7 @@ def test_dirty_ova_fails_with_exactly_the_planted_findings(guest_scans, applianc
     }
     assert [f for f in report["findings"] if f["status"] != "fail"] == []
     assert report["check_status"] == {
+        "manifest-missing": "pass",
         "ssh-authorized-keys-present": "fail",
         "ssh-host-keys-present": "fail",
         "storage-path-outside-bundle": "pass",
@@ -118,6 +119,7 @@ def test_disk_without_an_operating_system_never_passes(guest_scans):
     report = scan.report
     assert scan.returncode == 1 and report["verdict"] == "fail"
     assert report["check_status"] == {
+        "manifest-missing": "not-applicable",
         "ssh-authorized-keys-present": "not-evaluated",
         "ssh-host-keys-present": "not-evaluated",
         "storage-path-outside-bundle": "not-applicable",
