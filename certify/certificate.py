@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -47,16 +47,19 @@ def keygen(prefix: str) -> tuple[str, str]:
     for path in (prefix, public_path):
         if os.path.lexists(path):
             raise UsageError(f"{path}: already exists; not overwriting a key")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(prefix))):
-        raise UsageError(f"{prefix}: the directory does not exist")
+    if not prefix or not os.path.isdir(os.path.dirname(os.path.abspath(prefix))):
+        raise UsageError(f"{prefix!r}: the directory for the key does not exist")
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    fd = os.open(prefix, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(private)
-    with open(public_path, "xb") as f:
-        f.write(public)
+    try:
+        fd = os.open(prefix, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(private)
+        with open(public_path, "xb") as f:
+            f.write(public)
+    except OSError as exc:
+        raise UsageError(f"{prefix}: cannot write the key pair: {exc.strerror}") from None
     return prefix, public_path
 
 
@@ -71,8 +74,8 @@ def _read(path: str, what: str) -> bytes:
 def _load_key(path: str, what: str, parse: Callable[[bytes], object], cls: type) -> Any:
     try:
         key = parse(_read(path, what))
-    except (ValueError, TypeError) as exc:
-        raise UsageError(f"{path}: not an unencrypted PEM {what} ({exc})") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise UsageError(f"{path}: not an unencrypted PEM {what} (make a pair with 'certify keygen')") from None
     if not isinstance(key, cls):
         raise UsageError(f"{path}: not an Ed25519 {what} (make a pair with 'certify keygen')")
     return key
@@ -105,6 +108,7 @@ def build_record(report: Report, key: Ed25519PrivateKey, now: datetime.datetime 
                      "sha256": report.artifact_sha256},  # fmt: skip
         "disks": [{"file": d["file"], "format": d["format"], "sha256": d["sha256"]} for d in report.disks],
         "profile": report.profile,
+        "profile_digest": report.profile_digest,
         "threshold": report.threshold.label,
         "tool": {"name": "certify", "version": report.tool_version},
         "catalog_version": catalog_version(report),
@@ -149,15 +153,21 @@ def verify(cert_path: str, artifact_path: str, public_key_path: str) -> dict[str
     public = load_public_key(public_key_path)
     try:
         record = json.loads(_read(cert_path, "certificate"))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UsageError(f"{cert_path}: not a JSON certificate") from None
-    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+    if not isinstance(record, dict) or "signature" not in record:
         raise UsageError(f"{cert_path}: not a certify certificate ({SCHEMA})")
-    signature = record.get("signature") or {}
+    signature = record["signature"]
+    if not isinstance(signature, dict) or not isinstance(signature.get("value"), str):
+        raise CertificateInvalid("the signature member is malformed")
+    if signature.get("algorithm") != "ed25519" or signature.get("key_id") != key_id(public):
+        raise CertificateInvalid("signed with another key or algorithm than the one given")
     try:
-        public.verify(base64.b64decode(signature.get("value", ""), validate=True), canonical(record))
+        public.verify(base64.b64decode(signature["value"], validate=True), canonical(record))
     except (InvalidSignature, ValueError):
         raise CertificateInvalid("signature does not verify with this public key (record altered, or another key)") from None
+    if record.get("schema") != SCHEMA or not isinstance(record.get("artifact"), dict):
+        raise CertificateInvalid(f"not a {SCHEMA} record")
     digest, bundle_root = _artifact_digest(artifact_path)
     if digest != record["artifact"]["sha256"]:
         raise CertificateInvalid(f"{artifact_path}: sha256 {digest} is not the certified {record['artifact']['sha256']}")

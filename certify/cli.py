@@ -129,11 +129,43 @@ def _check_output_path(path: str, directory: bool) -> None:
         return
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
-        raise UsageError(f"{path}: the directory for the report does not exist")
+        raise UsageError(f"{path}: the directory for the output does not exist")
     if not os.access(parent, os.W_OK):
-        raise UsageError(f"{path}: the directory for the report is not writable")
-    if os.path.isdir(path):
-        raise UsageError(f"{path}: is a directory, not a report file")
+        raise UsageError(f"{path}: the directory for the output is not writable")
+    if os.path.lexists(path) and (os.path.islink(path) or not os.path.isfile(path)):
+        raise UsageError(f"{path}: exists and is not a regular file; not replacing it")
+
+
+def _output_targets(args: argparse.Namespace, formats: list[str], registry: Registry) -> list[str | None]:
+    """Where each format goes (None: stdout), checked before the scan starts.
+
+    No output may be the upload, a file of a bundle read in place, or another output.
+    """
+    if len(formats) > 1:
+        reports: list[str | None] = [os.path.join(args.output, "report" + registry.reporters[f].extension) for f in formats]
+    else:
+        reports = [args.output]
+    targets = [t for t in [*reports, args.certificate] if t]
+    for target in targets:
+        _check_output_path(target, directory=False)
+    resolved = [os.path.realpath(t) for t in targets]
+    if len(set(resolved)) != len(resolved):
+        raise UsageError("the report and the certificate would be written to the same file")
+    artifact = os.path.realpath(args.path)
+    for target, real in zip(targets, resolved):
+        if real == artifact:
+            raise UsageError(f"{target}: would overwrite the upload")
+    return reports
+
+
+def _refuse_bundle_files(targets: list[str | None], report: Report) -> None:
+    """A bundle read in place (OVF or VMX directory) must not lose a file to an output."""
+    if report.bundle_root is None:
+        return
+    bundle = {os.path.realpath(os.path.join(report.bundle_root, name)) for name in report.bundle_files}
+    for target in targets:
+        if target and os.path.realpath(target) in bundle:
+            raise UsageError(f"{target}: would overwrite a file of the upload; nothing written")
 
 
 def _write(text: str, path: str | None) -> None:
@@ -142,10 +174,19 @@ def _write(text: str, path: str | None) -> None:
         sys.stdout.flush()
         return
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".certify-", dir=directory)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o644
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".certify-", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        os.unlink(tmp)
+        raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
 
 
 def _scan(args: argparse.Namespace, registry: Registry) -> int:
@@ -155,17 +196,16 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
         raise UsageError(f"unknown report format {', '.join(unknown) or repr(args.format)} (have: {', '.join(sorted(registry.reporters))})")
     if len(formats) > 1 and not args.output:
         raise UsageError("several formats need -o DIR")
-    if args.output:
-        _check_output_path(args.output, directory=len(formats) > 1)
+    if args.output and len(formats) > 1:
+        _check_output_path(args.output, directory=True)
     if not os.path.lexists(args.path):
         raise UsageError(f"{args.path}: no such file or directory")
-    if args.workdir and not os.path.isdir(args.workdir):
-        raise UsageError(f"{args.workdir}: work directory parent does not exist")
+    if args.workdir and not (os.path.isdir(args.workdir) and os.access(args.workdir, os.W_OK)):
+        raise UsageError(f"{args.workdir}: not a writable directory for the work directory")
     if bool(args.certificate) != bool(args.key):
         raise UsageError("--certificate and --key go together")
+    report_targets = _output_targets(args, formats, registry)
     key = load_private_key(args.key) if args.key else None
-    if args.certificate:
-        _check_output_path(args.certificate, directory=False)
     progress = Progress(sys.stderr, enabled=not args.quiet)
     options = ScanOptions(
         profile=load_profile(args.profile),
@@ -191,12 +231,11 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
     if report.verdict is Verdict.REJECTED:
         print(f"certify: {args.path}: rejected: {report.rejection}", file=sys.stderr)
 
+    _refuse_bundle_files([*report_targets, args.certificate], report)
     display_min = args.severity if args.severity is not None else options.profile.display_min
     color = args.output is None and sys.stdout.isatty() and not args.no_color and not os.environ.get("NO_COLOR")
-    for fmt in formats:
-        reporter = registry.reporters[fmt]
-        target = os.path.join(args.output, "report" + reporter.extension) if len(formats) > 1 else args.output
-        _write(reporter.render(report, color=color, display_min=display_min), target)
+    for fmt, target in zip(formats, report_targets):
+        _write(registry.reporters[fmt].render(report, color=color, display_min=display_min), target)
 
     if args.certificate and key is not None:
         if report.verdict is Verdict.PASS:
@@ -245,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("certify: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: one line, exit 3, never the "not certified" exit 1
+        if os.environ.get("CERTIFY_DEBUG"):
+            traceback.print_exc()
+        print(f"certify: internal error: {type(exc).__name__}: {exc} (CERTIFY_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

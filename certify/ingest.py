@@ -50,6 +50,12 @@ class Bundle:
     notes: list[str] = field(default_factory=list)
     manifest: str | None = None  # the verified .mf, when the bundle has one
 
+    def files(self) -> list[str]:
+        """Names (relative to root) of the files the bundle consists of."""
+        names = [d["file"] for d in self.disk_facts]
+        names += [n for n in (self.descriptor.file if self.descriptor else None, self.manifest) if n]
+        return sorted(set(names))
+
     def facts(self) -> BundleFacts:
         return BundleFacts(kind=self.kind, descriptor=self.descriptor.file if self.descriptor else None, manifest=self.manifest)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from certify import __version__
 from certify.baseline import mark_known
-from certify.errors import InputRejected
+from certify.errors import InputRejected, UsageError
 from certify.guest import GuestLaunchError, GuestNotInspectable, describe_os, open_guest
 from certify.ingest import Bundle, Limits, ingest
 from certify.model import Check, Facts, Report, Severity, Verdict, Waiver
@@ -65,7 +65,10 @@ def scan(path: str, options: ScanOptions | None = None, registry: Registry | Non
     options = options or ScanOptions()
     registry = registry or load_registry()
     timer = _Timer()
-    workdir = tempfile.mkdtemp(prefix="certify-", dir=options.workdir_parent)
+    try:
+        workdir = tempfile.mkdtemp(prefix="certify-", dir=options.workdir_parent)
+    except OSError as exc:
+        raise UsageError(f"{options.workdir_parent or tempfile.gettempdir()}: cannot make a work directory: {exc.strerror}") from None
     try:
         return _scan(path, options, registry, timer, workdir)
     finally:
@@ -76,8 +79,9 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
     progress = options.progress
     base = {
         "tool_version": __version__,
-        "artifact_path": path,
+        "artifact_path": _display(path),
         "profile": options.profile.name,
+        "profile_digest": options.profile.digest,
         "threshold": options.threshold,
         "plugins": registry.plugins,
         "baseline": options.baseline_path,
@@ -94,10 +98,13 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
     profile = options.profile
     notes = [*bundle.notes, *profile.validate_against(registry.checks)]
     checks = [c for c in registry.checks.values() if profile.selects(c.id)]
+    if not checks:
+        raise UsageError(f"profile {profile.name} selects none of the installed checks; nothing would be certified")
     facts, errors, guest_info = _gather_facts(bundle, checks, registry, workdir, timer, progress)
     with timer.stage("checks"):
-        findings, status = run_checks(checks, facts, severity=profile.severity, params=profile.params)
-        findings = [replace(f, code=profile.codes.get(f.check_id)) for f in findings]
+        overrides = {c.id: s for c in checks if (s := profile.severity_for(c.id)) is not None}
+        findings, status = run_checks(checks, facts, severity=overrides, params=profile.params)
+        findings = [replace(f, code=profile.code_for(f.check_id)) for f in findings]
         findings, waiver_states = apply_waivers(findings, options.waivers, options.today)
         if options.baseline is not None:
             findings = mark_known(findings, options.baseline)
@@ -116,6 +123,8 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
         notes=notes,
         waivers=waiver_states,
         catalog={c.id: c.as_dict() for c in checks},
+        bundle_root=None if bundle.kind == "ova" else bundle.root,
+        bundle_files=bundle.files(),
         disks=bundle.disk_facts,
         guest=guest_info,
         timings=timer.total(),
@@ -164,3 +173,8 @@ def _gather_facts(
             for name in guest_facts:
                 facts.unavailable.setdefault(name, str(exc))
     return facts, errors, guest_info
+
+
+def _display(path: str) -> str:
+    """A path as text that any report can carry (undecodable bytes shown as U+FFFD)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -8,6 +8,8 @@ the default gate.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -44,6 +46,23 @@ class Profile:
             return any(fnmatch.fnmatchcase(check_id, p) for p in patterns)
 
         return hit(self.include) and not hit(self.exclude)
+
+    def severity_for(self, check_id: str) -> Severity | None:
+        """The override for a check: its exact id first, then the first glob that matches."""
+        return _lookup(self.severity, check_id)
+
+    def code_for(self, check_id: str) -> str | None:
+        return _lookup(self.codes, check_id)
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the resolved policy, so a report or certificate pins what was applied."""
+        material = {
+            "fail_on": self.fail_on.label, "include": list(self.include), "exclude": list(self.exclude),
+            "severity": {k: v.label for k, v in sorted(self.severity.items())}, "codes": dict(sorted(self.codes.items())),
+            "params": {k: self.params[k] for k in sorted(self.params)},
+        }  # fmt: skip
+        return "sha256:" + hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
     def mentioned_checks(self) -> set[str]:
         """Check ids the profile tunes; codes may name checks of any catalog."""
@@ -96,9 +115,12 @@ def load_profile(name_or_path: str, _seen: tuple[str, ...] = ()) -> Profile:
         raise ProfileError(f"{source}: profiles extend each other in a loop")
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return _build(data, source, shipped, (*_seen, source))
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: a date like 2020-02-30
+        raise ProfileError(f"{source}: not valid YAML ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    profile = _build(data, source, shipped, (*_seen, source))
+    if not shipped and profile.name in shipped_names():
+        raise ProfileError(f"{source}: the name {profile.name!r} belongs to a shipped profile; give yours its own name")
+    return profile
 
 
 def _build(data: Any, source: str, shipped: bool, seen: tuple[str, ...]) -> Profile:
@@ -130,18 +152,33 @@ def _build(data: Any, source: str, shipped: bool, seen: tuple[str, ...]) -> Prof
     for check_id, values in params.items():
         if not isinstance(values, dict):
             raise ProfileError(f"{source}: params.{check_id} must be a mapping of parameter names to values")
+    description = data.get("description", base.description)
+    if not isinstance(description, str):
+        raise ProfileError(f"{source}: description must be text")
+    codes = mapping("codes")
+    if not all(isinstance(v, str) and v for v in codes.values()):
+        raise ProfileError(f"{source}: codes must map check ids to text codes")
+    for check_id in params:
+        if any(c in check_id for c in "*?["):
+            raise ProfileError(f"{source}: params.{check_id}: parameters are set per check id, not by glob")
     return Profile(
         name=_text(data, "name", source) if "name" in data else os.path.basename(source).removesuffix(".yaml"),
-        description=str(data.get("description") or base.description).strip(),
+        description=description.strip(),
         fail_on=severity(data["fail_on"], "fail_on") if "fail_on" in data else base.fail_on,
         display_min=severity(data["display_min"], "display_min") if "display_min" in data else base.display_min,
         include=_globs(data, "include", source) or base.include,
         exclude=(*base.exclude, *_globs(data, "exclude", source)),
         severity={**base.severity, **{k: severity(v, f"severity.{k}") for k, v in mapping("severity").items()}},
-        codes={**base.codes, **{k: str(v) for k, v in mapping("codes").items()}},
+        codes={**base.codes, **codes},
         params={**base.params, **{k: dict(v) for k, v in params.items()}},
         user_mentions=base.user_mentions | (frozenset() if shipped else frozenset(_ids(mapping("severity"), params))),
     )
+
+
+def _lookup(table: dict[str, Any], check_id: str) -> Any:
+    if check_id in table:
+        return table[check_id]
+    return next((v for k, v in table.items() if fnmatch.fnmatchcase(check_id, k)), None)
 
 
 def _ids(*mappings: dict) -> set[str]:

@@ -29,8 +29,8 @@ def parse_waivers(text: str, source: str = "waivers") -> list[Waiver]:
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise WaiverError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: a date like 2020-02-30
+        raise WaiverError(f"{source}: not valid YAML ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     if isinstance(data, dict) and set(data) == {"waivers"}:
         data = data["waivers"]
         node = node.value[0][1]
@@ -49,7 +49,8 @@ def _waiver(item: Any, source: str, line: int) -> Waiver:
     if unknown:
         raise WaiverError(f"{where}: unknown waiver key(s) {', '.join(unknown)}")
     for required in ("check", "reason", "expires"):
-        if not item.get(required):
+        value = item.get(required)
+        if not value or (isinstance(value, str) and not value.strip()):
             raise WaiverError(f"{where}: a waiver needs '{required}'")
     expires = item["expires"]
     if isinstance(expires, str):
@@ -87,18 +88,24 @@ def matches(waiver: Waiver, finding: Finding) -> bool:
 
 
 def apply_waivers(findings: list[Finding], waivers: list[Waiver], today: datetime.date) -> tuple[list[Finding], list[dict[str, Any]]]:
-    """(findings with waivers attached, every waiver with its state and match count)."""
-    used = [0] * len(waivers)
+    """(findings with waivers attached, every waiver with its state and counts).
+
+    States: applied (it waived findings), shadowed (it matched only findings an
+    earlier waiver already took), expired, unused (it matched nothing).
+    """
+    matched = [0] * len(waivers)
+    applied = [0] * len(waivers)
     out = []
     for finding in findings:
         for i, waiver in enumerate(waivers):
             if matches(waiver, finding):
-                used[i] += 1
+                matched[i] += 1
                 if waiver.expires >= today and finding.waiver is None:  # the first live waiver wins
                     finding = replace(finding, waiver=waiver)
+                    applied[i] += 1
         out.append(finding)
     states = []
-    for waiver, count in zip(waivers, used):
-        state = "expired" if waiver.expires < today else ("applied" if count else "unused")
-        states.append({**waiver.as_dict(), "line": waiver.line, "state": state, "matched": count})
+    for waiver, m, a in zip(waivers, matched, applied):
+        state = "expired" if waiver.expires < today else "applied" if a else "shadowed" if m else "unused"
+        states.append({**waiver.as_dict(), "line": waiver.line, "state": state, "matched": m, "applied": a})
     return out, states

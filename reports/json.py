@@ -37,6 +37,7 @@ def to_dict(report: Report) -> dict[str, Any]:
         "artifact": {"path": report.artifact_path, "kind": report.artifact_kind, "sha256": report.artifact_sha256},
         "verdict": report.verdict.value,
         "profile": report.profile,
+        "profile_digest": report.profile_digest,
         "threshold": report.threshold.label,
         "findings": [f.as_dict() for f in report.findings],
         "checks_run": report.checks_run,

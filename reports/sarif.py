@@ -57,7 +57,7 @@ def _location(f: Finding) -> dict[str, Any]:
     return out
 
 
-def _result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
+def _result(f: Finding, index: dict[str, int], baseline: bool) -> dict[str, Any]:
     failing = f.status is Status.FAIL
     text = f.evidence or f.title
     result: dict[str, Any] = {
@@ -76,6 +76,8 @@ def _result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
         result["properties"]["code"] = f.code
     if f.known:
         result["baselineState"] = "unchanged"
+    elif baseline:
+        result["baselineState"] = "new"
     if f.waiver:
         result["suppressions"] = [{"kind": "external", "status": "accepted", "justification": f.waiver.reason,
                                    "properties": f.waiver.as_dict()}]  # fmt: skip
@@ -85,7 +87,7 @@ def _result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
 def to_sarif(report: Report) -> dict[str, Any]:
     rules = [_rule(report.catalog[i]) for i in report.checks_run if i in report.catalog]
     index = {r["id"]: n for n, r in enumerate(rules)}
-    results = [_result(f, index) for f in report.findings if f.status in (Status.FAIL, Status.NOT_EVALUATED) and f.check_id in index]
+    results = [_result(f, index, report.baseline is not None) for f in report.findings if f.status in (Status.FAIL, Status.NOT_EVALUATED) and f.check_id in index]
     notifications = [{"level": "error", "message": {"text": e}} for e in report.errors]
     notifications += [{"level": "error", "message": {"text": f.evidence}, "associatedRule": {"id": f.check_id}}
                       for f in report.findings if f.status is Status.ERROR]  # fmt: skip

@@ -61,7 +61,7 @@ def where(loc: Location | None) -> str:
 
 
 def _wrap(label: str, text: str) -> str:
-    prefix = f"      {label:<6}"
+    prefix = f"      {label:<7}"
     return textwrap.fill(clean(text), width=WIDTH, initial_indent=prefix, subsequent_indent=" " * len(prefix))
 
 

@@ -100,3 +100,24 @@ def test_explain():
     assert "How to fix" in result.stdout and "allow_subdirectories = True" in result.stdout
     missing = run_certify("explain", "no-such-check")
     assert missing.returncode == 2 and "no such check" in missing.stderr
+
+
+def test_unsigned_fields_and_malformed_signatures_are_invalid(tmp_path, keys, clean_vmx):
+    private, public = keys
+    vmx, profile = clean_vmx
+    _, cert = issue(tmp_path, vmx, profile, private)
+    record = json.loads(cert.read_text())
+    assert record["profile_digest"].startswith("sha256:")
+    for tamper in ({"key_id": "SHA256:someone-else"}, {"algorithm": "rsa"}, "abc", {"value": 5}):
+        changed = dict(record)
+        changed["signature"] = {**record["signature"], **tamper} if isinstance(tamper, dict) else tamper
+        path = tmp_path / "t.json"
+        path.write_text(json.dumps(changed))
+        result = run_certify("verify-certificate", str(path), str(vmx), "--key", str(public))
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (tamper, result.stderr)
+
+
+def test_keygen_bad_prefix_is_a_usage_error(tmp_path):
+    for prefix in ("", str(tmp_path / "missing" / "k")):
+        result = run_certify("keygen", "-o", prefix)
+        assert result.returncode == 2 and "Traceback" not in result.stderr

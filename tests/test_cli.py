@@ -151,3 +151,33 @@ def test_console_script_is_installed():
     script = Path(sys.executable).parent / "certify"
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("certify ")
+
+
+def test_outputs_never_replace_devices_links_or_the_upload(tmp_path):
+    import os
+
+    vmx = write_vmx(tmp_path, 'RemoteDisplay.vnc.enabled = "TRUE"\n')
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "elsewhere.json")
+    for target, message in [(fifo, "not a regular file"), (link, "not a regular file"), (vmx, "would overwrite the upload")]:
+        result = run_certify("scan", str(vmx), "-q", "--format", "json", "-o", str(target))
+        assert result.returncode == 2 and message in result.stderr, (target, result.stderr)
+    assert fifo.is_fifo() and link.is_symlink() and "RemoteDisplay" in vmx.read_text()
+    # A directory upload: its descriptor is only known once read, and still never overwritten.
+    result = run_certify("scan", str(tmp_path), "-q", "--format", "json", "-o", str(vmx))
+    assert result.returncode == 2 and "would overwrite a file of the upload" in result.stderr
+    assert "RemoteDisplay" in vmx.read_text()
+    same = run_certify("scan", str(vmx), "-q", "-o", str(tmp_path / "r.json"), "--certificate", str(tmp_path / "r.json"),
+                       "--key", str(tmp_path / "k"))  # fmt: skip
+    assert same.returncode == 2
+
+
+def test_existing_report_keeps_its_mode(tmp_path):
+    vmx = write_vmx(tmp_path, 'RemoteDisplay.vnc.enabled = "TRUE"\n')
+    out = tmp_path / "r.json"
+    out.write_text("old")
+    out.chmod(0o640)
+    assert run_certify("scan", str(vmx), "-q", "--format", "json", "-o", str(out)).returncode == 1
+    assert oct(out.stat().st_mode & 0o777) == "0o640" and out.read_text().startswith("{")

@@ -193,3 +193,45 @@ def test_baseline_must_be_a_report(tmp_path, vnc_vmx):
     bad.write_text('{"hello": 1}')
     result = run_certify("scan", str(vnc_vmx), "-q", "--baseline", str(bad))
     assert result.returncode == 2 and "not a certify JSON report" in result.stderr
+
+
+def test_a_profile_that_selects_nothing_certifies_nothing(tmp_path, vnc_vmx, profile_file):
+    result = run_certify("scan", str(vnc_vmx), "-q", "--profile", profile_file("include: [nothing-matches]\n"))
+    assert result.returncode == 2 and "selects none of the installed checks" in result.stderr
+
+
+def test_user_profiles_cannot_pose_as_shipped_ones(tmp_path, vnc_vmx, profile_file):
+    result = run_certify("scan", str(vnc_vmx), "-q", "--profile", profile_file("name: aws-marketplace\n"))
+    assert result.returncode == 2 and "belongs to a shipped profile" in result.stderr
+    (tmp_path / "default.yaml").write_text("fail_on: critical\n")
+    assert run_certify("scan", str(vnc_vmx), "-q", "--profile", str(tmp_path / "default.yaml")).returncode == 2
+
+
+def test_report_pins_the_resolved_profile(tmp_path, vnc_vmx, profile_file):
+    _, first, _ = scan_json(tmp_path, vnc_vmx, "--profile", profile_file(DESCRIPTOR_ONLY))
+    _, second, _ = scan_json(tmp_path, vnc_vmx, "--profile", profile_file(DESCRIPTOR_ONLY + "fail_on: critical\n"))
+    assert first["profile"] == second["profile"] == "p"
+    assert first["profile_digest"].startswith("sha256:") and first["profile_digest"] != second["profile_digest"]
+
+
+def test_severity_globs_apply(tmp_path, vnc_vmx, profile_file):
+    rc, report, _ = scan_json(tmp_path, vnc_vmx, "--profile", profile_file(DESCRIPTOR_ONLY + "severity:\n  'vmx-*': low\n"))
+    assert rc == 0 and report["findings"][0]["severity"] == "low"
+
+
+def test_second_matching_waiver_is_shadowed_not_applied(tmp_path, vnc_vmx, profile_file):
+    waivers = write_waivers(tmp_path, [
+        {"check": "vmx-vnc-enabled", "reason": "first", "expires": "2999-01-01"},
+        {"check": "vmx-*", "reason": "second", "expires": "2999-01-01"},
+    ])  # fmt: skip
+    _, report, _ = scan_json(tmp_path, vnc_vmx, "--profile", profile_file(DESCRIPTOR_ONLY), "--waivers", waivers)
+    assert [(w["state"], w["matched"], w["applied"]) for w in report["waivers"]] == [("applied", 1, 1), ("shadowed", 1, 0)]
+
+
+@pytest.mark.parametrize("text", ["waivers:\n- check: x\n  reason: r\n  expires: 2020-02-30\n",
+                                  "waivers:\n- check: x\n  reason: '  '\n  expires: 2999-01-01\n"])
+def test_impossible_dates_and_blank_reasons_are_usage_errors(tmp_path, vnc_vmx, text):
+    path = tmp_path / "w.yaml"
+    path.write_text(text)
+    result = run_certify("scan", str(vnc_vmx), "-q", "--waivers", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

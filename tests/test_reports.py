@@ -30,7 +30,7 @@ def test_text_report_groups_by_severity_and_escapes_control_characters():
     assert "NOT CERTIFIED" in out and "\nHIGH\n" in out
     assert "\x1b" not in out and "\x07" not in out
     assert "\\x1b[31mevil\\x07" in out
-    assert "fix   Delete them." in out
+    assert "fix    Delete them." in out
     assert "2 checks run: 1 fail, 1 pass" in out
 
 
