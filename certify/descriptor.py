@@ -15,6 +15,13 @@ from certify.ovf import OvfDescriptor
 from certify.vmx import VmxFile
 
 DISK_FILENAME_KEY = re.compile(r"^(scsi|ide|sata|nvme)\d+:\d+\.filename$", re.IGNORECASE)
+# Keys whose value names host storage: disks and images, host devices and files a port writes,
+# shared folders, and files the VMM loads or writes beside the VM.
+PATH_KEY = re.compile(
+    r"^((scsi|ide|sata|nvme)\d+:\d+\.filename|(floppy|serial|parallel)\d+\.filename|sharedfolder\d+\.hostpath"
+    r"|nvram|checkpoint\.vmstate|workingdir|suspend\.directory|extendedconfigfile)$",
+    re.IGNORECASE,
+)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _DATASTORE = re.compile(r"^\s*\[[^\]]*\]")
@@ -73,8 +80,11 @@ def from_vmx(name: str, vmx: VmxFile) -> Descriptor:
         ConfigEntry(key=e.key, value=e.value, location=Location(layer=Layer.DESCRIPTOR, file=name, key=e.key, line=e.line))
         for e in vmx.entries
     )
-    refs = tuple(StorageRef(value=e.value, location=e.location) for e in entries if DISK_FILENAME_KEY.match(e.key))
-    return Descriptor(kind="vmx", file=name, entries=entries, storage_refs=refs)
+    return Descriptor(kind="vmx", file=name, entries=entries, storage_refs=_path_refs(entries))
+
+
+def _path_refs(entries: tuple[ConfigEntry, ...]) -> tuple[StorageRef, ...]:
+    return tuple(StorageRef(value=e.value, location=e.location) for e in entries if e.value and PATH_KEY.match(e.key))
 
 
 def from_ovf(name: str, ovf: OvfDescriptor) -> Descriptor:
@@ -82,7 +92,7 @@ def from_ovf(name: str, ovf: OvfDescriptor) -> Descriptor:
         ConfigEntry(key=e.key, value=e.value, location=Location(layer=Layer.DESCRIPTOR, file=name, key=e.key, line=e.line))
         for e in ovf.extra_config
     )
-    refs = tuple(
+    hrefs = tuple(
         StorageRef(
             # Percent-decoded once, as a deployer resolving the href would.
             value=urllib.parse.unquote(f.href),
@@ -90,4 +100,5 @@ def from_ovf(name: str, ovf: OvfDescriptor) -> Descriptor:
         )
         for f in ovf.files
     )
-    return Descriptor(kind="ovf", file=name, entries=entries, storage_refs=refs)
+    # ExtraConfig lines become VMX lines: their paths are judged exactly as a VMX's.
+    return Descriptor(kind="ovf", file=name, entries=entries, storage_refs=hrefs + _path_refs(entries))

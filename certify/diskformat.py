@@ -19,11 +19,22 @@ Reader = Callable[[int, int], bytes]  # read(offset, length) -> at most length b
 
 MAX_DESCRIPTOR = 1024 * 1024
 
-_EXTENT = re.compile(r'^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)(?:\s+"([^"]*)"(?:\s+(\d+))?)?\s*$')
-_KV = re.compile(r'^([A-Za-z0-9_.]+)\s*=\s*"?([^"]*)"?\s*$')
+MAX_DESCRIPTOR_LINE = 4096  # every line is bounded before a regex sees it
+_EXTENT = re.compile(r'^(RW|RDONLY|NOACCESS) +(\d+) +(\w+)(?: +"([^"]*)"(?: +(\d+))?)?$')
+_KV = re.compile(r'^([A-Za-z0-9_.]+) *= *(?:"([^"]*)"|(\S*))$')
+# qemu looks for a parent hint anywhere in the descriptor text, comments included.
+_PARENT_HINT = b"parentFileNameHint"
+# qemu reads a sparse file's descriptor text from here whatever the header says.
+_SPARSE_DESCRIPTOR_AREA = (0x200, 64 * 1024)
 
 # qemu's names for the formats libguestfs can be told about.
 RAW, QCOW2, VMDK, VPC, VHDX = "raw", "qcow2", "vmdk", "vpc", "vhdx"
+
+
+@dataclass(frozen=True)
+class Extent:
+    type: str  # FLAT, SPARSE, ZERO, VMFS...
+    file: str
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,7 @@ class DiskHeader:
     subformat: str = ""  # e.g. streamOptimized, dynamic
     virtual_size: int | None = None
     references: tuple[str, ...] = ()  # other files this image would make qemu open
-    extents: tuple[str, ...] = ()  # VMDK text descriptor extents (file names)
+    extents: tuple[Extent, ...] = ()  # extents a VMDK text descriptor names
 
 
 def _u32be(b: bytes, off: int) -> int:
@@ -68,22 +79,27 @@ def _qcow2(read: Reader) -> DiskHeader:
     return DiskHeader(format=QCOW2, subformat=f"v{version}", virtual_size=_u64be(head, 24), references=tuple(refs))
 
 
-def parse_vmdk_descriptor(text: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    """(createType, extent file names, references to parents) of a VMDK text descriptor."""
+def parse_vmdk_descriptor(text: str) -> tuple[str, tuple[Extent, ...], tuple[str, ...]]:
+    """(createType, extents, references to parents) of a VMDK text descriptor."""
     create_type, extents, refs = "", [], []
+    if _PARENT_HINT.decode() in text:
+        refs.append("parent disk (parentFileNameHint)")
     for raw in text.split("\n"):
-        line = raw.strip().rstrip("\0")
+        line = raw.strip().rstrip("\0").replace("\t", " ")
+        if len(line) > MAX_DESCRIPTOR_LINE:
+            raise ParseError(f"VMDK descriptor line longer than {MAX_DESCRIPTOR_LINE} characters")
         if not line or line.startswith("#"):
             continue
         extent = _EXTENT.match(line)
         if extent:
             if extent.group(4) is not None:
-                extents.append(extent.group(4))
+                extents.append(Extent(type=extent.group(3).upper(), file=extent.group(4)))
             continue
         kv = _KV.match(line)
         if not kv:
             raise ParseError(f"VMDK descriptor line not understood: {line[:60]!r}")
-        key, value = kv.group(1).lower(), kv.group(2)
+        key = kv.group(1).lower()
+        value = kv.group(2) if kv.group(2) is not None else kv.group(3)
         if key == "createtype":
             create_type = value
         elif key == "parentfilenamehint":
@@ -101,13 +117,22 @@ def _vmdk_sparse(read: Reader) -> DiskHeader:
     desc_offset, desc_size = struct.unpack_from("<QQ", head, 28)
     if version not in (1, 2, 3):
         raise ParseError(f"VMDK sparse version {version} is not 1, 2 or 3")
-    create_type, refs = "", ()
+    if capacity == 0:
+        # qemu then reads the embedded text as a full descriptor, extents and all.
+        raise ParseError("VMDK sparse header has zero capacity (its embedded descriptor would name the extents)")
+    create_type, refs = "", []
+    start, length = _SPARSE_DESCRIPTOR_AREA
+    if _PARENT_HINT in read(start, length):
+        refs.append("parent disk (parentFileNameHint)")
     if desc_offset:
         if desc_size * 512 > MAX_DESCRIPTOR:
             raise ParseError("embedded VMDK descriptor is larger than 1 MiB")
-        text = read(desc_offset * 512, desc_size * 512).decode("utf-8", "replace")
-        create_type, _extents, refs = parse_vmdk_descriptor(text)
-    return DiskHeader(format=VMDK, subformat=create_type or "sparse", virtual_size=capacity * 512, references=refs)
+        raw = read(desc_offset * 512, desc_size * 512)
+        if _PARENT_HINT in raw and not refs:
+            refs.append("parent disk (parentFileNameHint)")
+        create_type, _extents, desc_refs = parse_vmdk_descriptor(raw.decode("utf-8", "replace"))
+        refs += [r for r in desc_refs if r not in refs]
+    return DiskHeader(format=VMDK, subformat=create_type or "sparse", virtual_size=capacity * 512, references=tuple(refs))
 
 
 def _vhdx(read: Reader) -> DiskHeader:

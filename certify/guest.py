@@ -216,20 +216,19 @@ def open_guest(
             raise GuestNotInspectable(f"inspection of the disk(s) failed: {exc}") from None
         if not roots:
             raise GuestNotInspectable("no operating system found on the disk(s)")
-        root = sorted(roots)[0]
+        if len(roots) > 1:  # checking one would pass an appliance whose other system nobody looked at
+            raise GuestNotInspectable(f"the disks hold {len(roots)} operating systems ({', '.join(sorted(roots))}); "
+                                      "only single-system appliances can be certified")  # fmt: skip
+        root = roots[0]
         mounts = g.inspect_get_mountpoints(root)
         mounted: dict[str, str] = {}
         for mountpoint in sorted(mounts, key=len):
             try:
                 g.mount_ro(mounts[mountpoint], mountpoint)
                 mounted[mountpoint] = mounts[mountpoint]
-            except RuntimeError as exc:
-                if mountpoint == "/":
-                    raise GuestNotInspectable(f"the root filesystem {mounts[mountpoint]} does not mount: {exc}") from None
-                progress.step(f"could not mount {mountpoint} ({mounts[mountpoint]}): facts under it are missing")
+            except RuntimeError as exc:  # files under it would go unseen: no fact is complete without it
+                raise GuestNotInspectable(f"{mountpoint} ({mounts[mountpoint]}) does not mount: {exc}") from None
         info = _os_info(g, root)
-        if len(roots) > 1:
-            info["other_roots"] = sorted(roots)[1:]
         yield GuestReader(g, mounted, disks, info)
     finally:
         try:

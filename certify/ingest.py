@@ -29,6 +29,10 @@ CHUNK = 1024 * 1024
 DESCRIPTOR_LIMIT = 8 * 1024 * 1024
 DISK_EXTENSIONS = tuple(diskformat.EXTENSION_FORMATS)
 Digests = dict[str, dict[str, str]]  # file name -> {algorithm: hex digest}
+# Split VMDKs whose extents are files of the bundle; device-mapping types are refused.
+SAFE_CREATE_TYPES = {"monolithicFlat", "monolithicSparse", "twoGbMaxExtentFlat", "twoGbMaxExtentSparse",
+                     "vmfs", "vmfsSparse", "streamOptimized"}  # fmt: skip
+EXTENT_FORMATS = {"FLAT": diskformat.RAW, "VMFS": diskformat.RAW, "SPARSE": diskformat.VMDK, "VMFSSPARSE": diskformat.VMDK}
 
 
 @dataclass(frozen=True)
@@ -132,20 +136,20 @@ def _descriptor_in(directory: str) -> tuple[str, str]:
 def _open_in_bundle(root: str, name: str) -> BinaryIO:
     """Open ``root/name`` read-only: a regular file, not a symlink, really under root."""
     if outside_bundle_reason(name) or not name or "\0" in name:
-        raise InputRejected(f"{name!r} is not a name inside the bundle")
+        raise InputRejected(f"{show(name)} is not a name inside the bundle")
     path = os.path.join(root, *name.replace("\\", "/").split("/"))
     real_root = os.path.realpath(root)
     if os.path.commonpath([os.path.realpath(os.path.dirname(path)), real_root]) != real_root:
-        raise InputRejected(f"{name!r} resolves outside the bundle")
+        raise InputRejected(f"{show(name)} resolves outside the bundle")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise InputRejected(f"{name!r} is referenced but not in the bundle") from None
+        raise InputRejected(f"{show(name)} is referenced but not in the bundle") from None
     except OSError as exc:
-        raise InputRejected(f"{name!r} cannot be opened: {exc.strerror}") from None
+        raise InputRejected(f"{show(name)} cannot be opened: {exc.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise InputRejected(f"{name!r} is not a regular file")
+        raise InputRejected(f"{show(name)} is not a regular file")
     return os.fdopen(fd, "rb")
 
 
@@ -169,21 +173,21 @@ def _verify_disk(root: str, name: str, declared: str | None, sha256: str | None 
         try:
             header = diskformat.sniff(read, size)
         except ParseError as exc:
-            raise InputRejected(f"disk {name}: {exc}") from None
+            raise InputRejected(f"disk {show(name)}: {exc}") from None
         if sha256 is None:
             f.seek(0)
             sha256 = _hash_stream(f, {"SHA256"})["SHA256"]
     if declared is None:
-        raise InputRejected(f"disk {name}: the descriptor does not declare a format this tool knows")
+        raise InputRejected(f"disk {show(name)}: the descriptor does not declare a format this tool knows")
     if header.format != declared:
-        raise InputRejected(f"disk {name}: declared {declared} but its bytes are {header.format}")
+        raise InputRejected(f"disk {show(name)}: declared {declared} but its bytes are {header.format}")
     if header.references:
-        raise InputRejected(f"disk {name}: refers to other files ({'; '.join(header.references)})")
+        raise InputRejected(f"disk {show(name)}: refers to other files ({'; '.join(header.references)})")
     base = posixpath.dirname(name.replace("\\", "/"))
+    if header.extents and header.subformat not in SAFE_CREATE_TYPES:
+        raise InputRejected(f"disk {show(name)}: VMDK createType {header.subformat!r} maps host devices or is not supported")
     for extent in header.extents:
-        if outside_bundle_reason(extent) or "/" in extent or "\\" in extent:
-            raise InputRejected(f"disk {name}: extent {extent!r} is not a file beside the descriptor")
-        _open_in_bundle(root, posixpath.join(base, extent)).close()
+        _verify_extent(root, name, posixpath.join(base, extent.file), extent)
     facts = {
         "file": name,
         "format": header.format,
@@ -194,6 +198,28 @@ def _verify_disk(root: str, name: str, declared: str | None, sha256: str | None 
     }
     path = os.path.join(root, *name.replace("\\", "/").split("/"))
     return GuestDisk(path=path, name=name, format=declared), facts
+
+
+def _verify_extent(root: str, disk: str, path: str, extent: diskformat.Extent) -> None:
+    """An extent is opened by qemu with the type its descriptor gives: its bytes must be that type."""
+    if outside_bundle_reason(extent.file) or "/" in extent.file or "\\" in extent.file:
+        raise InputRejected(f"disk {show(disk)}: extent {show(extent.file)} is not a file beside the descriptor")
+    expected = EXTENT_FORMATS.get(extent.type)
+    if expected is None:
+        raise InputRejected(f"disk {show(disk)}: extent type {extent.type} is not supported")
+    with _open_in_bundle(root, path) as f:
+        size = os.fstat(f.fileno()).st_size
+
+        def read(offset: int, length: int) -> bytes:
+            f.seek(offset)
+            return f.read(length)
+
+        try:
+            header = diskformat.sniff(read, size)
+        except ParseError as exc:
+            raise InputRejected(f"disk {show(disk)}: extent {show(extent.file)}: {exc}") from None
+    if header.format != expected or header.references or header.extents:
+        raise InputRejected(f"disk {show(disk)}: extent {show(extent.file)} is not a plain {extent.type} extent ({header.format})")
 
 
 def _hash_stream(f: BinaryIO, algorithms: set[str]) -> dict[str, str]:
@@ -280,6 +306,30 @@ def _attach_vmx(bundle: Bundle, name: str, data: bytes) -> None:
 # --- OVA -----------------------------------------------------------------------------
 
 
+MAX_TAR_METADATA = 64 * 1024
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses GNU long-name and PAX headers big enough to exhaust memory; tarfile reads them whole."""
+
+    def _proc_gnulong(self, tarfile_obj):  # noqa: D102 - tarfile's extension point
+        self._check_metadata_size()
+        return super()._proc_gnulong(tarfile_obj)
+
+    def _proc_pax(self, tarfile_obj):  # noqa: D102
+        self._check_metadata_size()
+        return super()._proc_pax(tarfile_obj)
+
+    def _check_metadata_size(self) -> None:
+        if self.size > MAX_TAR_METADATA:
+            raise tarfile.HeaderError(f"a tar metadata header of {self.size} bytes (over {MAX_TAR_METADATA})")
+
+
+def show(name: str, limit: int = 80) -> str:
+    """A name from the upload, quoted and cut short for a one-line message."""
+    return repr(name if len(name) <= limit else name[:limit] + "...")
+
+
 class _HashingReader:
     """Feeds tarfile while hashing every byte, so the OVA is read exactly once."""
 
@@ -344,31 +394,31 @@ def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
         os.makedirs(root, mode=0o700)
         reader = _HashingReader(raw)
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo) as tar:  # type: ignore[call-overload]
                 for member in tar:
                     name = member.name
                     problem = check_member_name(name)
                     if problem:
-                        raise InputRejected(f"OVA member {name!r} {problem}")
+                        raise InputRejected(f"OVA member {show(name)} {problem}")
                     if member.type in _MEMBER_TYPES or not (member.isfile() or member.isdir()):
                         what = _MEMBER_TYPES.get(member.type, f"of tar type {member.type!r}")
-                        raise InputRejected(f"OVA member {name!r} is {what}; only regular files are accepted")
+                        raise InputRejected(f"OVA member {show(name)} is {what}; only regular files are accepted")
                     name = name.rstrip("/")
                     if name.lower() in seen_folded:
-                        raise InputRejected(f"OVA member {name!r} appears twice (or differs only in case)")
+                        raise InputRejected(f"OVA member {show(name)} appears twice (or differs only in case)")
                     seen_folded.add(name.lower())
                     if len(seen_folded) > limits.max_members:
                         raise InputRejected(f"OVA has more than {limits.max_members} members")
                     target = os.path.join(root, *name.split("/"))
                     if member.isdir():
-                        os.makedirs(target, mode=0o700, exist_ok=True)
+                        _makedirs(target, name)
                         continue
                     total += member.size
                     if member.size > limits.max_member_bytes or total > limits.max_total_bytes:
-                        raise InputRejected(f"OVA member {name!r} takes the upload over its size limit")
+                        raise InputRejected(f"OVA member {show(name)} takes the upload over its size limit")
                     if shutil.disk_usage(workdir).free - member.size < limits.min_free_bytes:
-                        raise InputRejected(f"OVA member {name!r} ({member.size} bytes) does not fit in the work directory")
-                    os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+                        raise InputRejected(f"OVA member {show(name)} ({member.size} bytes) does not fit in the work directory")
+                    _makedirs(os.path.dirname(target), name)
                     # Hash with what the manifest uses; before it is seen, with every algorithm it may use.
                     algorithms = {e.algorithm for e in entries} | {"SHA256"} if entries is not None else set(manifest.ALGORITHMS)
                     digests[name] = _extract(tar, member, target, algorithms)
@@ -396,12 +446,22 @@ def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
     return bundle
 
 
+def _makedirs(path: str, member: str) -> None:
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError:  # a file already holds a name this member needs as a folder
+        raise InputRejected(f"OVA member {show(member)} is both a file and a folder") from None
+
+
 def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, algorithms: set[str]) -> dict[str, str]:
     source = tar.extractfile(member)
     if source is None:
-        raise InputRejected(f"OVA member {member.name!r} has no data")
+        raise InputRejected(f"OVA member {show(member.name)} has no data")
     hs = manifest.hashers(algorithms)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError:  # a folder of that name was made for an earlier member
+        raise InputRejected(f"OVA member {show(member.name)} is both a file and a folder") from None
     with os.fdopen(fd, "wb") as out:
         while chunk := source.read(CHUNK):
             for h in hs.values():

@@ -267,6 +267,10 @@ class Report:
         return [f for f in self.findings if f.counts and f.severity >= self.threshold]
 
 
+class FactUnavailable(Exception):
+    """Raised by a collector that cannot gather its fact from this guest (not a bug)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class GuestCollector:
     """Gathers one named guest fact through a read-only guest reader.

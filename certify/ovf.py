@@ -87,6 +87,10 @@ def _parse_xml(data: bytes) -> ET.Element:
         raise ParseError(f"forbidden XML construct: {type(exc).__name__}") from None
     except (ET.ParseError, ExpatError) as exc:
         raise ParseError(f"malformed XML: {exc}") from None
+    except (LookupError, UnicodeError, ValueError) as exc:  # an XML declaration naming a bogus or binary codec
+        raise ParseError(f"unusable XML encoding: {str(exc)[:80]}") from None
+    except RecursionError:
+        raise ParseError("XML nested too deeply") from None
 
 
 def _attr(elem: ET.Element, ns: str, name: str) -> str | None:

@@ -15,7 +15,7 @@ from certify.baseline import mark_known
 from certify.errors import InputRejected, UsageError
 from certify.guest import GuestLaunchError, GuestNotInspectable, describe_os, open_guest
 from certify.ingest import Bundle, Limits, ingest
-from certify.model import Check, Facts, Report, Severity, Verdict, Waiver
+from certify.model import Check, FactUnavailable, Facts, Report, Severity, Verdict, Waiver
 from certify.plugins.manager import Registry, load_registry
 from certify.profile import Profile, load_profile
 from certify.progress import SILENT, Progress
@@ -162,6 +162,8 @@ def _gather_facts(
                 for name in guest_facts:
                     try:
                         facts.values[name] = registry.collectors[name].collect(reader)
+                    except FactUnavailable as exc:
+                        facts.unavailable[name] = str(exc)
                     except Exception as exc:  # a broken collector must not look like a clean guest
                         facts.unavailable[name] = f"collector failed: {type(exc).__name__}: {exc}"
                         errors.append(f"guest collector {name!r} failed: {type(exc).__name__}: {exc}")

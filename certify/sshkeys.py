@@ -10,7 +10,6 @@ import base64
 import binascii
 import hashlib
 import re
-import shlex
 import struct
 from dataclasses import dataclass
 
@@ -35,20 +34,39 @@ class PublicKey:
         return f"{text} {self.comment}" if self.comment else text
 
 
+def tokens(line: str) -> list[str]:
+    """Split on blanks outside double quotes, as sshd reads options; linear in the line."""
+    out, current, quoted, escaped = [], [], False, False
+    for char in line:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char in " \t" and not quoted:
+            if current:
+                out.append("".join(current))
+                current = []
+        else:
+            current.append(char)
+    if current:
+        out.append("".join(current))
+    return out
+
+
 def parse_public_key_line(line: str, number: int = 0) -> PublicKey | None:
     """One ``[options] type base64 [comment]`` line, or None if it holds no key type."""
-    try:
-        tokens = shlex.split(line, comments=False, posix=True)
-    except ValueError:
-        tokens = line.split()
-    for i, token in enumerate(tokens):
+    tokens_ = tokens(line)
+    for i, token in enumerate(tokens_):
         if _KEY_TYPE.match(token):
-            body = tokens[i + 1] if i + 1 < len(tokens) else ""
+            body = tokens_[i + 1] if i + 1 < len(tokens_) else ""
             try:
                 blob = base64.b64decode(body, validate=True) if body else b""
             except (binascii.Error, ValueError):
                 blob = b""
-            comment = " ".join(tokens[i + 2 :])
+            comment = " ".join(tokens_[i + 2 :])
             return PublicKey(type=token, fingerprint=fingerprint(blob) if blob else None, comment=comment, line=number)
     return None
 

@@ -19,7 +19,9 @@ MAX_LINE = 64 * 1024
 
 _KEY = re.compile(r"^[A-Za-z0-9_.:\-\[\]]+$")
 _ESCAPE = re.compile(r"\|([0-9A-Fa-f]{2})")
-_ENCODING_LINE = re.compile(rb'^\s*\.encoding\s*=\s*"?([A-Za-z0-9_.:\-]+)"?\s*$', re.MULTILINE)
+_ENCODING_LINE = re.compile(rb'^[ \t]*\.encoding[ \t]*=[ \t]*"?([A-Za-z0-9_.:\-]+)"?[ \t]*\r?$', re.MULTILINE)
+# Codecs Python knows that are transforms or special cases, not charsets a VMX could be written in.
+_NOT_CHARSETS = {"undefined", "idna", "punycode", "utf-7", "raw-unicode-escape", "unicode-escape"}
 _NOT_VMX_MAGIC = (b"KDMV", b"VMDK", b"# Disk DescriptorFile")
 
 
@@ -62,10 +64,14 @@ def _decode(data: bytes) -> tuple[str, str]:
         codec = codecs.lookup(name)
     except LookupError:
         raise ParseError(f"unknown .encoding {name!r}") from None
+    if not getattr(codec, "_is_text_encoding", True) or codec.name in _NOT_CHARSETS:
+        raise ParseError(f".encoding {name!r} is not a character set")
     try:
         return data.decode(codec.name), codec.name
     except UnicodeDecodeError as exc:
         raise ParseError(f"bytes at offset {exc.start} are not valid {name}") from None
+    except (UnicodeError, ValueError, LookupError):
+        raise ParseError(f".encoding {name!r} cannot decode this file") from None
 
 
 def parse_vmx(data: bytes, *, max_bytes: int = MAX_BYTES) -> VmxFile:

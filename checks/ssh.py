@@ -50,11 +50,13 @@ def ssh_host_keys_present(ssh_host_keys: list[HostKeyFile]):
 def ssh_authorized_keys_present(authorized_keys: list[AuthorizedKeysFile]):
     """Any key line in authorized_keys under /root or a home listed in /etc/passwd."""
     for keys_file in authorized_keys:
-        if not keys_file.entries:
+        if not keys_file.entries and not keys_file.truncated:
             continue
         described = [e.key.describe() if e.key else f"unparsed entry on line {e.line}" for e in keys_file.entries]
         shown = "; ".join(described[:5]) + (f"; and {len(described) - 5} more" if len(described) > 5 else "")
         count = f"{len(described)} key{'s' if len(described) != 1 else ''}"
+        if keys_file.truncated:  # what lies past the read limit may grant access: never a pass
+            count += " in its first MiB (the rest was not read)"
         yield fail(
             Location(layer=Layer.GUEST, file=keys_file.disk, path=keys_file.path),
             f"{count} for {', '.join(keys_file.users)}: {shown}",

@@ -57,7 +57,22 @@ def test_storage_path_outside_bundle():
         ("ide0:0.fileName", 2, "../../other/d.vmdk"),
         ("sata0:1.fileName", 3, "[ds1] vm/d.vmdk"),
         ("nvme0:0.fileName", 4, "http://x/d.vmdk"),
+        ("floppy0.fileName", 5, "/dev/fd0"),
     ]
+
+
+def test_every_path_bearing_key_is_judged_in_vmx_and_extra_config():
+    from certify.descriptor import from_ovf
+    from certify.ovf import parse_ovf
+    from certify.sample import ovf_descriptor
+
+    desc = vmx('serial0.fileName = "/etc/shadow"\nsharedFolder0.hostPath = "/"\nparallel0.fileName = "/dev/parport0"\n'
+               'nvram = "../x.nvram"\nworkingDir = ""\ncheckpoint.vmState = "vm.vmss"\n')  # fmt: skip
+    flagged = [r.location.key for r in evaluate("storage-path-outside-bundle", descriptor=desc)]
+    assert flagged == ["serial0.fileName", "sharedFolder0.hostPath", "parallel0.fileName", "nvram"]
+    ovf = from_ovf("a.ovf", parse_ovf(ovf_descriptor("vm", "d.vmdk", 1, 1, {"scsi0:1.fileName": "/vmfs/volumes/ds/x.vmdk"}).encode()))
+    [smuggled] = evaluate("storage-path-outside-bundle", descriptor=ovf)
+    assert (smuggled.location.file, smuggled.location.key, smuggled.location.path) == ("a.ovf", "scsi0:1.fileName", "/vmfs/volumes/ds/x.vmdk")
 
 
 def test_storage_path_subdirectories_are_a_profile_parameter():

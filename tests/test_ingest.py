@@ -306,3 +306,97 @@ def test_two_manifests_are_refused(tmp_path, vmdk_bytes):
     (tmp_path / "w").mkdir()
     with pytest.raises(InputRejected, match="two manifests"):
         ingest(str(ova), str(tmp_path / "w"))
+
+
+# --- VMDKs crafted so qemu would open a host file (each once accepted by a looser reader) ------
+
+
+def _sparse_vmdk(path, patch=None):
+    qemu_img("create", "-q", "-f", "vmdk", str(path), "1M")
+    data = bytearray(path.read_bytes())
+    if patch:
+        patch(data)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _zero_capacity_with_host_extent(data: bytearray):
+    data[12:20] = (0).to_bytes(8, "little")  # capacity 0: qemu reads the embedded text as a full descriptor
+    desc = data[0x200:0x200 + 1024].split(b"\0")[0]
+    desc = desc.replace(desc[desc.index(b"RW "):desc.index(b"\n", desc.index(b"RW "))], b'RW 2048 FLAT "/etc/passwd" 0')
+    data[0x200:0x200 + len(desc) + 1] = desc + b"\0"
+
+
+def _hint_behind_zero_descriptor_offset(data: bytearray):
+    data[28:36] = (0).to_bytes(8, "little")  # header says "no descriptor"; qemu still reads 0x200
+    data[0x200:0x200 + 40] = b'# parentFileNameHint="/etc/passwd"\n'.ljust(40, b" ")
+
+
+def test_zero_capacity_sparse_vmdk_is_refused(tmp_path):
+    _sparse_vmdk(tmp_path / "emb.vmdk", _zero_capacity_with_host_extent)
+    with pytest.raises(InputRejected, match="zero capacity"):
+        ingest(str(tmp_path / "emb.vmdk"), str(tmp_path))
+
+
+def test_parent_hint_anywhere_qemu_looks_is_refused(tmp_path):
+    _sparse_vmdk(tmp_path / "sp0.vmdk", _hint_behind_zero_descriptor_offset)
+    with pytest.raises(InputRejected, match="parentFileNameHint"):
+        ingest(str(tmp_path / "sp0.vmdk"), str(tmp_path))
+    (tmp_path / "text.vmdk").write_text('# Disk DescriptorFile\n# parentFileNameHint="/etc/passwd"\ncreateType="monolithicSparse"\n')
+    with pytest.raises(InputRejected, match="parentFileNameHint"):
+        ingest(str(tmp_path / "text.vmdk"), str(tmp_path))
+
+
+@pytest.mark.parametrize("extent_kind", ["zero-capacity-sparse", "qcow2-as-flat", "descriptor-as-sparse"])
+def test_extents_are_sniffed_as_their_declared_type(tmp_path, extent_kind):
+    bundle = tmp_path / "vm"
+    bundle.mkdir()
+    if extent_kind == "zero-capacity-sparse":
+        _sparse_vmdk(bundle / "ext.vmdk", _zero_capacity_with_host_extent)
+        line = 'RW 2048 SPARSE "ext.vmdk"'
+    elif extent_kind == "qcow2-as-flat":
+        qemu_img("create", "-q", "-f", "qcow2", "-b", "/etc/passwd", "-F", "raw", str(bundle / "ext.vmdk"), "1M")
+        line = 'RW 2048 FLAT "ext.vmdk" 0'
+    else:
+        (bundle / "ext.vmdk").write_text('# Disk DescriptorFile\ncreateType="monolithicFlat"\nRW 2048 FLAT "/etc/passwd" 0\n')
+        line = 'RW 2048 SPARSE "ext.vmdk"'
+    (bundle / "top.vmdk").write_text(f'# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="twoGbMaxExtentSparse"\n{line}\n')
+    (bundle / "vm.vmx").write_text('scsi0:0.fileName = "top.vmdk"\n')
+    with pytest.raises(InputRejected, match="ext.vmdk"):
+        ingest(str(bundle / "vm.vmx"), str(tmp_path))
+
+
+def test_device_mapping_vmdk_is_refused(tmp_path):
+    (tmp_path / "rdm.vmdk").write_text('# Disk DescriptorFile\ncreateType="fullDevice"\nRW 2048 FLAT "disk-flat.vmdk" 0\n')
+    (tmp_path / "disk-flat.vmdk").write_bytes(b"\0" * 4096)
+    (tmp_path / "vm.vmx").write_text('scsi0:0.fileName = "rdm.vmdk"\n')
+    with pytest.raises(InputRejected, match="fullDevice"):
+        ingest(str(tmp_path / "vm.vmx"), str(tmp_path))
+
+
+def test_pathological_descriptor_lines_fail_fast(tmp_path):
+    import time
+
+    path = tmp_path / "slow.vmdk"
+    path.write_text("# Disk DescriptorFile\na = b" + " " * 400_000 + '"x\n' + "RW 1 FLAT" + " " * 400_000 + "x\n")
+    start = time.monotonic()
+    with pytest.raises(InputRejected):
+        ingest(str(path), str(tmp_path))
+    assert time.monotonic() - start < 2
+
+
+def test_file_and_directory_of_one_name_is_refused(tmp_path):
+    for i, members in enumerate([[("d", b"x"), ("d/e", b"y")], [("d/e", b"y"), ("d", b"x")]]):
+        ova = make_tar(tmp_path / f"{i}.ova", members)
+        (tmp_path / f"w{i}").mkdir()
+        with pytest.raises(InputRejected):
+            ingest(str(ova), str(tmp_path / f"w{i}"))
+
+
+def test_oversized_tar_metadata_is_refused_before_it_is_read(tmp_path):
+    info = tarfile.TarInfo("x" * (2 * 1024 * 1024))
+    info.size = 0
+    ova = make_tar(tmp_path / "long.ova", [(info, b"")], fmt=tarfile.GNU_FORMAT)
+    (tmp_path / "w").mkdir()
+    with pytest.raises(InputRejected, match="header"):
+        ingest(str(ova), str(tmp_path / "w"))

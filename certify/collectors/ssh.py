@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 
 from certify.guest import GuestReader, glob_escape
-from certify.model import GuestCollector
+from certify.model import FactUnavailable, GuestCollector
 from certify.passwd import parse_passwd
 from certify.plugins.hookspecs import hookimpl
 from certify.sshkeys import KeyEntry, PublicKey, parse_authorized_keys, parse_public_key_line, private_key_public
 
 KEY_FILE_LIMIT = 64 * 1024
+PASSWD_LIMIT = 16 * 1024 * 1024
 AUTHORIZED_KEYS_LIMIT = 1024 * 1024
 HOST_KEY_GLOBS = ("/etc/ssh/ssh_host_*_key", "/etc/ssh/ssh_host_key")
 AUTHORIZED_KEYS_NAMES = ("authorized_keys", "authorized_keys2")
@@ -46,13 +48,16 @@ def collect_host_keys(reader: GuestReader) -> list[HostKeyFile]:
 
 def collect_authorized_keys(reader: GuestReader) -> list[AuthorizedKeysFile]:
     owners: dict[str, list[str]] = {"/root": []}
-    passwd = reader.read_text("/etc/passwd") or ""
+    passwd_stat = reader.stat("/etc/passwd")
+    if passwd_stat is not None and passwd_stat.size > PASSWD_LIMIT:
+        raise FactUnavailable(f"/etc/passwd is {passwd_stat.size} bytes, over {PASSWD_LIMIT}: homes cannot all be listed")
+    passwd = reader.read_text("/etc/passwd", PASSWD_LIMIT) or ""
     for account in parse_passwd(passwd):
-        if account.home and account.home != "/":
+        if account.home:
             owners.setdefault(account.home, []).append(account.name)
     found = []
     for home in sorted(owners):
-        for path in reader.glob(glob_escape(home) + "/.ssh/authorized_keys*"):
+        for path in reader.glob(glob_escape(posixpath.join(home, ".ssh")) + "/authorized_keys*"):
             if path.rsplit("/", 1)[-1] not in AUTHORIZED_KEYS_NAMES:
                 continue
             data = reader.read(path, AUTHORIZED_KEYS_LIMIT)

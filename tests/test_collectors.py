@@ -1,0 +1,97 @@
+"""Guest collectors and the guest session, against an in-memory fake of libguestfs (no launch)."""
+
+from __future__ import annotations
+
+import fnmatch
+import stat
+
+import pytest
+
+from certify import guest
+from certify.collectors.ssh import collect_authorized_keys, collect_host_keys
+from certify.guest import GuestDisk, GuestNotInspectable, GuestReader, open_guest
+from certify.model import FactUnavailable
+from certify.sample import ed25519_keypair
+
+
+class FakeGuestFS:
+    """Just the calls the reader and the session make, over a dict of files."""
+
+    def __init__(self, files: dict[str, bytes], roots=("/dev/sda1",), mounts=None, unmountable=()):
+        self.files, self.roots = files, list(roots)
+        self.mounts = mounts or {"/": "/dev/sda1"}
+        self.unmountable = set(unmountable)
+
+    def glob_expand(self, pattern):
+        return [p for p in self.files if fnmatch.fnmatchcase(p, pattern)]
+
+    def statns(self, path):
+        if path not in self.files:
+            raise RuntimeError("no such file")
+        return {"st_mode": stat.S_IFREG | 0o600, "st_uid": 0, "st_gid": 0, "st_size": len(self.files[path])}
+
+    def pread(self, path, count, offset):
+        return self.files[path][offset : offset + count]
+
+    def device_index(self, device):
+        return 0
+
+    def inspect_os(self):
+        return self.roots
+
+    def inspect_get_mountpoints(self, root):
+        return self.mounts
+
+    def mount_ro(self, device, mountpoint):
+        if mountpoint in self.unmountable:
+            raise RuntimeError("mount: wrong fs type")
+
+    def __getattr__(self, name):  # inspect_get_* details, shutdown, close
+        return lambda *args: None
+
+
+def reader(files) -> GuestReader:
+    return GuestReader(FakeGuestFS(files), {"/": "/dev/sda1"}, [GuestDisk("/x", "d.vmdk", "vmdk")], {})
+
+
+PASSWD = b"root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/:/bin/sh\n"
+
+
+def test_a_truncated_authorized_keys_file_still_counts():
+    _, key = ed25519_keypair("late")
+    padding = b"#" * (1024 * 1024) + b"\n"
+    found = collect_authorized_keys(reader({"/etc/passwd": PASSWD, "/root/.ssh/authorized_keys": padding + key.encode()}))
+    assert [(f.path, f.entries, f.truncated) for f in found] == [("/root/.ssh/authorized_keys", (), True)]
+
+
+def test_home_at_the_root_of_the_filesystem_is_searched():
+    _, key = ed25519_keypair("slash")
+    found = collect_authorized_keys(reader({"/etc/passwd": PASSWD, "/.ssh/authorized_keys": key.encode()}))
+    assert [(f.path, f.users) for f in found] == [("/.ssh/authorized_keys", ("toor",))]
+
+
+def test_an_enormous_passwd_makes_the_fact_unavailable():
+    big = PASSWD + b"x" * (16 * 1024 * 1024)
+    with pytest.raises(FactUnavailable, match="over"):
+        collect_authorized_keys(reader({"/etc/passwd": big}))
+
+
+def test_host_key_named_files_that_are_not_keys():
+    private, public = ed25519_keypair("h")
+    found = collect_host_keys(reader({"/etc/ssh/ssh_host_ed25519_key": private, "/etc/ssh/ssh_host_ed25519_key.pub": public.encode()}))
+    assert [(f.path, f.key.type) for f in found] == [("/etc/ssh/ssh_host_ed25519_key", "ssh-ed25519")]
+
+
+@pytest.mark.parametrize(
+    "fake, message",
+    [
+        (FakeGuestFS({}, roots=()), "no operating system"),
+        (FakeGuestFS({}, roots=("/dev/sda1", "/dev/sdb1")), "2 operating systems"),
+        (FakeGuestFS({}, mounts={"/": "/dev/sda1", "/home": "/dev/sdb1"}, unmountable={"/home"}), "/home"),
+    ],
+)
+def test_guests_that_cannot_be_fully_seen_are_not_inspectable(monkeypatch, tmp_path, fake, message):
+    monkeypatch.setattr(guest, "_launch", lambda disks, workdir, settings: fake)
+    with pytest.raises(GuestNotInspectable, match=message):
+        with open_guest([GuestDisk("/x", "d.vmdk", "vmdk")], str(tmp_path)):
+            pass
