@@ -47,7 +47,8 @@ class Limits:
 class Bundle:
     kind: str  # ova, ovf, vmx, disk
     sha256: str
-    root: str  # directory the bundle's files are read from
+    root: str  # the private copy in the work directory: every reader and qemu use it
+    source: str | None = None  # the upload's own directory, for bundles copied from one
     descriptor: Descriptor | None = None
     disks: list[GuestDisk] = field(default_factory=list)
     disk_facts: list[dict[str, Any]] = field(default_factory=list)
@@ -99,23 +100,29 @@ def ingest(path: str, workdir: str, limits: Limits = Limits()) -> Bundle:
         raise UsageError(f"{path}: not a regular file")
     if kind == "ova":
         return _ingest_ova(path, workdir, limits)
+    source, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+    files = _Staging(source, os.path.join(workdir, "bundle"), limits)
     if kind == "disk":
-        root = os.path.dirname(os.path.abspath(path))
-        name = os.path.basename(path)
         declared = diskformat.EXTENSION_FORMATS[os.path.splitext(name)[1].lower()]
-        disk, facts = _verify_disk(root, name, declared)
-        return Bundle(kind="disk", sha256=facts["sha256"], root=root, disks=[disk], disk_facts=[facts])
-    root = os.path.dirname(os.path.abspath(path))
-    name = os.path.basename(path)
-    data, digest = _read_descriptor(root, name)
+        disk, facts = _verify_disk(files, name, declared)
+        return Bundle(kind="disk", sha256=facts["sha256"], root=files.root, source=source, disks=[disk], disk_facts=[facts])
+    bundle = Bundle(kind=kind, sha256="", root=files.root, source=source)
     if kind == "ovf":
-        bundle = Bundle(kind="ovf", sha256=digest, root=root)
+        mf_name = name.rsplit(".", 1)[0] + ".mf"  # NAME.mf beside NAME.ovf
+        entries = _manifest_entries(files, mf_name) if os.path.lexists(os.path.join(source, mf_name)) else None
+        data = _read_descriptor(files, name)
         ovf = _parse_ovf(name, data)
-        digests = _verify_manifest_beside(bundle, name, ovf)
-        _attach_ovf(bundle, name, ovf, digests)
+        if entries is not None:
+            names = [name] + [f.href for f in ovf.files if not outside_bundle_reason(f.href)]
+            for listed in names + [e.name for e in entries]:
+                files.try_stage(listed)  # one the bundle lacks is reported by verify()
+            bundle.notes.extend(manifest.verify(entries, files.digests, exempt={mf_name}))
+            bundle.manifest = mf_name
+        _attach_ovf(bundle, files, name, ovf)
     else:
-        bundle = Bundle(kind="vmx", sha256=digest, root=root)
-        _attach_vmx(bundle, name, data)
+        data = _read_descriptor(files, name)
+        _attach_vmx(bundle, files, name, data)
+    bundle.sha256 = files.digests[name]["SHA256"]
     return bundle
 
 
@@ -153,17 +160,72 @@ def _open_in_bundle(root: str, name: str) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def _read_descriptor(root: str, name: str) -> tuple[bytes, str]:
-    with _open_in_bundle(root, name) as f:
+class _Staging:
+    """The bundle's files inside the work directory, each hashed exactly once.
+
+    Files of a directory upload are copied in (through ``_open_in_bundle``:
+    regular files, no symlinks, nothing outside the bundle) before anything
+    reads them, so what is checked is what qemu later opens, whatever happens
+    to the upload meanwhile. An OVA's members are already here (``source`` None).
+    """
+
+    def __init__(self, source: str | None, root: str, limits: Limits, digests: Digests | None = None):
+        self.source, self.root, self.limits = source, root, limits
+        self.digests: Digests = digests if digests is not None else {}
+        self.algorithms = {"SHA256"}
+        self._copied = 0
+        os.makedirs(root, mode=0o700, exist_ok=True)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.root, *name.replace("\\", "/").split("/"))
+
+    def stage(self, name: str, max_bytes: int | None = None) -> str:
+        """The private copy of ``name``, copied and hashed the first time it is asked for."""
+        if self.source is None or name in self.digests:
+            _open_in_bundle(self.root, name).close()  # same checks on a member already in place
+            return self.path(name)
+        with _open_in_bundle(self.source, name) as src:
+            size = os.fstat(src.fileno()).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise InputRejected(f"{show(name)} is {size} bytes, over its {max_bytes}-byte limit")
+            self._copied += size
+            if size > self.limits.max_member_bytes or self._copied > self.limits.max_total_bytes:
+                raise InputRejected(f"{show(name)} takes the upload over its size limit")
+            if shutil.disk_usage(self.root).free - size < self.limits.min_free_bytes:
+                raise InputRejected(f"{show(name)} ({size} bytes) does not fit in the work directory")
+            target = self.path(name)
+            os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            hs = manifest.hashers(self.algorithms)
+            with os.fdopen(fd, "wb") as out:
+                while chunk := src.read(CHUNK):
+                    for h in hs.values():
+                        h.update(chunk)
+                    out.write(chunk)
+        self.digests[name] = {a: h.hexdigest() for a, h in hs.items()}
+        return target
+
+    def try_stage(self, name: str) -> None:
+        try:
+            self.stage(name)
+        except InputRejected:
+            pass
+
+    def open(self, name: str, max_bytes: int | None = None) -> BinaryIO:
+        self.stage(name, max_bytes)
+        return _open_in_bundle(self.root, name)
+
+
+def _read_descriptor(files: _Staging, name: str) -> bytes:
+    with files.open(name, DESCRIPTOR_LIMIT) as f:
         data = f.read(DESCRIPTOR_LIMIT + 1)
     if len(data) > DESCRIPTOR_LIMIT:
-        raise InputRejected(f"{name}: descriptor is larger than {DESCRIPTOR_LIMIT} bytes")
-    return data, hashlib.sha256(data).hexdigest()
+        raise InputRejected(f"{show(name)}: descriptor is larger than {DESCRIPTOR_LIMIT} bytes")
+    return data
 
 
-def _verify_disk(root: str, name: str, declared: str | None, sha256: str | None = None) -> tuple[GuestDisk, dict[str, Any]]:
-    """Check that a disk's bytes are the declared format and name no other file."""
-    with _open_in_bundle(root, name) as f:
+def _sniff(files: _Staging, name: str, label: str) -> tuple[diskformat.DiskHeader, int]:
+    with files.open(name) as f:
         size = os.fstat(f.fileno()).st_size
 
         def read(offset: int, length: int) -> bytes:
@@ -171,12 +233,14 @@ def _verify_disk(root: str, name: str, declared: str | None, sha256: str | None 
             return f.read(length)
 
         try:
-            header = diskformat.sniff(read, size)
+            return diskformat.sniff(read, size), size
         except ParseError as exc:
-            raise InputRejected(f"disk {show(name)}: {exc}") from None
-        if sha256 is None:
-            f.seek(0)
-            sha256 = _hash_stream(f, {"SHA256"})["SHA256"]
+            raise InputRejected(f"{label}: {exc}") from None
+
+
+def _verify_disk(files: _Staging, name: str, declared: str | None) -> tuple[GuestDisk, dict[str, Any]]:
+    """Check that a disk's bytes are the declared format and name no other file."""
+    header, size = _sniff(files, name, f"disk {show(name)}")
     if declared is None:
         raise InputRejected(f"disk {show(name)}: the descriptor does not declare a format this tool knows")
     if header.format != declared:
@@ -187,47 +251,28 @@ def _verify_disk(root: str, name: str, declared: str | None, sha256: str | None 
     if header.extents and header.subformat not in SAFE_CREATE_TYPES:
         raise InputRejected(f"disk {show(name)}: VMDK createType {header.subformat!r} maps host devices or is not supported")
     for extent in header.extents:
-        _verify_extent(root, name, posixpath.join(base, extent.file), extent)
+        _verify_extent(files, name, posixpath.join(base, extent.file), extent)
     facts = {
         "file": name,
         "format": header.format,
         "subformat": header.subformat,
         "virtual_size": header.virtual_size,
         "size": size,
-        "sha256": sha256,
+        "sha256": files.digests[name]["SHA256"],
     }
-    path = os.path.join(root, *name.replace("\\", "/").split("/"))
-    return GuestDisk(path=path, name=name, format=declared), facts
+    return GuestDisk(path=files.path(name), name=name, format=declared), facts
 
 
-def _verify_extent(root: str, disk: str, path: str, extent: diskformat.Extent) -> None:
+def _verify_extent(files: _Staging, disk: str, path: str, extent: diskformat.Extent) -> None:
     """An extent is opened by qemu with the type its descriptor gives: its bytes must be that type."""
     if outside_bundle_reason(extent.file) or "/" in extent.file or "\\" in extent.file:
         raise InputRejected(f"disk {show(disk)}: extent {show(extent.file)} is not a file beside the descriptor")
     expected = EXTENT_FORMATS.get(extent.type)
     if expected is None:
         raise InputRejected(f"disk {show(disk)}: extent type {extent.type} is not supported")
-    with _open_in_bundle(root, path) as f:
-        size = os.fstat(f.fileno()).st_size
-
-        def read(offset: int, length: int) -> bytes:
-            f.seek(offset)
-            return f.read(length)
-
-        try:
-            header = diskformat.sniff(read, size)
-        except ParseError as exc:
-            raise InputRejected(f"disk {show(disk)}: extent {show(extent.file)}: {exc}") from None
+    header, _size = _sniff(files, path, f"disk {show(disk)}: extent {show(extent.file)}")
     if header.format != expected or header.references or header.extents:
         raise InputRejected(f"disk {show(disk)}: extent {show(extent.file)} is not a plain {extent.type} extent ({header.format})")
-
-
-def _hash_stream(f: BinaryIO, algorithms: set[str]) -> dict[str, str]:
-    hs = manifest.hashers(algorithms)
-    while chunk := f.read(CHUNK):
-        for h in hs.values():
-            h.update(chunk)
-    return {a: h.hexdigest() for a, h in hs.items()}
 
 
 # --- descriptors ---------------------------------------------------------------------
@@ -240,53 +285,34 @@ def _parse_ovf(name: str, data: bytes) -> OvfDescriptor:
         raise InputRejected(f"{name}: {exc}") from None
 
 
-def _manifest_entries(root: str, name: str) -> list[ManifestEntry]:
-    with _open_in_bundle(root, name) as f:
+def _manifest_entries(files: _Staging, name: str) -> list[ManifestEntry]:
+    with files.open(name, manifest.MAX_BYTES) as f:
         data = f.read(manifest.MAX_BYTES + 1)
     try:
-        return manifest.parse_manifest(data)
+        entries = manifest.parse_manifest(data)
     except ParseError as exc:
-        raise InputRejected(f"{name}: {exc}") from None
+        raise InputRejected(f"{show(name)}: {exc}") from None
+    files.algorithms |= {e.algorithm for e in entries}  # files copied from now on get them too
+    return entries
 
 
-def _verify_manifest_beside(bundle: Bundle, ovf_name: str, ovf: OvfDescriptor) -> Digests:
-    """An OVF directory's manifest is NAME.mf beside NAME.ovf; hash each file once, for it and for the report."""
-    mf_name = ovf_name.rsplit(".", 1)[0] + ".mf"
-    if not os.path.isfile(os.path.join(bundle.root, mf_name)):
-        return {}
-    entries = _manifest_entries(bundle.root, mf_name)
-    algorithms = {e.algorithm for e in entries} | {"SHA256"}
-    names = [ovf_name] + [f.href for f in ovf.files if not outside_bundle_reason(f.href)]
-    digests: Digests = {}
-    for name in names + [e.name for e in entries if e.name not in names]:
-        try:
-            with _open_in_bundle(bundle.root, name) as f:
-                digests[name] = _hash_stream(f, algorithms)
-        except InputRejected:
-            continue  # a name the manifest lists but the bundle lacks: verify() says so
-    bundle.notes.extend(manifest.verify(entries, digests, exempt=set()))
-    bundle.manifest = mf_name
-    return digests
-
-
-def _attach_ovf(bundle: Bundle, name: str, ovf: OvfDescriptor, member_digests: Digests) -> None:
+def _attach_ovf(bundle: Bundle, files: _Staging, name: str, ovf: OvfDescriptor) -> None:
     bundle.descriptor = from_ovf(name, ovf)
-    files = {f.id: f for f in ovf.files}
+    refs = {f.id: f for f in ovf.files}
     for disk in ovf.disks:
-        ref = files.get(disk.file_ref or "")
+        ref = refs.get(disk.file_ref or "")
         if ref is None:
-            raise InputRejected(f"{name}: Disk {disk.disk_id!r} refers to file {disk.file_ref!r}, which References does not list")
+            raise InputRejected(f"{name}: Disk {show(disk.disk_id)} refers to file {show(disk.file_ref or '')}, which References does not list")
         if outside_bundle_reason(ref.href):
             continue  # reported by storage-path-outside-bundle; never opened
         if ref.compression or ref.chunk_size:
-            raise InputRejected(f"{name}: disk file {ref.href!r} is compressed or chunked, which is not supported yet")
-        digest = member_digests.get(ref.href, {}).get("SHA256")
-        guest_disk, facts = _verify_disk(bundle.root, ref.href, diskformat.format_from_ovf(disk.format), digest)
+            raise InputRejected(f"{name}: disk file {show(ref.href)} is compressed or chunked, which is not supported yet")
+        guest_disk, facts = _verify_disk(files, ref.href, diskformat.format_from_ovf(disk.format))
         bundle.disks.append(guest_disk)
         bundle.disk_facts.append(facts)
 
 
-def _attach_vmx(bundle: Bundle, name: str, data: bytes) -> None:
+def _attach_vmx(bundle: Bundle, files: _Staging, name: str, data: bytes) -> None:
     try:
         vmx = parse_vmx(data)
     except ParseError as exc:
@@ -298,7 +324,7 @@ def _attach_vmx(bundle: Bundle, name: str, data: bytes) -> None:
         device = vmx.get(entry.key.rsplit(".", 1)[0] + ".deviceType")
         if device and not device.value.lower().endswith(("harddisk", "disk")):
             continue  # CD-ROM images and host devices are not guest disks
-        guest_disk, facts = _verify_disk(bundle.root, entry.value, diskformat.VMDK)
+        guest_disk, facts = _verify_disk(files, entry.value, diskformat.VMDK)
         bundle.disks.append(guest_disk)
         bundle.disk_facts.append(facts)
 
@@ -426,7 +452,7 @@ def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
                     if "/" not in name and name.lower().endswith(".mf"):
                         if mf_name is not None:
                             raise InputRejected(f"OVA holds two manifests ({mf_name}, {name})")
-                        mf_name, entries = name, _manifest_entries(root, name)
+                        mf_name, entries = name, _manifest_entries(_Staging(None, root, limits, digests), name)
         except tarfile.TarError as exc:
             raise InputRejected(f"{os.path.basename(path)}: not a valid tar archive ({exc})") from None
         reader.drain()
@@ -441,8 +467,8 @@ def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
         certificates = {n for n in order if "/" not in n and n.lower().endswith(".cert")}
         bundle.notes.extend(manifest.verify(entries, digests, exempt={mf_name, *certificates}))
         bundle.manifest = mf_name
-    data, _digest = _read_descriptor(root, descriptors[0])
-    _attach_ovf(bundle, descriptors[0], _parse_ovf(descriptors[0], data), digests)
+    files = _Staging(None, root, limits, digests)
+    _attach_ovf(bundle, files, descriptors[0], _parse_ovf(descriptors[0], _read_descriptor(files, descriptors[0])))
     return bundle
 
 

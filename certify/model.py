@@ -254,7 +254,7 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     waivers: list[dict[str, Any]] = field(default_factory=list)  # each waiver with its state
     catalog: dict[str, dict[str, Any]] = field(default_factory=dict)  # metadata of the checks run
-    bundle_root: str | None = None  # set when the bundle's files were read in place (not in reports)
+    bundle_root: str | None = None  # the upload's directory, for bundles copied from one (not in reports)
     bundle_files: list[str] = field(default_factory=list)
     baseline: str | None = None  # the --baseline report it was compared with
 

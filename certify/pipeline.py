@@ -123,7 +123,7 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
         notes=notes,
         waivers=waiver_states,
         catalog={c.id: c.as_dict() for c in checks},
-        bundle_root=None if bundle.kind == "ova" else bundle.root,
+        bundle_root=bundle.source,
         bundle_files=bundle.files(),
         disks=bundle.disk_facts,
         guest=guest_info,

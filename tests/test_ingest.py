@@ -15,6 +15,13 @@ from certify.errors import InputRejected, UsageError
 from certify.ingest import Limits, check_member_name, identify, ingest
 
 
+def fresh(tmp_path) -> str:
+    """A new, empty work directory, as every scan gets."""
+    import tempfile
+
+    return tempfile.mkdtemp(dir=tmp_path, prefix="work-")
+
+
 def qemu_img(*args):
     subprocess.run(["qemu-img", *args], check=True, capture_output=True)
 
@@ -164,13 +171,13 @@ def test_ovf_directory_and_symlinked_disk(tmp_path, vmdk_bytes):
     bundle_dir.mkdir()
     (bundle_dir / "vm.ovf").write_bytes(ovf_for("vm-disk1.vmdk"))
     (bundle_dir / "vm-disk1.vmdk").write_bytes(vmdk_bytes)
-    bundle = ingest(str(bundle_dir), str(tmp_path))
+    bundle = ingest(str(bundle_dir), fresh(tmp_path))
     assert bundle.kind == "ovf" and [d.name for d in bundle.disks] == ["vm-disk1.vmdk"]
     (bundle_dir / "vm-disk1.vmdk").unlink()
     (tmp_path / "elsewhere.vmdk").write_bytes(vmdk_bytes)
     (bundle_dir / "vm-disk1.vmdk").symlink_to(tmp_path / "elsewhere.vmdk")
     with pytest.raises(InputRejected, match="cannot be opened"):
-        ingest(str(bundle_dir), str(tmp_path))
+        ingest(str(bundle_dir), fresh(tmp_path))
 
 
 def test_vmx_bundle_with_split_vmdk(tmp_path):
@@ -179,7 +186,7 @@ def test_vmx_bundle_with_split_vmdk(tmp_path):
     bundle_dir.mkdir()
     qemu_img("convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicFlat", str(raw), str(bundle_dir / "disk.vmdk"))
     (bundle_dir / "vm.vmx").write_text('scsi0:0.fileName = "disk.vmdk"\nide1:0.deviceType = "cdrom-image"\nide1:0.fileName = "tools.iso"\n')
-    bundle = ingest(str(bundle_dir / "vm.vmx"), str(tmp_path))
+    bundle = ingest(str(bundle_dir / "vm.vmx"), fresh(tmp_path))
     assert bundle.kind == "vmx"
     assert [(d.name, d.format) for d in bundle.disks] == [("disk.vmdk", "vmdk")]
     assert bundle.disk_facts[0]["subformat"] == "monolithicFlat"
@@ -194,33 +201,33 @@ def test_vmdk_descriptor_with_host_extent_is_refused(tmp_path):
     )
     (bundle_dir / "vm.vmx").write_text('scsi0:0.fileName = "disk.vmdk"\n')
     with pytest.raises(InputRejected, match="extent '/etc/passwd'"):
-        ingest(str(bundle_dir / "vm.vmx"), str(tmp_path))
+        ingest(str(bundle_dir / "vm.vmx"), fresh(tmp_path))
 
 
 def test_bare_disks_by_extension_and_bytes(tmp_path):
     raw = raw_disk(tmp_path / "disk.img")
-    assert ingest(str(raw), str(tmp_path)).disks[0].format == "raw"
+    assert ingest(str(raw), fresh(tmp_path)).disks[0].format == "raw"
     qemu_img("create", "-q", "-f", "qcow2", str(tmp_path / "ok.qcow2"), "4M")
-    bundle = ingest(str(tmp_path / "ok.qcow2"), str(tmp_path))
+    bundle = ingest(str(tmp_path / "ok.qcow2"), fresh(tmp_path))
     assert bundle.kind == "disk" and bundle.descriptor is None and bundle.disks[0].format == "qcow2"
     assert bundle.sha256 == hashlib.sha256((tmp_path / "ok.qcow2").read_bytes()).hexdigest()
     # A "raw" upload carrying a qcow2 header that names a host file (the CVE-2026-24708 shape).
     qemu_img("create", "-q", "-f", "qcow2", "-b", "/etc/shadow", "-F", "raw", str(tmp_path / "trap.img"), "4M")
     with pytest.raises(InputRejected, match="declared raw but its bytes are qcow2"):
-        ingest(str(tmp_path / "trap.img"), str(tmp_path))
+        ingest(str(tmp_path / "trap.img"), fresh(tmp_path))
     qemu_img("create", "-q", "-f", "qcow2", "-b", "/etc/shadow", "-F", "raw", str(tmp_path / "trap.qcow2"), "4M")
     with pytest.raises(InputRejected, match="backing file '/etc/shadow'"):
-        ingest(str(tmp_path / "trap.qcow2"), str(tmp_path))
+        ingest(str(tmp_path / "trap.qcow2"), fresh(tmp_path))
 
 
 def test_identify_and_usage_errors(tmp_path):
     assert identify("x.OVA") == "ova" and identify("x.vhdx") == "disk" and identify(str(tmp_path)) == "directory"
     with pytest.raises(UsageError, match="no .ovf or .vmx"):
-        ingest(str(tmp_path), str(tmp_path))
+        ingest(str(tmp_path), fresh(tmp_path))
     (tmp_path / "a.vmx").write_text("")
     (tmp_path / "b.ovf").write_text("")
     with pytest.raises(UsageError, match="several descriptors"):
-        ingest(str(tmp_path), str(tmp_path))
+        ingest(str(tmp_path), fresh(tmp_path))
 
 
 @pytest.mark.parametrize("name", ["ok.ovf", "dir/disk.vmdk", "dir/"])
@@ -294,10 +301,10 @@ def test_ova_without_manifest_and_ovf_directory_with_one(tmp_path, vmdk_bytes):
     (bundle_dir / "vm.ovf").write_bytes(ovf)
     (bundle_dir / "vm-disk1.vmdk").write_bytes(vmdk_bytes)
     (bundle_dir / "vm.mf").write_bytes(mf(f"SHA256(vm.ovf)= {sha('sha256', ovf)}", f"SHA256(vm-disk1.vmdk)= {sha('sha256', vmdk_bytes)}"))
-    assert ingest(str(bundle_dir), str(tmp_path)).manifest == "vm.mf"
+    assert ingest(str(bundle_dir), fresh(tmp_path)).manifest == "vm.mf"
     (bundle_dir / "vm-disk1.vmdk").write_bytes(vmdk_bytes[:-1] + b"\1")
     with pytest.raises(InputRejected, match="vm-disk1.vmdk: SHA256 digest does not match"):
-        ingest(str(bundle_dir), str(tmp_path))
+        ingest(str(bundle_dir), fresh(tmp_path))
 
 
 def test_two_manifests_are_refused(tmp_path, vmdk_bytes):
@@ -335,16 +342,16 @@ def _hint_behind_zero_descriptor_offset(data: bytearray):
 def test_zero_capacity_sparse_vmdk_is_refused(tmp_path):
     _sparse_vmdk(tmp_path / "emb.vmdk", _zero_capacity_with_host_extent)
     with pytest.raises(InputRejected, match="zero capacity"):
-        ingest(str(tmp_path / "emb.vmdk"), str(tmp_path))
+        ingest(str(tmp_path / "emb.vmdk"), fresh(tmp_path))
 
 
 def test_parent_hint_anywhere_qemu_looks_is_refused(tmp_path):
     _sparse_vmdk(tmp_path / "sp0.vmdk", _hint_behind_zero_descriptor_offset)
     with pytest.raises(InputRejected, match="parentFileNameHint"):
-        ingest(str(tmp_path / "sp0.vmdk"), str(tmp_path))
+        ingest(str(tmp_path / "sp0.vmdk"), fresh(tmp_path))
     (tmp_path / "text.vmdk").write_text('# Disk DescriptorFile\n# parentFileNameHint="/etc/passwd"\ncreateType="monolithicSparse"\n')
     with pytest.raises(InputRejected, match="parentFileNameHint"):
-        ingest(str(tmp_path / "text.vmdk"), str(tmp_path))
+        ingest(str(tmp_path / "text.vmdk"), fresh(tmp_path))
 
 
 @pytest.mark.parametrize("extent_kind", ["zero-capacity-sparse", "qcow2-as-flat", "descriptor-as-sparse"])
@@ -363,7 +370,7 @@ def test_extents_are_sniffed_as_their_declared_type(tmp_path, extent_kind):
     (bundle / "top.vmdk").write_text(f'# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="twoGbMaxExtentSparse"\n{line}\n')
     (bundle / "vm.vmx").write_text('scsi0:0.fileName = "top.vmdk"\n')
     with pytest.raises(InputRejected, match="ext.vmdk"):
-        ingest(str(bundle / "vm.vmx"), str(tmp_path))
+        ingest(str(bundle / "vm.vmx"), fresh(tmp_path))
 
 
 def test_device_mapping_vmdk_is_refused(tmp_path):
@@ -371,7 +378,7 @@ def test_device_mapping_vmdk_is_refused(tmp_path):
     (tmp_path / "disk-flat.vmdk").write_bytes(b"\0" * 4096)
     (tmp_path / "vm.vmx").write_text('scsi0:0.fileName = "rdm.vmdk"\n')
     with pytest.raises(InputRejected, match="fullDevice"):
-        ingest(str(tmp_path / "vm.vmx"), str(tmp_path))
+        ingest(str(tmp_path / "vm.vmx"), fresh(tmp_path))
 
 
 def test_pathological_descriptor_lines_fail_fast(tmp_path):
@@ -381,7 +388,7 @@ def test_pathological_descriptor_lines_fail_fast(tmp_path):
     path.write_text("# Disk DescriptorFile\na = b" + " " * 400_000 + '"x\n' + "RW 1 FLAT" + " " * 400_000 + "x\n")
     start = time.monotonic()
     with pytest.raises(InputRejected):
-        ingest(str(path), str(tmp_path))
+        ingest(str(path), fresh(tmp_path))
     assert time.monotonic() - start < 2
 
 
@@ -400,3 +407,20 @@ def test_oversized_tar_metadata_is_refused_before_it_is_read(tmp_path):
     (tmp_path / "w").mkdir()
     with pytest.raises(InputRejected, match="header"):
         ingest(str(ova), str(tmp_path / "w"))
+
+
+def test_directory_uploads_are_copied_into_the_work_directory_and_left_untouched(tmp_path):
+    bundle = tmp_path / "vm"
+    bundle.mkdir()
+    raw = raw_disk(tmp_path / "d.raw")
+    qemu_img("convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicFlat", str(raw), str(bundle / "disk.vmdk"))
+    (bundle / "vm.vmx").write_text('scsi0:0.fileName = "disk.vmdk"\n')
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in bundle.iterdir()}
+    work = fresh(tmp_path)
+    result = ingest(str(bundle / "vm.vmx"), work)
+    assert result.disks[0].path.startswith(work) and os.path.isfile(os.path.join(work, "bundle", "disk-flat.vmdk"))
+    assert result.source == str(bundle) and result.root.startswith(work)
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in bundle.iterdir()} == before
+    # What qemu will open is the checked copy: changing the upload now changes nothing.
+    (bundle / "disk-flat.vmdk").write_bytes(b"QFI\xfb" + b"\0" * 100)
+    assert open(os.path.join(work, "bundle", "disk-flat.vmdk"), "rb").read(4) == b"\0\0\0\0"
