@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from certify.model import Layer, Location
@@ -32,6 +33,7 @@ class ConfigEntry:
     key: str
     value: str
     location: Location
+    scope: str = ""  # the OVF VirtualSystem an ExtraConfig line belongs to
 
     @property
     def norm(self) -> str:
@@ -47,16 +49,45 @@ class StorageRef:
 
 
 @dataclass(frozen=True)
+class Setting:
+    """Something else the descriptor declares: an OVF property, a hardware family, a placeholder."""
+
+    name: str
+    value: str
+    location: Location
+    secret: bool = False  # declared a password (ovf:password="true")
+
+
+@dataclass(frozen=True)
 class Descriptor:
     kind: str  # "vmx" or "ovf"
     file: str
-    entries: tuple[ConfigEntry, ...]
+    entries: tuple[ConfigEntry, ...]  # VMX lines, or vmw:ExtraConfig lines of an OVF
     storage_refs: tuple[StorageRef, ...]
+    properties: tuple[Setting, ...] = ()  # OVF ProductSection properties
+    hardware_versions: tuple[Setting, ...] = ()  # virtualHW.version, or each vmx-NN family an OVF lists
+    placeholders: tuple[Setting, ...] = ()  # unresolved template variables in the raw text
 
     def get(self, key: str) -> ConfigEntry | None:
         """The first entry for ``key``, case-insensitive."""
         key = key.lower()
         return next((e for e in self.entries if e.norm == key), None)
+
+    def matching(self, pattern: str) -> Iterator[tuple[ConfigEntry, re.Match]]:
+        """Every entry whose key matches ``pattern`` (case-insensitive), duplicates included."""
+        regex = re.compile(pattern, re.IGNORECASE)
+        for entry in self.entries:
+            match = regex.match(entry.key)
+            if match:
+                yield entry, match
+
+
+_OFF = {"false", "no", "0", "off", ""}
+
+
+def is_on(value: str) -> bool:
+    """VMware reads TRUE/true/yes/1; anything not plainly off counts as on (the safe reading)."""
+    return value.strip().lower() not in _OFF
 
 
 def outside_bundle_reason(ref: str) -> str | None:
@@ -75,21 +106,38 @@ def outside_bundle_reason(ref: str) -> str | None:
     return None
 
 
-def from_vmx(name: str, vmx: VmxFile) -> Descriptor:
+_PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_.\-]*\}|\{\{ *[A-Za-z_][A-Za-z0-9_.\-]* *\}\}|@@[A-Za-z_][A-Za-z0-9_.\-]*@@")
+
+
+def find_placeholders(name: str, text: str) -> tuple[Setting, ...]:
+    """Template variables a build left unresolved: ${X}, {{x}}, @@X@@, with their lines."""
+    found = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        for match in _PLACEHOLDER.finditer(line[:65536]):
+            found.append(Setting(name=match.group(), value="", location=Location(layer=Layer.DESCRIPTOR, file=name, line=number)))
+    return tuple(found)
+
+
+def from_vmx(name: str, vmx: VmxFile, text: str = "") -> Descriptor:
     entries = tuple(
         ConfigEntry(key=e.key, value=e.value, location=Location(layer=Layer.DESCRIPTOR, file=name, key=e.key, line=e.line))
         for e in vmx.entries
     )
-    return Descriptor(kind="vmx", file=name, entries=entries, storage_refs=_path_refs(entries))
+    hardware = tuple(
+        Setting(name=e.key, value=e.value, location=e.location) for e in entries if e.norm == "virtualhw.version"
+    )
+    return Descriptor(kind="vmx", file=name, entries=entries, storage_refs=_path_refs(entries),
+                      hardware_versions=hardware, placeholders=find_placeholders(name, text))  # fmt: skip
 
 
 def _path_refs(entries: tuple[ConfigEntry, ...]) -> tuple[StorageRef, ...]:
     return tuple(StorageRef(value=e.value, location=e.location) for e in entries if e.value and PATH_KEY.match(e.key))
 
 
-def from_ovf(name: str, ovf: OvfDescriptor) -> Descriptor:
+def from_ovf(name: str, ovf: OvfDescriptor, text: str = "") -> Descriptor:
     entries = tuple(
-        ConfigEntry(key=e.key, value=e.value, location=Location(layer=Layer.DESCRIPTOR, file=name, key=e.key, line=e.line))
+        ConfigEntry(key=e.key, value=e.value, location=Location(layer=Layer.DESCRIPTOR, file=name, key=e.key, line=e.line),
+                    scope=e.system)
         for e in ovf.extra_config
     )
     hrefs = tuple(
@@ -100,5 +148,16 @@ def from_ovf(name: str, ovf: OvfDescriptor) -> Descriptor:
         )
         for f in ovf.files
     )
+    properties = tuple(
+        Setting(name=p.key, value=p.value, secret=p.password,
+                location=Location(layer=Layer.DESCRIPTOR, file=name, key=f"Property[@ovf:key={p.key!r}]", line=p.line))
+        for p in ovf.properties
+    )  # fmt: skip
+    hardware = tuple(
+        Setting(name="vssd:VirtualSystemType", value=family.removeprefix("vmx-"),
+                location=Location(layer=Layer.DESCRIPTOR, file=name, key="vssd:VirtualSystemType", line=h.line))
+        for h in ovf.hardware for family in h.value.split() if family.startswith("vmx-")
+    )  # fmt: skip
     # ExtraConfig lines become VMX lines: their paths are judged exactly as a VMX's.
-    return Descriptor(kind="ovf", file=name, entries=entries, storage_refs=hrefs + _path_refs(entries))
+    return Descriptor(kind="ovf", file=name, entries=entries, storage_refs=hrefs + _path_refs(entries),
+                      properties=properties, hardware_versions=hardware, placeholders=find_placeholders(name, text))  # fmt: skip

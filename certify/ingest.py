@@ -54,6 +54,7 @@ class Bundle:
     disk_facts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     manifest: str | None = None  # the verified .mf, when the bundle has one
+    members: list[str] = field(default_factory=list)
 
     def files(self) -> list[str]:
         """Names (relative to root) of the files the bundle consists of."""
@@ -62,7 +63,8 @@ class Bundle:
         return sorted(set(names))
 
     def facts(self) -> BundleFacts:
-        return BundleFacts(kind=self.kind, descriptor=self.descriptor.file if self.descriptor else None, manifest=self.manifest)
+        return BundleFacts(kind=self.kind, descriptor=self.descriptor.file if self.descriptor else None,
+                           manifest=self.manifest, members=tuple(self.members))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class BundleFacts:
     kind: str
     descriptor: str | None
     manifest: str | None
+    members: tuple[str, ...] = ()  # every file the upload holds (an OVA's members, a directory's files)
 
 
 def identify(path: str) -> str:
@@ -105,8 +108,9 @@ def ingest(path: str, workdir: str, limits: Limits = Limits()) -> Bundle:
     if kind == "disk":
         declared = diskformat.EXTENSION_FORMATS[os.path.splitext(name)[1].lower()]
         disk, facts = _verify_disk(files, name, declared)
-        return Bundle(kind="disk", sha256=facts["sha256"], root=files.root, source=source, disks=[disk], disk_facts=[facts])
-    bundle = Bundle(kind=kind, sha256="", root=files.root, source=source)
+        return Bundle(kind="disk", sha256=facts["sha256"], root=files.root, source=source, disks=[disk],
+                      disk_facts=[facts], members=[name])
+    bundle = Bundle(kind=kind, sha256="", root=files.root, source=source, members=_listing(source))
     if kind == "ovf":
         mf_name = name.rsplit(".", 1)[0] + ".mf"  # NAME.mf beside NAME.ovf
         entries = _manifest_entries(files, mf_name) if os.path.lexists(os.path.join(source, mf_name)) else None
@@ -118,12 +122,18 @@ def ingest(path: str, workdir: str, limits: Limits = Limits()) -> Bundle:
                 files.try_stage(listed)  # one the bundle lacks is reported by verify()
             bundle.notes.extend(manifest.verify(entries, files.digests, exempt={mf_name}))
             bundle.manifest = mf_name
-        _attach_ovf(bundle, files, name, ovf)
+        _attach_ovf(bundle, files, name, ovf, data)
     else:
         data = _read_descriptor(files, name)
         _attach_vmx(bundle, files, name, data)
     bundle.sha256 = files.digests[name]["SHA256"]
     return bundle
+
+
+def _listing(directory: str, limit: int = 10_000) -> list[str]:
+    """Names of the regular files beside the descriptor (names only: nothing is opened)."""
+    with os.scandir(directory) as entries:
+        return sorted(e.name for _, e in zip(range(limit), entries) if e.is_file(follow_symlinks=False))
 
 
 def _descriptor_in(directory: str) -> tuple[str, str]:
@@ -296,8 +306,8 @@ def _manifest_entries(files: _Staging, name: str) -> list[ManifestEntry]:
     return entries
 
 
-def _attach_ovf(bundle: Bundle, files: _Staging, name: str, ovf: OvfDescriptor) -> None:
-    bundle.descriptor = from_ovf(name, ovf)
+def _attach_ovf(bundle: Bundle, files: _Staging, name: str, ovf: OvfDescriptor, data: bytes) -> None:
+    bundle.descriptor = from_ovf(name, ovf, data.decode("utf-8", "replace"))
     refs = {f.id: f for f in ovf.files}
     for disk in ovf.disks:
         ref = refs.get(disk.file_ref or "")
@@ -317,7 +327,7 @@ def _attach_vmx(bundle: Bundle, files: _Staging, name: str, data: bytes) -> None
         vmx = parse_vmx(data)
     except ParseError as exc:
         raise InputRejected(f"{name}: {exc}") from None
-    bundle.descriptor = from_vmx(name, vmx)
+    bundle.descriptor = from_vmx(name, vmx, data.decode(vmx.encoding, "replace"))
     for entry in vmx.entries:
         if not DISK_FILENAME_KEY.match(entry.key) or outside_bundle_reason(entry.value):
             continue
@@ -460,7 +470,7 @@ def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
     if len(descriptors) != 1:
         found = ", ".join(descriptors) or "none"
         raise InputRejected(f"{os.path.basename(path)}: an OVA must hold exactly one .ovf at its top level (found {found})")
-    bundle = Bundle(kind="ova", sha256=reader.sha256.hexdigest(), root=root)
+    bundle = Bundle(kind="ova", sha256=reader.sha256.hexdigest(), root=root, members=order)
     if order[0] != descriptors[0]:
         bundle.notes.append(f"the OVF descriptor is not the first member of the OVA ({order[0]} is)")
     if entries is not None and mf_name is not None:
@@ -468,7 +478,8 @@ def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
         bundle.notes.extend(manifest.verify(entries, digests, exempt={mf_name, *certificates}))
         bundle.manifest = mf_name
     files = _Staging(None, root, limits, digests)
-    _attach_ovf(bundle, files, descriptors[0], _parse_ovf(descriptors[0], _read_descriptor(files, descriptors[0])))
+    data = _read_descriptor(files, descriptors[0])
+    _attach_ovf(bundle, files, descriptors[0], _parse_ovf(descriptors[0], data), data)
     return bundle
 
 

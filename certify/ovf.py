@@ -23,6 +23,7 @@ OVF_NAMESPACES = {
 }
 OVF_09_NAMESPACE = "http://www.vmware.com/schema/ovf/1/envelope"
 VMW = "http://www.vmware.com/schema/ovf"
+VSSD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData"
 
 _LINE = "{urn:certify:parse}line"
 
@@ -57,12 +58,32 @@ class ExtraConfig:
 
 
 @dataclass(frozen=True)
+class Property:
+    """A ProductSection property: deployed into the guest's OVF environment in clear."""
+
+    key: str
+    value: str
+    password: bool  # ovf:password="true"
+    line: int
+
+
+@dataclass(frozen=True)
+class HardwareFamily:
+    """A vssd:VirtualSystemType, e.g. 'vmx-19' (several may be listed, space-separated)."""
+
+    value: str
+    line: int
+
+
+@dataclass(frozen=True)
 class OvfDescriptor:
     version: str
     files: tuple[OvfFile, ...]
     disks: tuple[OvfDisk, ...]
     systems: tuple[str, ...]
     extra_config: tuple[ExtraConfig, ...]
+    properties: tuple[Property, ...] = ()
+    hardware: tuple[HardwareFamily, ...] = ()
 
 
 class _LineTreeBuilder(ET.TreeBuilder):
@@ -162,10 +183,22 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
             )
     if not systems:
         raise ParseError("no VirtualSystem in the descriptor")
+    properties = [
+        Property(
+            key=_attr(elem, ns, "key") or "",
+            value=_attr(elem, ns, "value") or "",
+            password=(_attr(elem, ns, "password") or "").strip().lower() in ("true", "1"),
+            line=line(elem),
+        )
+        for elem in root.iter(q("Property"))
+    ]
+    hardware = [HardwareFamily(value=(elem.text or "").strip(), line=line(elem)) for elem in root.iter(f"{{{VSSD}}}VirtualSystemType")]
     return OvfDescriptor(
         version=OVF_NAMESPACES[ns],
         files=tuple(files),
         disks=tuple(disks),
         systems=tuple(systems),
         extra_config=tuple(extra),
+        properties=tuple(properties),
+        hardware=tuple(hardware),
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 from certify.checkdef import check
+from certify.descriptor import Descriptor
 from certify.ingest import BundleFacts
 from certify.model import Layer, Location, Severity, fail, not_applicable
 from certify.plugins.hookspecs import hookimpl
@@ -34,6 +37,52 @@ def manifest_missing(bundle: BundleFacts):
         yield fail(Location(layer=Layer.BUNDLE, file=bundle.descriptor), "no .mf in the package: disk integrity rests on the transport alone")
 
 
+SAVED_STATE = (".vmss", ".vmem", ".vmsn", ".vmsd", ".nvram")
+
+
+@check(
+    id="saved-memory-state",
+    severity=Severity.HIGH,
+    layer=Layer.BUNDLE,
+    title="Bundle ships saved memory or firmware state",
+    remediation=(
+        "Power the VM off (not suspend) and export without .vmss/.vmem/.vmsn/.vmsd/.nvram files; clear "
+        "checkpoint.vmState. A suspended state is loaded straight into the hypervisor and may hold the "
+        "vendor's secrets from memory; vendor NVRAM pre-seeds firmware variables."
+    ),
+    references=("libvirt-gsx VMX (corpus): checkpoint.vmState", "vSphere: .vmss/.vmem hold a suspended VM's memory"),
+)
+def saved_memory_state(bundle: BundleFacts, descriptor: Descriptor):
+    """A suspend image or snapshot memory in the upload, or a VMX that resumes from one."""
+    for name in bundle.members:
+        if name.lower().endswith(SAVED_STATE):
+            yield fail(Location(layer=Layer.BUNDLE, file=name), f"{name} is saved memory or firmware state")
+    for entry, _ in descriptor.matching(r"^checkpoint\.vmstate$"):
+        if entry.value.strip():
+            yield fail(entry.location, f"{entry.key} = {entry.value!r}: the VM would resume from saved state")
+
+
+EXTRANEOUS = ("*.log", "*.lck", "*.lck/*", "*.vswp", "*.vmx~", "*.vmx.bak", "*.scoreboard", "*.hlog")
+
+
+@check(
+    id="bundle-extraneous-files",
+    severity=Severity.MEDIUM,
+    layer=Layer.BUNDLE,
+    title="Bundle holds files a clean export does not",
+    remediation=(
+        "Export from a powered-off VM with the hypervisor's export tool; leave out vmware.log and other logs, "
+        "lock files, swap files and editor backups. They leak build-host details and have no use on deploy."
+    ),
+    references=("VMware Ready matrix 0505: no extraneous files such as vmware.log",),
+)
+def bundle_extraneous_files(bundle: BundleFacts):
+    """Logs, locks, swap and backup files left beside the appliance's own files."""
+    for name in bundle.members:
+        if any(fnmatch.fnmatch(name.lower(), pattern) for pattern in EXTRANEOUS):
+            yield fail(Location(layer=Layer.BUNDLE, file=name), f"{name} does not belong in an export")
+
+
 @hookimpl
 def certify_checks():
-    return [manifest_missing]
+    return [manifest_missing, saved_memory_state, bundle_extraneous_files]

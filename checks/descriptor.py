@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from certify.checkdef import check
-from certify.descriptor import Descriptor, outside_bundle_reason
+from certify.descriptor import Descriptor, is_on, outside_bundle_reason
 from certify.model import Layer, Severity, fail
 from certify.plugins.hookspecs import hookimpl
 
-_OFF = {"false", "no", "0", "off", ""}
 _VNC_SECRETS = ("remotedisplay.vnc.password", "remotedisplay.vnc.key")
 
 
@@ -35,7 +34,7 @@ def vmx_vnc_enabled(descriptor: Descriptor):
     Critical when a password or key is stored with it: those are reversible.
     """
     # Every occurrence counts: with duplicate keys, readers disagree on which wins.
-    switched_on = [e for e in descriptor.entries if e.norm == "remotedisplay.vnc.enabled" and e.value.strip().lower() not in _OFF]
+    switched_on = [e for e in descriptor.entries if e.norm == "remotedisplay.vnc.enabled" and is_on(e.value)]
     if not switched_on:
         return
     secrets = sorted({e.key for e in descriptor.entries if e.norm in _VNC_SECRETS and e.value})

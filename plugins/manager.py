@@ -15,6 +15,8 @@ from certify.plugins import hookspecs
 BUILTIN_PLUGINS = (
     "certify.checks.bundle",
     "certify.checks.descriptor",
+    "certify.checks.devices",
+    "certify.checks.hardening",
     "certify.checks.ssh",
     "certify.collectors.ssh",
     "certify.reports.text",

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_certify
 
-DESCRIPTOR_ONLY = "include: [vmx-*, storage-*]\n"
+DESCRIPTOR_ONLY = "include: [vmx-vnc-enabled, storage-path-outside-bundle]\n"
 
 
 @pytest.fixture

@@ -128,6 +128,17 @@ def test_checks_lists_the_catalog():
         "vmx-vnc-enabled": ("high", "descriptor"),
         "storage-path-outside-bundle": ("critical", "descriptor"),
         "manifest-missing": ("medium", "bundle"),
+        "saved-memory-state": ("high", "bundle"),
+        "bundle-extraneous-files": ("medium", "bundle"),
+        "host-device-passthrough": ("high", "descriptor"),
+        "host-listener-or-pipe": ("critical", "descriptor"),
+        "shared-folder": ("critical", "descriptor"),
+        "descriptor-secret": ("high", "descriptor"),
+        "duplicate-descriptor-key": ("high", "descriptor"),
+        "unresolved-template-placeholder": ("high", "descriptor"),
+        "vmx-hardware-version": ("medium", "descriptor"),
+        "vmx-isolation-settings": ("low", "descriptor"),
+        "extraconfig-smuggling": ("high", "descriptor"),
     }
     assert all(c["title"] and c["remediation"] for c in catalog.values())
     text = run_certify("checks")

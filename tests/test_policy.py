@@ -11,7 +11,7 @@ import yaml
 from certify.profile import load_profile, shipped_names
 from conftest import run_certify
 
-DESCRIPTOR_ONLY = "include: [vmx-*, storage-*]\n"  # lets a bundle without disks pass
+DESCRIPTOR_ONLY = "include: [vmx-vnc-enabled, storage-path-outside-bundle]\n"  # lets a bundle without disks pass
 
 # Checks the shipped profiles may name before they exist (issues 3 and 4); a typo fails this list.
 PLANNED = {
@@ -31,7 +31,8 @@ def scan_json(tmp_path, artifact, *args):
 @pytest.fixture
 def vnc_vmx(tmp_path):
     path = tmp_path / "vm.vmx"
-    path.write_text('RemoteDisplay.vnc.enabled = "TRUE"\nide1:0.deviceType = "cdrom-image"\nide1:0.fileName = "isos/tools.iso"\n')
+    path.write_text('virtualHW.version = "19"\nRemoteDisplay.vnc.enabled = "TRUE"\nide1:0.deviceType = "cdrom-image"\n'
+                    'ide1:0.fileName = "isos/tools.iso"\n')  # fmt: skip
     return path
 
 
@@ -182,7 +183,8 @@ def test_baseline_marks_known_findings_by_fingerprint(tmp_path, vnc_vmx, profile
     old = tmp_path / "old.json"
     old.write_text(json.dumps(first))
     # The VNC line moves and a new problem appears: the moved one is still known.
-    vnc_vmx.write_text('# a comment\nscsi0:0.fileName = "/vmfs/volumes/ds/x.vmdk"\nRemoteDisplay.vnc.enabled = "TRUE"\n')
+    vnc_vmx.write_text('# a comment\nvirtualHW.version = "19"\nscsi0:0.fileName = "/vmfs/volumes/ds/x.vmdk"\n'
+                       'RemoteDisplay.vnc.enabled = "TRUE"\n')  # fmt: skip
     rc, second, _ = scan_json(tmp_path, vnc_vmx, "--profile", profile, "--baseline", str(old))
     assert rc == 1 and second["baseline"] == str(old)
     assert {(f["id"], f["known"]) for f in second["findings"]} == {("vmx-vnc-enabled", True), ("storage-path-outside-bundle", False)}

@@ -1,0 +1,149 @@
+"""The descriptor check catalog: a failing and a passing case each, and the real corpus's notable features."""
+
+from __future__ import annotations
+
+import pytest
+
+from certify.descriptor import Descriptor, from_ovf, from_vmx
+from certify.ingest import BundleFacts
+from certify.ovf import parse_ovf
+from certify.plugins.manager import load_registry
+from certify.runner import run_checks
+from certify.model import Facts
+from certify.sample import ovf_descriptor
+from certify.vmx import parse_vmx
+from test_parsers import CORPUS
+
+REGISTRY = load_registry()
+DESCRIPTOR_CHECKS = [c for c in REGISTRY.checks.values() if c.layer.value in ("descriptor", "bundle")]
+
+
+def vmx(text: str) -> Descriptor:
+    return from_vmx("a.vmx", parse_vmx(text.encode()), text)
+
+
+def ovf(extra: dict[str, str] | None = None, body: str = "") -> Descriptor:
+    text = ovf_descriptor("vm", "d.vmdk", 1, 1, extra or {})
+    if body:
+        text = text.replace("    <OperatingSystemSection", body + "\n    <OperatingSystemSection")
+    return from_ovf("a.ovf", parse_ovf(text.encode()), text)
+
+
+def failing(descriptor: Descriptor, members: tuple[str, ...] = ()) -> set[tuple[str, str | None]]:
+    manifest = "a.mf" if descriptor.kind == "ovf" else None
+    facts = Facts(values={"descriptor": descriptor, "bundle": BundleFacts(descriptor.kind, descriptor.file, manifest, members)})
+    findings, _ = run_checks(DESCRIPTOR_CHECKS, facts)
+    return {(f.check_id, f.location.key or f.location.file) for f in findings if f.status.value == "fail"}
+
+
+CLEAN_VMX = 'config.version = "8"\nvirtualHW.version = "19"\nscsi0:0.fileName = "d.vmdk"\n'
+
+
+def test_a_clean_vmx_passes_every_descriptor_check():
+    assert failing(vmx(CLEAN_VMX)) == set()
+
+
+@pytest.mark.parametrize(
+    "lines, expected",
+    [
+        ('ide1:0.deviceType = "cdrom-raw"\nide1:0.fileName = "auto detect"\n', {("host-device-passthrough", "ide1:0.deviceType")}),
+        ('floppy0.fileType = "device"\n', {("host-device-passthrough", "floppy0.fileType")}),
+        ('usb.autoConnect.device0 = "vid:0x0781 pid:0x5581"\n', {("host-device-passthrough", "usb.autoConnect.device0")}),
+        ('pciPassthru0.present = "TRUE"\n', {("host-device-passthrough", "pciPassthru0.present")}),
+        ('ethernet0.vnet = "/dev/vmnet0"\n', {("host-device-passthrough", "ethernet0.vnet")}),
+        ('serial0.fileType = "pipe"\n', {("host-listener-or-pipe", "serial0.fileType")}),
+        ('serial0.fileName = "telnet://0.0.0.0:2323"\n',
+         {("host-listener-or-pipe", "serial0.fileName"), ("storage-path-outside-bundle", "serial0.fileName")}),
+        ('debugStub.listen.guest64.remote = "TRUE"\n', {("host-listener-or-pipe", "debugStub.listen.guest64.remote")}),
+        ('sharedFolder0.hostPath = "/"\n', {("shared-folder", "sharedFolder0.hostPath"), ("storage-path-outside-bundle", "sharedFolder0.hostPath")}),
+        ('hgfs.mapRootShare = "TRUE"\n', {("shared-folder", "hgfs.mapRootShare")}),
+        ('RemoteDisplay.vnc.password = "x"\n', {("descriptor-secret", "RemoteDisplay.vnc.password")}),
+        ('guestinfo.admin_password = "x"\n', {("descriptor-secret", "guestinfo.admin_password")}),
+        ('guestinfo.userdata = "I2Nsb3VkLWNvbmZpZwpjaHBhc3N3ZDoKICBsaXN0OiByb290OmhlbGxvCg=="\n', {("descriptor-secret", "guestinfo.userdata")}),
+        ('scsi0:0.fileName = "other.vmdk"\n', {("duplicate-descriptor-key", "scsi0:0.fileName")}),
+        ('SCSI0:0.FILENAME = "/etc/passwd"\n',
+         {("duplicate-descriptor-key", "SCSI0:0.FILENAME"), ("storage-path-outside-bundle", "SCSI0:0.FILENAME")}),
+        ('isolation.tools.copy.disable = "FALSE"\n', {("vmx-isolation-settings", "isolation.tools.copy.disable")}),
+        ('tools.setinfo.sizeLimit = "1073741824"\n', {("vmx-isolation-settings", "tools.setinfo.sizeLimit")}),
+        ('sched.mem.pshare.salt = "x"\n', {("vmx-isolation-settings", "sched.mem.pshare.salt")}),
+        ('checkpoint.vmState = "vm.vmss"\n', {("saved-memory-state", "checkpoint.vmState")}),
+        ('annotation = "built from ${BUILD_ID}"\n', {("unresolved-template-placeholder", "a.vmx")}),
+    ],
+)
+def test_each_descriptor_problem_is_found(lines, expected):
+    assert failing(vmx(CLEAN_VMX + lines)) == expected
+
+
+def test_vnc_switched_off_still_leaks_its_password_but_is_not_enabled():
+    found = failing(vmx(CLEAN_VMX + 'RemoteDisplay.vnc.enabled = "FALSE"\nRemoteDisplay.vnc.password = "x"\n'))
+    assert found == {("descriptor-secret", "RemoteDisplay.vnc.password")}
+
+
+@pytest.mark.parametrize("version, bad", [("19", False), ("13", False), ("22", False), ("3", True), ("99", True), ("x", True)])
+def test_hardware_version_window(version, bad):
+    found = failing(vmx(f'virtualHW.version = "{version}"\n'))
+    assert (("vmx-hardware-version", "virtualHW.version") in found) == bad
+    assert ("vmx-hardware-version", "a.vmx") in failing(vmx('config.version = "8"\n'))  # not stated at all
+
+
+def test_ovf_extra_config_outside_the_allowed_set_and_password_properties():
+    found = failing(ovf({"cpuid.coresPerSocket": "2", "sched.mem.pin": "TRUE"}))
+    assert found == {("extraconfig-smuggling", "sched.mem.pin")}
+    product = ('<ProductSection><Info>p</Info>'
+               '<Property ovf:key="admin-password" ovf:type="string" ovf:password="true" ovf:value="changeme"/>'
+               '<Property ovf:key="hostname" ovf:type="string" ovf:value="appliance"/>'
+               '<Property ovf:key="APIKEY" ovf:type="string" ovf:value="abc123"/></ProductSection>')  # fmt: skip
+    assert failing(ovf(body=product)) == {
+        ("descriptor-secret", "Property[@ovf:key='admin-password']"),
+        ("descriptor-secret", "Property[@ovf:key='APIKEY']"),
+    }
+
+
+def test_extra_config_duplicates_are_per_virtual_system():
+    found = failing(ovf({"cpuid.coresPerSocket": "2"}, body=""))
+    assert not any(c == "duplicate-descriptor-key" for c, _ in found)
+
+
+def test_bundle_members():
+    members = ("vm.ovf", "vm.mf", "vm-disk1.vmdk", "vmware.log", "vm.vmss", "vm.vmdk.lck/M1.lck")
+    found = failing(ovf(), members)
+    assert found == {("saved-memory-state", "vm.vmss"), ("bundle-extraneous-files", "vmware.log"),
+                     ("bundle-extraneous-files", "vm.vmdk.lck/M1.lck")}  # fmt: skip
+
+
+CORPUS_FEATURES = {
+    "libvirt-graphics-vnc.vmx": {"vmx-vnc-enabled", "descriptor-secret"},
+    "libvirt-serial-network-server.vmx": {"host-listener-or-pipe"},
+    "libvirt-sharedfolder.vmx": {"shared-folder", "storage-path-outside-bundle"},
+    "libvirt-gsx-in-the-wild-1.vmx": {"host-device-passthrough", "storage-path-outside-bundle", "vmx-hardware-version"},
+    "libvirt-fusion-in-the-wild-1.vmx": {"host-device-passthrough", "vmx-isolation-settings", "vmx-hardware-version"},
+    "libvirt-esx-in-the-wild-1.vmx": {"host-device-passthrough"},
+    "virt-v2v-msedge-win10-workstation.vmx": {"shared-folder", "vmx-hardware-version"},
+    "virt-v2v-esxi-21disks.vmx": {"storage-path-outside-bundle"},
+    "virt-v2v-esxi67-nvme.vmx": {"host-device-passthrough"},
+    "photon-4.0-ova-template.vmx": {"host-device-passthrough"},
+    "vyos-equuleus-template.ovf": {"unresolved-template-placeholder", "extraconfig-smuggling"},
+    "k8s-image-builder-capi-template.ovf": {"unresolved-template-placeholder", "vmx-hardware-version"},
+    "home-assistant-os.ovf": {"extraconfig-smuggling"},
+}
+
+
+@pytest.mark.parametrize("name, expected", sorted(CORPUS_FEATURES.items()))
+def test_real_descriptors_show_their_notable_features(name, expected):
+    data = (CORPUS / name).read_bytes()
+    if name.endswith(".vmx"):
+        parsed = parse_vmx(data)
+        descriptor = from_vmx(name, parsed, data.decode(parsed.encoding))
+    else:
+        descriptor = from_ovf(name, parse_ovf(data), data.decode("utf-8", "replace"))
+    found = {check for check, _ in failing(descriptor)}
+    assert expected <= found, (name, expected - found)
+
+
+def test_empty_password_properties_are_not_secrets():
+    # Their defaults are empty: the deployer supplies them (Cisco CSR1000v, VyOS).
+    for name in ("cot-csr1000v.ovf", "vyos-equuleus-template.ovf"):
+        data = (CORPUS / name).read_bytes()
+        descriptor = from_ovf(name, parse_ovf(data), data.decode())
+        assert any(p.secret for p in descriptor.properties)
+        assert not any(c == "descriptor-secret" for c, _ in failing(descriptor))
