@@ -1,0 +1,122 @@
+"""Property-based fuzzing of every parser of untrusted bytes: only ParseError may escape, and fast.
+
+The seeds are real files (the shared corpus, qemu-made image headers); hypothesis
+mutates them and also throws raw bytes. A deadline catches super-linear paths.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from certify.descriptor import from_ovf, from_vmx
+from certify.diskformat import sniff_bytes
+from certify.errors import ParseError
+from certify.manifest import parse_manifest
+from certify.ovf import parse_ovf
+from certify.sshkeys import parse_authorized_keys, private_key_public
+from certify.vmx import parse_vmx
+from test_parsers import CORPUS
+
+FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+VMX_SEEDS = [p.read_bytes() for p in sorted(CORPUS.glob("*.vmx"))]
+OVF_SEEDS = [p.read_bytes() for p in sorted(CORPUS.glob("*.ovf"))]
+
+
+def mutated(seeds: list[bytes]) -> st.SearchStrategy[bytes]:
+    """A seed with a few byte flips, insertions or truncations, or plain random bytes."""
+
+    @st.composite
+    def mutate(draw) -> bytes:
+        data = bytearray(draw(st.sampled_from(seeds)))
+        for _ in range(draw(st.integers(0, 8))):
+            if not data:
+                break
+            pos = draw(st.integers(0, len(data) - 1))
+            action = draw(st.sampled_from(["flip", "insert", "delete", "cut"]))
+            if action == "flip":
+                data[pos] = draw(st.integers(0, 255))
+            elif action == "insert":
+                data[pos:pos] = draw(st.binary(min_size=1, max_size=64))
+            elif action == "delete":
+                del data[pos : pos + draw(st.integers(1, 64))]
+            else:
+                del data[pos:]
+        return bytes(data)
+
+    return st.one_of(mutate(), st.binary(max_size=4096))
+
+
+@FUZZ
+@given(mutated(VMX_SEEDS))
+def test_vmx_parser(data):
+    try:
+        vmx = parse_vmx(data)
+    except ParseError:
+        return
+    from_vmx("a.vmx", vmx, data.decode(vmx.encoding, "replace"))
+
+
+@FUZZ
+@given(mutated(OVF_SEEDS))
+def test_ovf_parser(data):
+    try:
+        ovf = parse_ovf(data)
+    except ParseError:
+        return
+    from_ovf("a.ovf", ovf, data.decode("utf-8", "replace"))
+
+
+@pytest.fixture(scope="module")
+def image_seeds(tmp_path_factory) -> list[bytes]:
+    d = tmp_path_factory.mktemp("seeds")
+    with open(d / "base.raw", "wb") as f:
+        f.truncate(1024 * 1024)
+    commands = [
+        ["create", "-q", "-f", "qcow2", "a.qcow2", "1M"],
+        ["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "b.qcow2"],
+        ["create", "-q", "-f", "vmdk", "s.vmdk", "1M"],
+        ["convert", "-q", "-O", "vmdk", "-o", "subformat=streamOptimized", "base.raw", "so.vmdk"],
+        ["convert", "-q", "-O", "vmdk", "-o", "subformat=monolithicFlat", "base.raw", "flat.vmdk"],
+        ["convert", "-q", "-O", "vpc", "base.raw", "d.vhd"],
+        ["convert", "-q", "-O", "vhdx", "base.raw", "a.vhdx"],
+    ]
+    for args in commands:
+        subprocess.run(["qemu-img", *args], check=True, capture_output=True, cwd=d)
+    # Headers and descriptors live in the first few hundred KiB; keep seeds small.
+    return [p.read_bytes()[: 320 * 1024] for p in sorted(d.iterdir()) if p.name != "base.raw"]
+
+
+def test_disk_header_sniffer(image_seeds):
+    @FUZZ
+    @given(mutated(image_seeds))
+    def run(data):
+        try:
+            sniff_bytes(data)
+        except ParseError:
+            pass
+
+    run()
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=2048), st.text(max_size=2048).map(str.encode),
+                 st.lists(st.tuples(st.sampled_from(["SHA1", "SHA256", "SHA512", "MD5", "sha256"]), st.text(max_size=20),
+                                    st.text("0123456789abcdefABCDEF", max_size=130)))
+                 .map(lambda rows: "".join(f"{a}({n})= {h}\n" for a, n, h in rows).encode())))  # fmt: skip
+def test_manifest_parser(data):
+    try:
+        parse_manifest(data)
+    except ParseError:
+        pass
+
+
+@FUZZ
+@given(st.text(max_size=4096))
+def test_authorized_keys_and_private_keys_never_raise(text):
+    parse_authorized_keys(text)
+    private_key_public(text.encode("utf-8", "replace"))
+    private_key_public(b"-----BEGIN OPENSSH PRIVATE KEY-----\n" + text.encode("utf-8", "replace") + b"\n-----END OPENSSH PRIVATE KEY-----\n")
