@@ -17,12 +17,13 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from certify import diskformat, manifest
+from certify import diskformat, manifest, signature
 from certify.descriptor import DISK_FILENAME_KEY, Descriptor, from_ovf, from_vmx, outside_bundle_reason
 from certify.errors import InputRejected, ParseError, UsageError
 from certify.guest import GuestDisk
 from certify.manifest import ManifestEntry
 from certify.ovf import OvfDescriptor, parse_ovf
+from certify.signature import Signer
 from certify.vmx import parse_vmx
 
 CHUNK = 1024 * 1024
@@ -55,6 +56,7 @@ class Bundle:
     notes: list[str] = field(default_factory=list)
     manifest: str | None = None  # the verified .mf, when the bundle has one
     members: list[str] = field(default_factory=list)
+    signer: Signer | None = None
 
     def files(self) -> list[str]:
         """Names (relative to root) of the files the bundle consists of."""
@@ -64,7 +66,7 @@ class Bundle:
 
     def facts(self) -> BundleFacts:
         return BundleFacts(kind=self.kind, descriptor=self.descriptor.file if self.descriptor else None,
-                           manifest=self.manifest, members=tuple(self.members))  # fmt: skip
+                           manifest=self.manifest, members=tuple(self.members), signer=self.signer)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class BundleFacts:
     descriptor: str | None
     manifest: str | None
     members: tuple[str, ...] = ()  # every file the upload holds (an OVA's members, a directory's files)
+    signer: Signer | None = None  # who signed the manifest, when a .cert verified
 
 
 def identify(path: str) -> str:
@@ -120,8 +123,14 @@ def ingest(path: str, workdir: str, limits: Limits = Limits()) -> Bundle:
             names = [name] + [f.href for f in ovf.files if not outside_bundle_reason(f.href)]
             for listed in names + [e.name for e in entries]:
                 files.try_stage(listed)  # one the bundle lacks is reported by verify()
-            bundle.notes.extend(manifest.verify(entries, files.digests, exempt={mf_name}))
+            cert_name = mf_name[:-3] + ".cert"
+            has_cert = os.path.lexists(os.path.join(source, cert_name))
+            bundle.notes.extend(manifest.verify(entries, files.digests, exempt={mf_name, cert_name}))
             bundle.manifest = mf_name
+            if has_cert:
+                bundle.signer = _verify_signature(files, mf_name, cert_name)
+        elif os.path.lexists(os.path.join(source, name.rsplit(".", 1)[0] + ".cert")):
+            raise InputRejected(f"{show(name)}: a .cert without a manifest signs nothing")
         _attach_ovf(bundle, files, name, ovf, data)
     else:
         data = _read_descriptor(files, name)
@@ -473,14 +482,44 @@ def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
     bundle = Bundle(kind="ova", sha256=reader.sha256.hexdigest(), root=root, members=order)
     if order[0] != descriptors[0]:
         bundle.notes.append(f"the OVF descriptor is not the first member of the OVA ({order[0]} is)")
+    certificates = [n for n in order if "/" not in n and n.lower().endswith(".cert")]
+    if len(certificates) > 1:
+        raise InputRejected(f"{os.path.basename(path)}: more than one .cert ({', '.join(map(show, certificates))})")
+    if certificates and mf_name is None:
+        raise InputRejected(f"{os.path.basename(path)}: a .cert without a manifest signs nothing")
     if entries is not None and mf_name is not None:
-        certificates = {n for n in order if "/" not in n and n.lower().endswith(".cert")}
         bundle.notes.extend(manifest.verify(entries, digests, exempt={mf_name, *certificates}))
         bundle.manifest = mf_name
+        if certificates:
+            bundle.signer = _verify_signature(_Staging(None, root, limits, digests), mf_name, certificates[0])
+        if not _placed_per_spec(order, descriptors[0], mf_name, certificates):
+            bundle.notes.append("the manifest and certificate are not where DSP0243 puts them (right after the OVF, or last)")
     files = _Staging(None, root, limits, digests)
     data = _read_descriptor(files, descriptors[0])
     _attach_ovf(bundle, files, descriptors[0], _parse_ovf(descriptors[0], data), data)
     return bundle
+
+
+def _placed_per_spec(order: list[str], ovf: str, mf: str, certs: list[str]) -> bool:
+    tail = [mf, *certs]
+    return order[1 : 1 + len(tail)] == tail and order[0] == ovf or order[-len(tail) :] == tail
+
+
+def _verify_signature(files: _Staging, mf_name: str, cert_name: str) -> Signer:
+    """The .cert must sign exactly this manifest's bytes; a bad signature rejects the upload."""
+    if cert_name.rsplit(".", 1)[0] != mf_name.rsplit(".", 1)[0]:
+        raise InputRejected(f"{show(cert_name)} does not belong to the manifest {show(mf_name)}")
+    with files.open(cert_name, signature.MAX_BYTES) as f:
+        cert_data = f.read(signature.MAX_BYTES + 1)
+    with files.open(mf_name, manifest.MAX_BYTES) as f:
+        mf_data = f.read(manifest.MAX_BYTES + 1)
+    try:
+        parsed = signature.parse_signature_file(cert_data)
+        if parsed.manifest != mf_name:
+            raise ParseError(f"it signs {show(parsed.manifest)}, not {show(mf_name)}")
+        return signature.verify_signature(parsed, mf_data)
+    except ParseError as exc:
+        raise InputRejected(f"{show(cert_name)}: {exc}") from None
 
 
 def _makedirs(path: str, member: str) -> None:

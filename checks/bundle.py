@@ -37,6 +37,36 @@ def manifest_missing(bundle: BundleFacts):
         yield fail(Location(layer=Layer.BUNDLE, file=bundle.descriptor), "no .mf in the package: disk integrity rests on the transport alone")
 
 
+@check(
+    id="unsigned-bundle",
+    severity=Severity.INFO,
+    layer=Layer.BUNDLE,
+    title="OVF package is not signed by a vouched-for signer",
+    remediation=(
+        "Sign the package (ovftool --privateKey=KEY.pem writes NAME.cert) with a certificate from an authority "
+        "the provider trusts, and keep it within its validity period."
+    ),
+    references=("DMTF DSP0243: NAME.cert signs the manifest; vCenter warns on SELF_SIGNED, EXPIRED, UNTRUSTED",),
+)
+def unsigned_bundle(bundle: BundleFacts):
+    """No signature, or one whose certificate is self-signed or outside its validity period.
+
+    A signature that does not match the manifest never gets here: it rejects the upload.
+    """
+    if bundle.kind not in ("ova", "ovf"):
+        yield not_applicable("only OVF packages are signed")
+        return
+    where = Location(layer=Layer.BUNDLE, file=bundle.descriptor)
+    signer = bundle.signer
+    if signer is None:
+        yield fail(where, "no .cert: nothing ties the package to its vendor")
+        return
+    if signer.self_signed:
+        yield fail(where, f"signed by a self-signed certificate ({signer.subject}) that no authority vouches for")
+    if signer.expired:
+        yield fail(where, f"the signing certificate is valid {signer.not_before} to {signer.not_after}, not now")
+
+
 SAVED_STATE = (".vmss", ".vmem", ".vmsn", ".vmsd", ".nvram")
 
 
@@ -85,4 +115,4 @@ def bundle_extraneous_files(bundle: BundleFacts):
 
 @hookimpl
 def certify_checks():
-    return [manifest_missing, saved_memory_state, bundle_extraneous_files]
+    return [manifest_missing, unsigned_bundle, saved_memory_state, bundle_extraneous_files]

@@ -128,6 +128,7 @@ def test_checks_lists_the_catalog():
         "vmx-vnc-enabled": ("high", "descriptor"),
         "storage-path-outside-bundle": ("critical", "descriptor"),
         "manifest-missing": ("medium", "bundle"),
+        "unsigned-bundle": ("info", "bundle"),
         "saved-memory-state": ("high", "bundle"),
         "bundle-extraneous-files": ("medium", "bundle"),
         "host-device-passthrough": ("high", "descriptor"),

@@ -15,7 +15,8 @@ from certify.vmx import parse_vmx
 from test_parsers import CORPUS
 
 REGISTRY = load_registry()
-DESCRIPTOR_CHECKS = [c for c in REGISTRY.checks.values() if c.layer.value in ("descriptor", "bundle")]
+# unsigned-bundle has its own test below; it would fire on every unsigned example here.
+DESCRIPTOR_CHECKS = [c for c in REGISTRY.checks.values() if c.layer.value in ("descriptor", "bundle") and c.id != "unsigned-bundle"]
 
 
 def vmx(text: str) -> Descriptor:
@@ -147,3 +148,21 @@ def test_empty_password_properties_are_not_secrets():
         descriptor = from_ovf(name, parse_ovf(data), data.decode())
         assert any(p.secret for p in descriptor.properties)
         assert not any(c == "descriptor-secret" for c, _ in failing(descriptor))
+
+
+def test_unsigned_bundle():
+    from certify.signature import Signer
+
+    def run(signer, kind="ova"):
+        results = list(REGISTRY.checks["unsigned-bundle"].evaluate(bundle=BundleFacts(kind, "a.ovf", "a.mf", (), signer)))
+        return [(r.status.value, r.evidence.split(" ")[0]) for r in results]
+
+    def signer(**kw):
+        base = dict(subject="CN=ACME", issuer="CN=CA", self_signed=False, not_before="a", not_after="b", expired=False, algorithm="SHA256")
+        return Signer(**(base | kw))
+
+    assert run(None) == [("fail", "no")]
+    assert run(signer()) == []
+    assert run(signer(self_signed=True, issuer="CN=ACME")) == [("fail", "signed")]
+    assert run(signer(expired=True)) == [("fail", "the")]
+    assert run(None, kind="vmx") == [("not-applicable", "only")]

@@ -424,3 +424,72 @@ def test_directory_uploads_are_copied_into_the_work_directory_and_left_untouched
     # What qemu will open is the checked copy: changing the upload now changes nothing.
     (bundle / "disk-flat.vmdk").write_bytes(b"QFI\xfb" + b"\0" * 100)
     assert open(os.path.join(work, "bundle", "disk-flat.vmdk"), "rb").read(4) == b"\0\0\0\0"
+
+
+# --- signatures (.cert) ---------------------------------------------------------------------
+
+
+def _signer(common_name="ACME Appliances", issuer_key=None, issuer_name=None, days=(-1, 365)):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name or subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now + datetime.timedelta(days=days[0])).not_valid_after(now + datetime.timedelta(days=days[1]))
+            .sign(issuer_key or key, hashes.SHA256()))  # fmt: skip
+    return key, cert
+
+
+def _cert_file(key, cert, manifest_bytes: bytes, name="vm.mf") -> bytes:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    signature = key.sign(manifest_bytes, padding.PKCS1v15(), hashes.SHA256())
+    return f"SHA256({name})= {signature.hex()}\n".encode() + cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _signed_ova(tmp_path, vmdk_bytes, cert_bytes_for, with_manifest=True):
+    ovf = ovf_for("vm-disk1.vmdk")
+    mf_bytes = mf(f"SHA256(vm.ovf)= {sha('sha256', ovf)}", f"SHA256(vm-disk1.vmdk)= {sha('sha256', vmdk_bytes)}")
+    members = [("vm.ovf", ovf)] + ([("vm.mf", mf_bytes)] if with_manifest else []) + [("vm.cert", cert_bytes_for(mf_bytes)), ("vm-disk1.vmdk", vmdk_bytes)]
+    return make_tar(tmp_path / "signed.ova", members)
+
+
+def test_signed_ova_records_its_signer(tmp_path, vmdk_bytes):
+    ca_key, ca_cert = _signer("ACME Root CA")
+    key, cert = _signer("ACME Appliances", issuer_key=ca_key, issuer_name=ca_cert.subject)
+    ova = _signed_ova(tmp_path, vmdk_bytes, lambda mf_bytes: _cert_file(key, cert, mf_bytes))
+    bundle = ingest(str(ova), fresh(tmp_path))
+    assert bundle.signer.subject == "CN=ACME Appliances" and bundle.signer.issuer == "CN=ACME Root CA"
+    assert not bundle.signer.self_signed and not bundle.signer.expired
+    assert not any("DSP0243" in n for n in bundle.notes)
+
+
+def test_self_signed_and_expired_signers_are_told_apart(tmp_path, vmdk_bytes):
+    key, cert = _signer(days=(-400, -30))
+    bundle = ingest(str(_signed_ova(tmp_path, vmdk_bytes, lambda m: _cert_file(key, cert, m))), fresh(tmp_path))
+    assert bundle.signer.self_signed and bundle.signer.expired
+
+
+@pytest.mark.parametrize(
+    "make, with_manifest, match",
+    [
+        (lambda key, cert, m: _cert_file(key, cert, m + b"tampered"), True, "does not match the manifest"),
+        (lambda key, cert, m: _cert_file(key, cert, m, name="other.mf"), True, "signs 'other.mf'"),
+        (lambda key, cert, m: b"SHA256(vm.mf)= zz\n", True, "does not start with"),
+        (lambda key, cert, m: _cert_file(key, cert, m).split(b"-----BEGIN")[0], True, "no readable PEM"),
+        (lambda key, cert, m: _cert_file(key, cert, m), False, "without a manifest"),
+    ],
+)
+def test_bad_signatures_reject_the_upload(tmp_path, vmdk_bytes, make, with_manifest, match):
+    key, cert = _signer()
+    ova = _signed_ova(tmp_path, vmdk_bytes, lambda m: make(key, cert, m), with_manifest=with_manifest)
+    with pytest.raises(InputRejected, match=match):
+        ingest(str(ova), fresh(tmp_path))

@@ -33,11 +33,13 @@ def test_dirty_ova_fails_with_exactly_the_planted_findings(guest_scans, applianc
         ("extraconfig-smuggling", "high", "descriptor", "RemoteDisplay.vnc.enabled"),
         ("extraconfig-smuggling", "high", "descriptor", "RemoteDisplay.vnc.port"),
         ("extraconfig-smuggling", "high", "descriptor", "RemoteDisplay.vnc.password"),
+        ("unsigned-bundle", "info", "bundle", None),
     }
     assert [f for f in report["findings"] if f["status"] != "fail"] == []
-    failed = {"ssh-authorized-keys-present", "ssh-host-keys-present", "vmx-vnc-enabled", "descriptor-secret", "extraconfig-smuggling"}
+    failed = {"ssh-authorized-keys-present", "ssh-host-keys-present", "vmx-vnc-enabled", "descriptor-secret",
+              "extraconfig-smuggling", "unsigned-bundle"}  # fmt: skip
     assert report["check_status"] == {c: ("fail" if c in failed else "pass") for c in report["checks_run"]}
-    assert len(report["checks_run"]) == 16
+    assert len(report["checks_run"]) == 17
 
 
 def test_dirty_findings_name_keys_by_fingerprint_and_never_repeat_secrets(guest_scans, appliances):
@@ -89,7 +91,7 @@ def test_clean_ova_passes_and_third_party_plugin_runs_in_the_scan(guest_scans):
     assert scan.returncode == 0, scan.stderr
     assert report["verdict"] == "pass"
     # The plugin's low-severity finding is reported without failing the appliance.
-    assert failing(report) == {("acme-generic-hostname", "low", "guest", "/etc/hostname")}
+    assert failing(report) == {("acme-generic-hostname", "low", "guest", "/etc/hostname"), ("unsigned-bundle", "info", "bundle", None)}
     assert "acme-generic-hostname" in report["checks_run"]
     assert {"name": "acme", "distribution": "acme-certify-checks", "version": "1.2.0"} in report["plugins"]
     assert report["check_status"]["ssh-authorized-keys-present"] == "pass"
@@ -123,6 +125,7 @@ def test_disk_without_an_operating_system_never_passes(guest_scans):
     assert statuses["bundle-extraneous-files"] == "pass"
     assert {c for c, s in statuses.items() if s == "not-applicable"} == {c for c in statuses if c not in (
         "ssh-authorized-keys-present", "ssh-host-keys-present", "bundle-extraneous-files")}  # fmt: skip
+    assert statuses["unsigned-bundle"] == "not-applicable"
     for finding in report["findings"]:
         assert finding["status"] == "not-evaluated"
         assert "no operating system found" in finding["evidence"]
@@ -141,7 +144,7 @@ def test_real_scan_in_every_format(guest_scans):
     jsonschema.validate(sarif, SARIF_SCHEMA)
     assert len(sarif["runs"][0]["results"]) == len(failing(guest_scans["dirty"].report))
     junit = ET.parse(outdir / "report.xml").getroot()
-    assert junit.get("failures") == "5"
+    assert junit.get("failures") == "6"
     html = (outdir / "report.html").read_text()
     assert "NOT CERTIFIED" in html and "/etc/ssh/ssh_host_ed25519_key" in html
     assert "NOT CERTIFIED" in (outdir / "report.txt").read_text()
