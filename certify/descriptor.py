@@ -56,6 +56,7 @@ class Setting:
     value: str
     location: Location
     secret: bool = False  # declared a password (ovf:password="true")
+    kind: str = ""  # an OVF property's ovf:type
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,11 @@ def is_on(value: str) -> bool:
     return value.strip().lower() not in _OFF
 
 
+def is_plainly_true(value: str) -> bool:
+    """For keys where TRUE is the safe value (isolation.*.disable): anything else is unsafe."""
+    return value.strip().lower() in ("true", "yes", "1")
+
+
 def outside_bundle_reason(ref: str) -> str | None:
     """Why a storage name points outside the bundle, or None if it stays inside.
 
@@ -106,14 +112,21 @@ def outside_bundle_reason(ref: str) -> str | None:
     return None
 
 
-_PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_.\-]*\}|\{\{ *[A-Za-z_][A-Za-z0-9_.\-]* *\}\}|@@[A-Za-z_][A-Za-z0-9_.\-]*@@")
+# ${VAR} (shell, packer, envsubst), {{ ... }} (Jinja, Go templates), @@VAR@@.
+_PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_.\-]*\}|\{\{[^{}\n]{1,200}\}\}|@@[A-Za-z_][A-Za-z0-9_.\-]*@@")
+_URL_SECRETS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s]*@|\?[^\s]*")
+
+
+def redact(value: str) -> str:
+    """A path or URL fit for a report: credentials and query strings masked."""
+    return _URL_SECRETS.sub(lambda m: f"{m.group(1)}***@" if m.group(1) else "?***", value)
 
 
 def find_placeholders(name: str, text: str) -> tuple[Setting, ...]:
     """Template variables a build left unresolved: ${X}, {{x}}, @@X@@, with their lines."""
     found = []
     for number, line in enumerate(text.split("\n"), start=1):
-        for match in _PLACEHOLDER.finditer(line[:65536]):
+        for match in _PLACEHOLDER.finditer(line):
             found.append(Setting(name=match.group(), value="", location=Location(layer=Layer.DESCRIPTOR, file=name, line=number)))
     return tuple(found)
 
@@ -149,14 +162,15 @@ def from_ovf(name: str, ovf: OvfDescriptor, text: str = "") -> Descriptor:
         for f in ovf.files
     )
     properties = tuple(
-        Setting(name=p.key, value=p.value, secret=p.password,
+        Setting(name=p.key, value=p.value, secret=p.password, kind=p.type,
                 location=Location(layer=Layer.DESCRIPTOR, file=name, key=f"Property[@ovf:key={p.key!r}]", line=p.line))
         for p in ovf.properties
     )  # fmt: skip
+    # One setting per VirtualSystemType: its vmx-NN families, space-separated (others, e.g. Cisco's, dropped).
     hardware = tuple(
-        Setting(name="vssd:VirtualSystemType", value=family.removeprefix("vmx-"),
+        Setting(name="vssd:VirtualSystemType", value=" ".join(f[4:] for f in h.value.lower().split() if f.startswith("vmx-")),
                 location=Location(layer=Layer.DESCRIPTOR, file=name, key="vssd:VirtualSystemType", line=h.line))
-        for h in ovf.hardware for family in h.value.split() if family.startswith("vmx-")
+        for h in ovf.hardware if any(f.startswith("vmx-") for f in h.value.lower().split())
     )  # fmt: skip
     # ExtraConfig lines become VMX lines: their paths are judged exactly as a VMX's.
     return Descriptor(kind="ovf", file=name, entries=entries, storage_refs=hrefs + _path_refs(entries),

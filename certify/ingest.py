@@ -119,23 +119,23 @@ def ingest(path: str, workdir: str, limits: Limits = Limits()) -> Bundle:
         entries = _manifest_entries(files, mf_name) if os.path.lexists(os.path.join(source, mf_name)) else None
         data = _read_descriptor(files, name)
         ovf = _parse_ovf(name, data)
+        if entries is None and os.path.lexists(os.path.join(source, name.rsplit(".", 1)[0] + ".cert")):
+            raise InputRejected(f"{show(name)}: a .cert without a manifest signs nothing")
+        _attach_ovf(bundle, files, name, ovf, data)  # stages the disks and their extents
         if entries is not None:
-            names = [name] + [f.href for f in ovf.files if not outside_bundle_reason(f.href)]
-            for listed in names + [e.name for e in entries]:
+            for listed in [e.name for e in entries]:
                 files.try_stage(listed)  # one the bundle lacks is reported by verify()
             cert_name = mf_name[:-3] + ".cert"
             has_cert = os.path.lexists(os.path.join(source, cert_name))
+            # Checked only now, so every file qemu will open (extents too) must be listed.
             bundle.notes.extend(manifest.verify(entries, files.digests, exempt={mf_name, cert_name}))
             bundle.manifest = mf_name
             if has_cert:
                 bundle.signer = _verify_signature(files, mf_name, cert_name)
-        elif os.path.lexists(os.path.join(source, name.rsplit(".", 1)[0] + ".cert")):
-            raise InputRejected(f"{show(name)}: a .cert without a manifest signs nothing")
-        _attach_ovf(bundle, files, name, ovf, data)
     else:
         data = _read_descriptor(files, name)
         _attach_vmx(bundle, files, name, data)
-    bundle.sha256 = files.digests[name]["SHA256"]
+    bundle.sha256 = files.digest(name)
     return bundle
 
 
@@ -159,24 +159,46 @@ def _descriptor_in(directory: str) -> tuple[str, str]:
 # --- files inside a bundle ----------------------------------------------------------
 
 
-def _open_in_bundle(root: str, name: str) -> BinaryIO:
-    """Open ``root/name`` read-only: a regular file, not a symlink, really under root."""
-    if outside_bundle_reason(name) or not name or "\0" in name:
+def normal_name(name: str) -> str:
+    """A bundle-relative name in one spelling ('./a', 'a\\b', 'x//y' included), or InputRejected."""
+    if not name or "\0" in name or outside_bundle_reason(name):
         raise InputRejected(f"{show(name)} is not a name inside the bundle")
-    path = os.path.join(root, *name.replace("\\", "/").split("/"))
-    real_root = os.path.realpath(root)
-    if os.path.commonpath([os.path.realpath(os.path.dirname(path)), real_root]) != real_root:
-        raise InputRejected(f"{show(name)} resolves outside the bundle")
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts:
+        raise InputRejected(f"{show(name)} is not a name inside the bundle")
+    return "/".join(parts)
+
+
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def _open_in_bundle(root: str, name: str) -> BinaryIO:
+    """Open ``root/name`` read-only: a regular file under root, no symlink anywhere on the way.
+
+    Each folder is opened relative to the one before with O_NOFOLLOW, so a
+    folder swapped for a symlink mid-way cannot lead outside the bundle.
+    """
+    parts = normal_name(name).split("/")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise InputRejected(f"{show(name)}: the bundle folder cannot be opened: {exc.strerror}") from None
+    try:
+        for part in parts[:-1]:
+            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | _NONBLOCK, dir_fd=fd)
     except FileNotFoundError:
         raise InputRejected(f"{show(name)} is referenced but not in the bundle") from None
     except OSError as exc:
         raise InputRejected(f"{show(name)} cannot be opened: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    finally:
         os.close(fd)
+    if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+        os.close(file_fd)
         raise InputRejected(f"{show(name)} is not a regular file")
-    return os.fdopen(fd, "rb")
+    return os.fdopen(file_fd, "rb")
 
 
 class _Staging:
@@ -186,6 +208,7 @@ class _Staging:
     regular files, no symlinks, nothing outside the bundle) before anything
     reads them, so what is checked is what qemu later opens, whatever happens
     to the upload meanwhile. An OVA's members are already here (``source`` None).
+    Names are kept in their normal form, so two spellings are one file.
     """
 
     def __init__(self, source: str | None, root: str, limits: Limits, digests: Digests | None = None):
@@ -196,14 +219,18 @@ class _Staging:
         os.makedirs(root, mode=0o700, exist_ok=True)
 
     def path(self, name: str) -> str:
-        return os.path.join(self.root, *name.replace("\\", "/").split("/"))
+        return os.path.join(self.root, *normal_name(name).split("/"))
+
+    def digest(self, name: str, algorithm: str = "SHA256") -> str:
+        return self.digests[normal_name(name)][algorithm]
 
     def stage(self, name: str, max_bytes: int | None = None) -> str:
         """The private copy of ``name``, copied and hashed the first time it is asked for."""
-        if self.source is None or name in self.digests:
-            _open_in_bundle(self.root, name).close()  # same checks on a member already in place
-            return self.path(name)
-        with _open_in_bundle(self.source, name) as src:
+        key = normal_name(name)
+        if self.source is None or key in self.digests:
+            _open_in_bundle(self.root, key).close()  # same checks on a member already in place
+            return self.path(key)
+        with _open_in_bundle(self.source, key) as src:
             size = os.fstat(src.fileno()).st_size
             if max_bytes is not None and size > max_bytes:
                 raise InputRejected(f"{show(name)} is {size} bytes, over its {max_bytes}-byte limit")
@@ -212,16 +239,23 @@ class _Staging:
                 raise InputRejected(f"{show(name)} takes the upload over its size limit")
             if shutil.disk_usage(self.root).free - size < self.limits.min_free_bytes:
                 raise InputRejected(f"{show(name)} ({size} bytes) does not fit in the work directory")
-            target = self.path(name)
-            os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            target = self.path(key)
+            try:
+                os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            except OSError as exc:
+                raise InputRejected(f"{show(name)} cannot be staged: {exc.strerror}") from None
             hs = manifest.hashers(self.algorithms)
+            copied = 0
             with os.fdopen(fd, "wb") as out:
-                while chunk := src.read(CHUNK):
+                while copied < size and (chunk := src.read(min(CHUNK, size - copied))):
                     for h in hs.values():
                         h.update(chunk)
                     out.write(chunk)
-        self.digests[name] = {a: h.hexdigest() for a, h in hs.items()}
+                    copied += len(chunk)
+            if copied != size or os.fstat(src.fileno()).st_size != size:  # it changed while we read it
+                raise InputRejected(f"{show(name)} changed while it was being read")
+        self.digests[key] = {a: h.hexdigest() for a, h in hs.items()}
         return target
 
     def try_stage(self, name: str) -> None:
@@ -277,7 +311,7 @@ def _verify_disk(files: _Staging, name: str, declared: str | None) -> tuple[Gues
         "subformat": header.subformat,
         "virtual_size": header.virtual_size,
         "size": size,
-        "sha256": files.digests[name]["SHA256"],
+        "sha256": files.digest(name),
     }
     return GuestDisk(path=files.path(name), name=name, format=declared), facts
 

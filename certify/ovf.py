@@ -14,6 +14,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 
 from certify.errors import ParseError
+from certify.vmx import KEY as VMX_KEY
 
 MAX_BYTES = 8 * 1024 * 1024
 
@@ -62,8 +63,9 @@ class Property:
     """A ProductSection property: deployed into the guest's OVF environment in clear."""
 
     key: str
-    value: str
+    value: str  # a default: ovf:value, or one of its <Value ovf:value> children
     password: bool  # ovf:password="true"
+    type: str  # ovf:type: string, boolean, uint8, ...
     line: int
 
 
@@ -175,23 +177,21 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
         system_id = _attr(system, ns, "id") or ""
         systems.append(system_id)
         for elem in system.iter(f"{{{VMW}}}ExtraConfig"):
-            key = elem.get(f"{{{VMW}}}key")
-            if key is None:
-                raise ParseError(f"line {line(elem)}: vmw:ExtraConfig without vmw:key")
+            key = (elem.get(f"{{{VMW}}}key") or "").strip()
+            if not VMX_KEY.match(key):
+                raise ParseError(f"line {line(elem)}: vmw:ExtraConfig key {key[:60]!r} is not a VMX key")
             extra.append(
                 ExtraConfig(key=key, value=elem.get(f"{{{VMW}}}value", ""), line=line(elem), system=system_id)
             )
     if not systems:
         raise ParseError("no VirtualSystem in the descriptor")
-    properties = [
-        Property(
-            key=_attr(elem, ns, "key") or "",
-            value=_attr(elem, ns, "value") or "",
-            password=(_attr(elem, ns, "password") or "").strip().lower() in ("true", "1"),
-            line=line(elem),
-        )
-        for elem in root.iter(q("Property"))
-    ]
+    properties = []
+    for elem in root.iter(q("Property")):
+        key, kind = _attr(elem, ns, "key") or "", (_attr(elem, ns, "type") or "").strip().lower()
+        password = (_attr(elem, ns, "password") or "").strip().lower() in ("true", "1")
+        defaults = [(elem, _attr(elem, ns, "value") or "")]
+        defaults += [(v, _attr(v, ns, "value") or "") for v in elem.iter(q("Value"))]
+        properties += [Property(key=key, value=value, password=password, type=kind, line=line(where)) for where, value in defaults]
     hardware = [HardwareFamily(value=(elem.text or "").strip(), line=line(elem)) for elem in root.iter(f"{{{VSSD}}}VirtualSystemType")]
     return OvfDescriptor(
         version=OVF_NAMESPACES[ns],

@@ -17,7 +17,7 @@ MAX_BYTES = 1024 * 1024
 MAX_ENTRIES = 20_000
 MAX_LINE = 64 * 1024
 
-_KEY = re.compile(r"^[A-Za-z0-9_.:\-\[\]]+$")
+KEY = re.compile(r"^[A-Za-z0-9_.:\-\[\]]+$")
 _ESCAPE = re.compile(r"\|([0-9A-Fa-f]{2})")
 _ENCODING_LINE = re.compile(rb'^[ \t]*\.encoding[ \t]*=[ \t]*"?([A-Za-z0-9_.:\-]+)"?[ \t]*\r?$', re.MULTILINE)
 # Codecs Python knows that are transforms or special cases, not charsets a VMX could be written in.
@@ -91,7 +91,7 @@ def parse_vmx(data: bytes, *, max_bytes: int = MAX_BYTES) -> VmxFile:
             continue
         key, sep, value = line.partition("=")
         key, value = key.strip(), value.strip()
-        if not sep or not _KEY.match(key):
+        if not sep or not KEY.match(key):
             raise ParseError(f"line {number} is not 'key = \"value\"'")
         if value.startswith('"'):
             if len(value) < 2 or not value.endswith('"'):

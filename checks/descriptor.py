@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from certify.checkdef import check
-from certify.descriptor import Descriptor, is_on, outside_bundle_reason
+from certify.descriptor import Descriptor, is_on, outside_bundle_reason, redact
 from certify.model import Layer, Severity, fail
 from certify.plugins.hookspecs import hookimpl
 
@@ -76,7 +76,8 @@ def storage_path_outside_bundle(descriptor: Descriptor, params):
         if reason is None and not params["allow_subdirectories"] and ("/" in ref.value or "\\" in ref.value):
             reason = "is not a bare file name (this profile allows no subdirectories)"
         if reason:
-            yield fail(replace(ref.location, path=ref.value), f"{ref.value!r} {reason}; it was not opened")
+            shown = redact(ref.value)
+            yield fail(replace(ref.location, path=shown), f"{shown!r} {reason}; it was not opened")
 
 
 @hookimpl

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 
 from certify.checkdef import check
-from certify.descriptor import Descriptor, is_on
+from certify.descriptor import Descriptor, is_on, is_plainly_true, redact
 from certify.model import Layer, Result, Severity, fail
 from certify.plugins.hookspecs import hookimpl
 
@@ -62,10 +62,10 @@ def host_listener_or_pipe(descriptor: Descriptor) -> Iterator[Result]:
         if entry.value.strip().lower() in ("network", "pipe"):
             yield fail(entry.location, f"{entry.key} = {entry.value!r}: serial port as a host {entry.value.strip().lower()}")
     for entry, _ in descriptor.matching(r"^serial\d+\.(network\.endpoint|pipe\.endpoint|vspc)$"):
-        yield fail(entry.location, f"{entry.key} = {entry.value!r}")
+        yield fail(entry.location, f"{entry.key} = {redact(entry.value)!r}")
     for entry, _ in descriptor.matching(r"^serial\d+\.filename$"):
         if re.match(r"^(telnet|tcp|udp|ssl|tls|vspc)s?://", entry.value.strip(), re.IGNORECASE):
-            yield fail(entry.location, f"{entry.key} = {entry.value!r}: serial port listens on the host network")
+            yield fail(entry.location, f"{entry.key} = {redact(entry.value)!r}: serial port listens on the host network")
     for entry, _ in descriptor.matching(r"^(debugstub\..+|monitor\.debugonstartguest(32|64)|vmsafe\.(enable|agentaddress|agentport))$"):
         if entry.norm.startswith("vmsafe.agent") or is_on(entry.value):
             yield fail(entry.location, f"{entry.key} = {entry.value!r}: debugger or introspection endpoint")
@@ -89,9 +89,9 @@ def shared_folder(descriptor: Descriptor) -> Iterator[Result]:
     for entry, _ in descriptor.matching(r"^hgfs\.(maprootshare|linkrootshare)$"):
         if is_on(entry.value):
             yield fail(entry.location, f"{entry.key} = {entry.value!r}: the host's root share is mapped")
-    hgfs = descriptor.get("isolation.tools.hgfs.disable")
-    if hgfs is not None and not is_on(hgfs.value):
-        yield fail(hgfs.location, f"{hgfs.key} = {hgfs.value!r}: host-guest file sharing switched on")
+    for hgfs, _ in descriptor.matching(r"^isolation\.tools\.hgfs\.disable$"):
+        if not is_plainly_true(hgfs.value):  # for a *.disable key, only a clear TRUE is safe
+            yield fail(hgfs.location, f"{hgfs.key} = {hgfs.value!r}: host-guest file sharing switched on")
 
 
 @hookimpl

@@ -6,14 +6,18 @@ import base64
 import binascii
 import fnmatch
 import re
+import zlib
 from collections.abc import Iterator
 
 from certify.checkdef import check
-from certify.descriptor import Descriptor, is_on
+from certify.descriptor import Descriptor, is_on, is_plainly_true
 from certify.model import Layer, Location, Result, Severity, fail, not_applicable
 from certify.plugins.hookspecs import hookimpl
 
-SECRET_NAME = re.compile(r"pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|credential", re.IGNORECASE)
+# Whole words only: 'passthrough', 'compass' and 'tokenizer' are not secrets.
+SECRET_NAME = re.compile(r"(?<![a-z])(pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|credentials?)(?![a-z])",
+                         re.IGNORECASE)  # fmt: skip
+NOT_TEXT_TYPES = ("boolean", "uint", "sint", "int", "real")  # an ovf:type that cannot hold a secret
 _SECRET_CONTENT = re.compile(r"passw(or)?d|chpasswd|ssh_authorized_keys|PRIVATE KEY-----", re.IGNORECASE)
 
 
@@ -81,19 +85,28 @@ def descriptor_secret(descriptor: Descriptor) -> Iterator[Result]:
         if entry.value and (SECRET_NAME.search(entry.key) or _secret_content(entry.value)):
             yield fail(entry.location, f"{entry.key} holds a secret readable from inside the guest (value not shown)")
     for prop in descriptor.properties:
-        if prop.value and (prop.secret or SECRET_NAME.search(prop.name)):
-            kind = "password property" if prop.secret else "property named like a secret"
+        if not prop.value:
+            continue
+        named = SECRET_NAME.search(prop.name) and not prop.kind.startswith(NOT_TEXT_TYPES)
+        if prop.secret or named or _secret_content(prop.value):
+            kind = "password property" if prop.secret else "property named like a secret" if named else "property whose default holds credentials"
             yield fail(prop.location, f"{kind} {prop.name!r} has a default value (not shown)")
 
 
 def _secret_content(value: str) -> bool:
+    """Credentials in a value, also inside base64 (wrapped or not) and gzip, as cloud-init user data travels."""
     if _SECRET_CONTENT.search(value):
         return True
-    try:  # cloud-init user data often travels base64-encoded
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8", "replace")
+    try:
+        raw = base64.b64decode("".join(value.split()), validate=True)
     except (binascii.Error, ValueError):
         return False
-    return bool(_SECRET_CONTENT.search(decoded))
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = zlib.decompressobj(wbits=31).decompress(raw, 1024 * 1024)  # bounded: no gzip bomb
+        except zlib.error:
+            return False
+    return bool(_SECRET_CONTENT.search(raw.decode("utf-8", "replace")))
 
 
 @check(
@@ -115,9 +128,14 @@ def vmx_hardware_version(descriptor: Descriptor, params) -> Iterator[Result]:
     if descriptor.kind == "vmx" and not descriptor.hardware_versions:
         yield fail(Location(layer=Layer.DESCRIPTOR, file=descriptor.file), "no virtualHW.version: the hypervisor would choose one")
     for setting in descriptor.hardware_versions:
-        value = setting.value.strip()
-        if not value.isdigit() or not low <= int(value) <= high:
-            yield fail(setting.location, f"hardware version {value!r} is outside {low}-{high}")
+        versions = setting.value.split() or [""]
+        # An OVF may list several families; the deployer picks one, so one in the window is enough.
+        if not any(_number(v) is not None and low <= _number(v) <= high for v in versions):
+            yield fail(setting.location, f"hardware version {setting.value.strip()!r} is outside {low}-{high}")
+
+
+def _number(text: str) -> int | None:
+    return int(text) if re.fullmatch(r"[0-9]{1,9}", text.strip()) else None
 
 
 # vSphere 8.0 VM STIG V2R1 values; a key left out takes its safe default, so only explicit values are judged.
@@ -151,13 +169,14 @@ def vmx_isolation_settings(descriptor: Descriptor) -> Iterator[Result]:
     """Copy/paste, drag and drop, disk shrink, device edits, host info and the like explicitly allowed."""
     for key, wanted in ISOLATION_BOOLEANS.items():
         for entry, _ in descriptor.matching(re.escape(key) + "$"):
-            if is_on(entry.value) != wanted:
+            safe = is_plainly_true(entry.value) if wanted else not is_on(entry.value)
+            if not safe:
                 yield fail(entry.location, f"{entry.key} = {entry.value!r} (STIG: {'TRUE' if wanted else 'FALSE'})")
     for key, limit in ISOLATION_LIMITS.items():
         for entry, _ in descriptor.matching(re.escape(key) + "$"):
-            value = entry.value.strip()
-            if not value.isdigit() or int(value) > limit:
-                yield fail(entry.location, f"{entry.key} = {entry.value!r} (STIG: at most {limit})")
+            number = _number(entry.value)
+            if number is None or number > limit:
+                yield fail(entry.location, f"{entry.key} = {entry.value[:40]!r} (STIG: at most {limit})")
     for entry, _ in descriptor.matching(r"^sched\.mem\.pshare\.salt$"):
         yield fail(entry.location, f"{entry.key} is set: page sharing across VMs (STIG: must not exist)")
 

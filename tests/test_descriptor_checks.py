@@ -166,3 +166,83 @@ def test_unsigned_bundle():
     assert run(signer(self_signed=True, issuer="CN=ACME")) == [("fail", "signed")]
     assert run(signer(expired=True)) == [("fail", "the")]
     assert run(None, kind="vmx") == [("not-applicable", "only")]
+
+
+# --- evasions and false alarms found in review -------------------------------------------------
+
+
+def test_extra_config_keys_are_vmx_keys_or_the_ovf_is_refused():
+    from certify.errors import ParseError
+
+    with pytest.raises(ParseError, match="not a VMX key"):
+        ovf({"shared folder": "/"})
+    spaced = ovf_descriptor("vm", "d.vmdk", 1, 1, {"sharedFolder0.hostPath ": "/"})
+    found = failing(from_ovf("a.ovf", parse_ovf(spaced.encode()), spaced))
+    assert ("shared-folder", "sharedFolder0.hostPath") in found
+
+
+CLOUD_CONFIG = b"#cloud-config\nchpasswd:\n  list: root:Sup3rS3cret\n"
+
+
+@pytest.mark.parametrize("encoding", ["base64", "wrapped", "gzip+base64"])
+def test_user_data_secrets_in_any_encoding(encoding):
+    import base64
+    import gzip
+
+    data = gzip.compress(CLOUD_CONFIG) if encoding.startswith("gzip") else CLOUD_CONFIG
+    value = base64.b64encode(data).decode()
+    if encoding == "wrapped":
+        value = " ".join(value[i : i + 20] for i in range(0, len(value), 20))  # as base64(1) wraps, newlines folded
+    found = failing(vmx(CLEAN_VMX + f'guestinfo.userdata = "{value}"\n'))
+    assert ("descriptor-secret", "guestinfo.userdata") in found
+
+
+def test_property_defaults_in_value_children_and_contents_are_seen_and_booleans_are_not():
+    product = ('<ProductSection><Info>p</Info>'
+               '<Property ovf:key="admin-password" ovf:type="string" ovf:password="true" ovf:value="">'
+               '<Value ovf:value="hunter2" ovf:configuration="small"/></Property>'
+               '<Property ovf:key="user-data" ovf:type="string" ovf:value="I2Nsb3VkLWNvbmZpZwpjaHBhc3N3ZDoKICBsaXN0OiByb290OmhlbGxvCg=="/>'
+               '<Property ovf:key="ssh-password-auth" ovf:type="boolean" ovf:value="true"/>'
+               '<Property ovf:key="nic-passthrough" ovf:type="string" ovf:value="yes"/>'
+               '<Property ovf:key="password-min-length" ovf:type="uint8" ovf:value="12"/></ProductSection>')  # fmt: skip
+    found = {key for check, key in failing(ovf(body=product)) if check == "descriptor-secret"}
+    assert found == {"Property[@ovf:key='admin-password']", "Property[@ovf:key='user-data']"}
+
+
+def test_credentials_in_urls_never_reach_the_report():
+    from certify.descriptor import redact
+
+    desc = vmx(CLEAN_VMX + 'serial0.fileName = "telnet://admin:Sup3rS3cret@0.0.0.0:23/?token=abc"\n')
+    findings, _ = run_checks(DESCRIPTOR_CHECKS, Facts(values={"descriptor": desc, "bundle": BundleFacts("vmx", "a.vmx", None)}))
+    text = repr([(f.evidence, f.location) for f in findings])
+    assert "Sup3rS3cret" not in text and "abc" not in text and "telnet://***@" in text
+    assert redact("https://u:p@host/x?k=v") == "https://***@host/x?***"
+
+
+@pytest.mark.parametrize("value, bad", [("TRUE", False), ("true", False), ("FALSE|00", True), ("F", True), ("", True)])
+def test_disable_keys_are_safe_only_when_plainly_true(value, bad):
+    found = failing(vmx(CLEAN_VMX + f'isolation.tools.copy.disable = "{value}"\n'))
+    assert (("vmx-isolation-settings", "isolation.tools.copy.disable") in found) == bad
+
+
+def test_odd_numbers_are_findings_not_crashes():
+    found = failing(vmx(CLEAN_VMX + 'tools.setinfo.sizeLimit = "\u00b2"\nRemoteDisplay.maxConnections = "' + "9" * 5000 + '"\n'))
+    assert {("vmx-isolation-settings", "tools.setinfo.sizeLimit"), ("vmx-isolation-settings", "RemoteDisplay.maxConnections")} <= found
+
+
+def test_placeholders_anywhere_and_in_template_dialects():
+    minified = ovf_descriptor("vm", "${DISK_NAME}", 1, 1).replace("\n", " ").replace("<References>", "<!--" + "x" * 100_000 + "--><References>")
+    found = failing(from_ovf("a.ovf", parse_ovf(minified.encode()), minified))
+    assert ("unresolved-template-placeholder", "a.ovf") in found
+    for text in ("{{ .Name }}", "{{ size | int }}"):
+        assert ("unresolved-template-placeholder", "a.vmx") in failing(vmx(CLEAN_VMX + f'annotation = "{text}"\n'))
+
+
+def test_ovf_hardware_families_pass_when_one_is_in_the_window():
+    def families(value):
+        text = ovf_descriptor("vm", "d.vmdk", 1, 1).replace("vmx-19", value)
+        return {c for c, _ in failing(from_ovf("a.ovf", parse_ovf(text.encode()), text))}
+
+    assert "vmx-hardware-version" not in families("vmx-08 vmx-19")
+    assert "vmx-hardware-version" not in families("VMX-19")
+    assert "vmx-hardware-version" in families("vmx-07 vmx-08")

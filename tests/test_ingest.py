@@ -493,3 +493,81 @@ def test_bad_signatures_reject_the_upload(tmp_path, vmdk_bytes, make, with_manif
     ova = _signed_ova(tmp_path, vmdk_bytes, lambda m: make(key, cert, m), with_manifest=with_manifest)
     with pytest.raises(InputRejected, match=match):
         ingest(str(ova), fresh(tmp_path))
+
+
+# --- one file, several spellings; what a manifest must cover ---------------------------------
+
+
+def test_two_spellings_of_one_file_are_one_file(tmp_path, vmdk_bytes):
+    ova = make_tar(tmp_path / "a.ova", [("vm.ovf", ovf_for("./vm-disk1.vmdk")), ("vm-disk1.vmdk", vmdk_bytes)])
+    assert [d.name for d in ingest(str(ova), fresh(tmp_path)).disks] == ["./vm-disk1.vmdk"]
+    bundle = tmp_path / "vm"
+    bundle.mkdir()
+    (bundle / "disk.vmdk").write_bytes(vmdk_bytes)
+    (bundle / "vm.vmx").write_text('scsi0:0.fileName = "disk.vmdk"\nscsi0:1.fileName = "./disk.vmdk"\n')
+    result = ingest(str(bundle / "vm.vmx"), fresh(tmp_path))
+    assert len({d.path for d in result.disks}) == 1
+
+
+def test_manifest_of_an_ovf_directory_must_cover_vmdk_extents(tmp_path):
+    bundle = tmp_path / "vm"
+    bundle.mkdir()
+    raw = raw_disk(tmp_path / "d.raw")
+    qemu_img("convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicFlat", str(raw), str(bundle / "disk.vmdk"))
+    ovf = ovf_for("disk.vmdk").replace(b"#streamOptimized", b"#monolithicFlat")
+    (bundle / "x.ovf").write_bytes(ovf)
+    (bundle / "x.mf").write_bytes(mf(f"SHA256(x.ovf)= {sha('sha256', ovf)}",
+                                     f"SHA256(disk.vmdk)= {sha('sha256', (bundle / 'disk.vmdk').read_bytes())}"))  # fmt: skip
+    with pytest.raises(InputRejected, match="does not cover disk-flat.vmdk"):
+        ingest(str(bundle), fresh(tmp_path))
+
+
+def test_a_folder_swapped_for_a_symlink_leads_nowhere(tmp_path, vmdk_bytes):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "d.vmdk").write_bytes(vmdk_bytes)
+    bundle = tmp_path / "vm"
+    bundle.mkdir()
+    (bundle / "sub").symlink_to(outside)
+    (bundle / "vm.vmx").write_text('scsi0:0.fileName = "sub/d.vmdk"\n')
+    with pytest.raises(InputRejected, match="cannot be opened"):
+        ingest(str(bundle / "vm.vmx"), fresh(tmp_path))
+
+
+def test_a_file_that_grows_while_copied_is_refused(tmp_path, monkeypatch):
+    from certify import ingest as ingest_module
+
+    bundle = tmp_path / "vm"
+    bundle.mkdir()
+    disk = raw_disk(bundle / "disk.img", 2 * 1024 * 1024)
+    real_open = ingest_module._open_in_bundle
+
+    class Growing:
+        """The uploader appends once the copy has started (after the size was taken)."""
+
+        def __init__(self, f):
+            self.f, self.grown = f, False
+
+        def read(self, n=-1):
+            if not self.grown:
+                self.grown = True
+                with open(disk, "ab") as grow:
+                    grow.write(b"\0" * 4096)
+            return self.f.read(n)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def opener(root, name):
+        f = real_open(root, name)
+        return Growing(f) if root == str(bundle) else f
+
+    monkeypatch.setattr(ingest_module, "_open_in_bundle", opener)
+    with pytest.raises(InputRejected, match="changed while it was being read"):
+        ingest(str(disk), fresh(tmp_path))
