@@ -21,6 +21,7 @@ from certify import diskformat, manifest, signature
 from certify.descriptor import DISK_FILENAME_KEY, Descriptor, from_ovf, from_vmx, outside_bundle_reason
 from certify.errors import InputRejected, ParseError, UsageError
 from certify.guest import GuestDisk
+from certify.model import Layer, Location
 from certify.manifest import ManifestEntry
 from certify.ovf import OvfDescriptor, parse_ovf
 from certify.signature import Signer
@@ -57,6 +58,7 @@ class Bundle:
     manifest: str | None = None  # the verified .mf, when the bundle has one
     members: list[str] = field(default_factory=list)
     signer: Signer | None = None
+    disk_issues: list[DiskIssue] = field(default_factory=list)
 
     def files(self) -> list[str]:
         """Names (relative to root) of the files the bundle consists of."""
@@ -66,7 +68,28 @@ class Bundle:
 
     def facts(self) -> BundleFacts:
         return BundleFacts(kind=self.kind, descriptor=self.descriptor.file if self.descriptor else None,
-                           manifest=self.manifest, members=tuple(self.members), signer=self.signer)  # fmt: skip
+                           manifest=self.manifest, members=tuple(self.members), signer=self.signer,
+                           disk_issues=tuple(self.disk_issues))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DiskIssue:
+    """A disk (or a file a descriptor names) that was not opened, and why."""
+
+    check: str  # dangling-reference, disk-format-mismatch or disk-external-reference
+    file: str
+    location: Location
+    evidence: str
+
+
+class _DiskRefused(Exception):
+    def __init__(self, check: str, evidence: str):
+        super().__init__(evidence)
+        self.check, self.evidence = check, evidence
+
+
+class MissingFile(InputRejected):
+    """A name the bundle should hold but does not."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +101,7 @@ class BundleFacts:
     manifest: str | None
     members: tuple[str, ...] = ()  # every file the upload holds (an OVA's members, a directory's files)
     signer: Signer | None = None  # who signed the manifest, when a .cert verified
+    disk_issues: tuple[DiskIssue, ...] = ()
 
 
 def identify(path: str) -> str:
@@ -109,10 +133,11 @@ def ingest(path: str, workdir: str, limits: Limits = Limits()) -> Bundle:
     source, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     files = _Staging(source, os.path.join(workdir, "bundle"), limits)
     if kind == "disk":
+        bundle = Bundle(kind="disk", sha256="", root=files.root, source=source, members=[name])
         declared = diskformat.EXTENSION_FORMATS[os.path.splitext(name)[1].lower()]
-        disk, facts = _verify_disk(files, name, declared)
-        return Bundle(kind="disk", sha256=facts["sha256"], root=files.root, source=source, disks=[disk],
-                      disk_facts=[facts], members=[name])
+        _add_disk(bundle, files, name, declared, Location(layer=Layer.DISK, file=name))
+        bundle.sha256 = files.digest(name)
+        return bundle
     bundle = Bundle(kind=kind, sha256="", root=files.root, source=source, members=_listing(source))
     if kind == "ovf":
         mf_name = name.rsplit(".", 1)[0] + ".mf"  # NAME.mf beside NAME.ovf
@@ -190,7 +215,7 @@ def _open_in_bundle(root: str, name: str) -> BinaryIO:
             fd = next_fd
         file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | _NONBLOCK, dir_fd=fd)
     except FileNotFoundError:
-        raise InputRejected(f"{show(name)} is referenced but not in the bundle") from None
+        raise MissingFile(f"{show(name)} is referenced but not in the bundle") from None
     except OSError as exc:
         raise InputRejected(f"{show(name)} cannot be opened: {exc.strerror}") from None
     finally:
@@ -258,6 +283,14 @@ class _Staging:
         self.digests[key] = {a: h.hexdigest() for a, h in hs.items()}
         return target
 
+    def exists(self, name: str) -> bool:
+        """Whether the bundle holds a regular file of that name (nothing is copied)."""
+        try:
+            _open_in_bundle(self.source or self.root, name).close()
+            return True
+        except InputRejected:
+            return False
+
     def try_stage(self, name: str) -> None:
         try:
             self.stage(name)
@@ -293,16 +326,19 @@ def _sniff(files: _Staging, name: str, label: str) -> tuple[diskformat.DiskHeade
 
 def _verify_disk(files: _Staging, name: str, declared: str | None) -> tuple[GuestDisk, dict[str, Any]]:
     """Check that a disk's bytes are the declared format and name no other file."""
-    header, size = _sniff(files, name, f"disk {show(name)}")
+    try:
+        header, size = _sniff(files, name, f"disk {show(name)}")
+    except MissingFile:
+        raise _DiskRefused("dangling-reference", f"disk {show(name)} is referenced but not in the bundle") from None
     if declared is None:
-        raise InputRejected(f"disk {show(name)}: the descriptor does not declare a format this tool knows")
+        raise _DiskRefused("disk-format-mismatch", f"disk {show(name)}: the descriptor declares no format this tool knows")
     if header.format != declared:
-        raise InputRejected(f"disk {show(name)}: declared {declared} but its bytes are {header.format}")
+        raise _DiskRefused("disk-format-mismatch", f"disk {show(name)}: declared {declared} but its bytes are {header.format}")
     if header.references:
-        raise InputRejected(f"disk {show(name)}: refers to other files ({'; '.join(header.references)})")
+        raise _DiskRefused("disk-external-reference", f"disk {show(name)} refers to other files ({'; '.join(header.references)})")
     base = posixpath.dirname(name.replace("\\", "/"))
     if header.extents and header.subformat not in SAFE_CREATE_TYPES:
-        raise InputRejected(f"disk {show(name)}: VMDK createType {header.subformat!r} maps host devices or is not supported")
+        raise _DiskRefused("disk-external-reference", f"disk {show(name)}: VMDK createType {header.subformat!r} maps host devices")
     for extent in header.extents:
         _verify_extent(files, name, posixpath.join(base, extent.file), extent)
     facts = {
@@ -319,13 +355,18 @@ def _verify_disk(files: _Staging, name: str, declared: str | None) -> tuple[Gues
 def _verify_extent(files: _Staging, disk: str, path: str, extent: diskformat.Extent) -> None:
     """An extent is opened by qemu with the type its descriptor gives: its bytes must be that type."""
     if outside_bundle_reason(extent.file) or "/" in extent.file or "\\" in extent.file:
-        raise InputRejected(f"disk {show(disk)}: extent {show(extent.file)} is not a file beside the descriptor")
+        raise _DiskRefused("disk-external-reference", f"disk {show(disk)}: extent {show(extent.file)} is not a file beside the descriptor")
     expected = EXTENT_FORMATS.get(extent.type)
     if expected is None:
-        raise InputRejected(f"disk {show(disk)}: extent type {extent.type} is not supported")
-    header, _size = _sniff(files, path, f"disk {show(disk)}: extent {show(extent.file)}")
-    if header.format != expected or header.references or header.extents:
-        raise InputRejected(f"disk {show(disk)}: extent {show(extent.file)} is not a plain {extent.type} extent ({header.format})")
+        raise _DiskRefused("disk-external-reference", f"disk {show(disk)}: extent type {extent.type} maps a device or is not supported")
+    try:
+        header, _size = _sniff(files, path, f"disk {show(disk)}: extent {show(extent.file)}")
+    except MissingFile:
+        raise _DiskRefused("dangling-reference", f"disk {show(disk)}: extent {show(extent.file)} is not in the bundle") from None
+    if header.references or header.extents:
+        raise _DiskRefused("disk-external-reference", f"disk {show(disk)}: extent {show(extent.file)} refers to other files")
+    if header.format != expected:
+        raise _DiskRefused("disk-format-mismatch", f"disk {show(disk)}: extent {show(extent.file)} is not a plain {extent.type} extent ({header.format})")
 
 
 # --- descriptors ---------------------------------------------------------------------
@@ -349,20 +390,44 @@ def _manifest_entries(files: _Staging, name: str) -> list[ManifestEntry]:
     return entries
 
 
+def _add_disk(bundle: Bundle, files: _Staging, name: str, declared: str | None, where: Location) -> None:
+    """Verify a disk and add it for the guest; one that cannot be opened safely becomes an issue."""
+    try:
+        guest_disk, facts = _verify_disk(files, name, declared)
+    except _DiskRefused as refused:
+        bundle.disk_issues.append(DiskIssue(check=refused.check, file=name, location=where, evidence=refused.evidence))
+        return
+    bundle.disks.append(guest_disk)
+    bundle.disk_facts.append(facts)
+
+
+def _dangling(bundle: Bundle, files: _Staging, name: str, where: Location, what: str) -> None:
+    if not files.exists(name):
+        bundle.disk_issues.append(DiskIssue(check="dangling-reference", file=name, location=where,
+                                            evidence=f"{what} {show(name)} is referenced but not in the bundle"))  # fmt: skip
+
+
 def _attach_ovf(bundle: Bundle, files: _Staging, name: str, ovf: OvfDescriptor, data: bytes) -> None:
     bundle.descriptor = from_ovf(name, ovf, data.decode("utf-8", "replace"))
     refs = {f.id: f for f in ovf.files}
+    href_location = {r.location.line: r.location for r in bundle.descriptor.storage_refs}
+    disk_files = set()
     for disk in ovf.disks:
         ref = refs.get(disk.file_ref or "")
         if ref is None:
-            raise InputRejected(f"{name}: Disk {show(disk.disk_id)} refers to file {show(disk.file_ref or '')}, which References does not list")
+            where = Location(layer=Layer.DESCRIPTOR, file=name, key=f"Disk[@ovf:diskId={disk.disk_id!r}]/@ovf:fileRef", line=disk.line)
+            bundle.disk_issues.append(DiskIssue(check="dangling-reference", file=disk.file_ref or "", location=where,
+                                                evidence=f"Disk {show(disk.disk_id)} names file id {show(disk.file_ref or '')}, which References does not list"))  # fmt: skip
+            continue
+        disk_files.add(ref.id)
         if outside_bundle_reason(ref.href):
             continue  # reported by storage-path-outside-bundle; never opened
         if ref.compression or ref.chunk_size:
             raise InputRejected(f"{name}: disk file {show(ref.href)} is compressed or chunked, which is not supported yet")
-        guest_disk, facts = _verify_disk(files, ref.href, diskformat.format_from_ovf(disk.format))
-        bundle.disks.append(guest_disk)
-        bundle.disk_facts.append(facts)
+        _add_disk(bundle, files, ref.href, diskformat.format_from_ovf(disk.format), href_location[ref.line])
+    for ref in ovf.files:  # ISOs and other files the package says it carries
+        if ref.id not in disk_files and not outside_bundle_reason(ref.href):
+            _dangling(bundle, files, ref.href, href_location[ref.line], "file")
 
 
 def _attach_vmx(bundle: Bundle, files: _Staging, name: str, data: bytes) -> None:
@@ -372,14 +437,16 @@ def _attach_vmx(bundle: Bundle, files: _Staging, name: str, data: bytes) -> None
         raise InputRejected(f"{name}: {exc}") from None
     bundle.descriptor = from_vmx(name, vmx, data.decode(vmx.encoding, "replace"))
     for entry in vmx.entries:
-        if not DISK_FILENAME_KEY.match(entry.key) or outside_bundle_reason(entry.value):
+        if not DISK_FILENAME_KEY.match(entry.key) or outside_bundle_reason(entry.value) or not entry.value:
             continue
+        where = Location(layer=Layer.DESCRIPTOR, file=name, key=entry.key, line=entry.line)
         device = vmx.get(entry.key.rsplit(".", 1)[0] + ".deviceType")
-        if device and not device.value.lower().endswith(("harddisk", "disk")):
-            continue  # CD-ROM images and host devices are not guest disks
-        guest_disk, facts = _verify_disk(files, entry.value, diskformat.VMDK)
-        bundle.disks.append(guest_disk)
-        bundle.disk_facts.append(facts)
+        device_type = device.value.strip().lower() if device else ""
+        if device_type == "cdrom-image":
+            _dangling(bundle, files, entry.value, where, "CD-ROM image")  # not a guest disk, but must be here
+        elif not device_type or device_type.endswith(("harddisk", "disk")):
+            _add_disk(bundle, files, entry.value, diskformat.VMDK, where)
+        # other device types are host devices: host-device-passthrough reports them
 
 
 # --- OVA -----------------------------------------------------------------------------

@@ -148,6 +148,11 @@ def _gather_facts(
             facts.unavailable[name] = "no installed plugin collects it"
     if not guest_facts:
         return facts, errors, None
+    if bundle.disk_issues:  # a guest seen without one of its disks could pass by what is missing
+        reason = "not every disk could be opened safely: " + "; ".join(i.evidence for i in bundle.disk_issues)
+        for name in guest_facts:
+            facts.unavailable[name] = reason
+        return facts, errors, None
     if not bundle.disks:
         for name in guest_facts:
             facts.unavailable[name] = "the bundle holds no disk that could be inspected"

@@ -16,6 +16,7 @@ BUILTIN_PLUGINS = (
     "certify.checks.bundle",
     "certify.checks.descriptor",
     "certify.checks.devices",
+    "certify.checks.disks",
     "certify.checks.hardening",
     "certify.checks.ssh",
     "certify.collectors.ssh",

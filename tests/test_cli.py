@@ -140,6 +140,9 @@ def test_checks_lists_the_catalog():
         "vmx-hardware-version": ("medium", "descriptor"),
         "vmx-isolation-settings": ("low", "descriptor"),
         "extraconfig-smuggling": ("high", "descriptor"),
+        "dangling-reference": ("high", "descriptor"),
+        "disk-format-mismatch": ("critical", "disk"),
+        "disk-external-reference": ("critical", "disk"),
     }
     assert all(c["title"] and c["remediation"] for c in catalog.values())
     text = run_certify("checks")
@@ -193,3 +196,20 @@ def test_existing_report_keeps_its_mode(tmp_path):
     out.chmod(0o640)
     assert run_certify("scan", str(vmx), "-q", "--format", "json", "-o", str(out)).returncode == 1
     assert oct(out.stat().st_mode & 0o777) == "0o640" and out.read_text().startswith("{")
+
+
+def test_a_disk_that_is_not_what_it_claims_fails_without_booting_anything(tmp_path):
+    import subprocess as sp
+
+    sp.run(["qemu-img", "create", "-q", "-f", "qcow2", str(tmp_path / "disk.vmdk"), "4M"], check=True)
+    write_vmx(tmp_path, 'virtualHW.version = "19"\nscsi0:0.fileName = "disk.vmdk"\n'
+                        'ide1:0.deviceType = "cdrom-image"\nide1:0.fileName = "tools.iso"\n')  # fmt: skip
+    out = tmp_path / "r.json"
+    result = run_certify("scan", str(tmp_path), "--format", "json", "-o", str(out))
+    report = json.loads(out.read_text())
+    assert result.returncode == 1 and report["verdict"] == "fail"
+    assert "starting the inspection appliance" not in result.stderr
+    failing = {(f["id"], f["severity"], f["location"].get("key")) for f in report["findings"] if f["status"] == "fail"}
+    assert failing == {("disk-format-mismatch", "critical", "scsi0:0.fileName"), ("dangling-reference", "high", "ide1:0.fileName")}
+    assert report["check_status"]["ssh-host-keys-present"] == "not-evaluated"
+    assert "not every disk could be opened safely" in next(f["evidence"] for f in report["findings"] if f["id"] == "ssh-host-keys-present")
