@@ -23,7 +23,7 @@ from certify.errors import InputRejected, ParseError, UsageError
 from certify.guest import GuestDisk
 from certify.model import Layer, Location
 from certify.manifest import ManifestEntry
-from certify.ovf import OvfDescriptor, parse_ovf
+from certify.ovf import OvfDescriptor, capacity_bytes, parse_ovf
 from certify.signature import Signer
 from certify.vmx import parse_vmx
 
@@ -42,6 +42,7 @@ class Limits:
     max_members: int = 1000
     max_total_bytes: int = 512 * 1024**3
     max_member_bytes: int = 256 * 1024**3
+    max_virtual_bytes: int = 16 * 1024**4  # a disk's virtual size: sparse images can claim far more than they hold
     min_free_bytes: int = 256 * 1024**2  # left free in the work directory
 
 
@@ -390,10 +391,21 @@ def _manifest_entries(files: _Staging, name: str) -> list[ManifestEntry]:
     return entries
 
 
-def _add_disk(bundle: Bundle, files: _Staging, name: str, declared: str | None, where: Location) -> None:
-    """Verify a disk and add it for the guest; one that cannot be opened safely becomes an issue."""
+def _add_disk(bundle: Bundle, files: _Staging, name: str, declared: str | None, where: Location,
+              capacity: int | None = None, size: int | None = None) -> None:  # fmt: skip
+    """Verify a disk and add it for the guest; one that cannot be opened safely becomes an issue.
+
+    ``capacity`` and ``size`` are what an OVF declares for it (ovf:capacity, ovf:size).
+    """
     try:
         guest_disk, facts = _verify_disk(files, name, declared)
+        virtual = facts["virtual_size"]
+        if virtual is not None and virtual > files.limits.max_virtual_bytes:
+            raise InputRejected(f"disk {show(name)} claims {virtual} bytes, over the {files.limits.max_virtual_bytes}-byte quota")
+        if capacity is not None and virtual is not None and virtual > capacity:
+            raise _DiskRefused("disk-format-mismatch", f"disk {show(name)} holds {virtual} bytes, more than the {capacity} the OVF declares")
+        if size is not None and facts["size"] != size:
+            raise InputRejected(f"disk {show(name)} is {facts['size']} bytes, but the OVF's ovf:size says {size}")
     except _DiskRefused as refused:
         bundle.disk_issues.append(DiskIssue(check=refused.check, file=name, location=where, evidence=refused.evidence))
         return
@@ -424,7 +436,9 @@ def _attach_ovf(bundle: Bundle, files: _Staging, name: str, ovf: OvfDescriptor, 
             continue  # reported by storage-path-outside-bundle; never opened
         if ref.compression or ref.chunk_size:
             raise InputRejected(f"{name}: disk file {show(ref.href)} is compressed or chunked, which is not supported yet")
-        _add_disk(bundle, files, ref.href, diskformat.format_from_ovf(disk.format), href_location[ref.line])
+        size = int(ref.size) if ref.size and ref.size.strip().isascii() and ref.size.strip().isdigit() else None
+        _add_disk(bundle, files, ref.href, diskformat.format_from_ovf(disk.format), href_location[ref.line],
+                  capacity=capacity_bytes(disk), size=size)  # fmt: skip
     for ref in ovf.files:  # ISOs and other files the package says it carries
         if ref.id not in disk_files and not outside_bundle_reason(ref.href):
             _dangling(bundle, files, ref.href, href_location[ref.line], "file")

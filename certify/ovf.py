@@ -6,6 +6,7 @@ reference or XInclude is ever resolved. Only OVF 1.x and 2.x are accepted.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from xml.parsers.expat import ExpatError
@@ -46,6 +47,7 @@ class OvfDisk:
     capacity: str | None
     format: str | None
     line: int
+    capacity_units: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
                 capacity=_attr(elem, ns, "capacity"),
                 format=_attr(elem, ns, "format"),
                 line=line(elem),
+                capacity_units=_attr(elem, ns, "capacityAllocationUnits"),
             )
         )
 
@@ -202,3 +205,15 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
         properties=tuple(properties),
         hardware=tuple(hardware),
     )
+
+
+_UNITS = re.compile(r"^byte(?:\s*\*\s*2\^(\d{1,2}))?$")
+
+
+def capacity_bytes(disk: OvfDisk) -> int | None:
+    """A Disk's declared capacity in bytes, or None when it is not a plain number (templates, odd units)."""
+    text = (disk.capacity or "").strip()
+    units = _UNITS.match((disk.capacity_units or "byte").strip())
+    if not re.fullmatch(r"[0-9]{1,20}", text) or units is None:
+        return None
+    return int(text) << int(units.group(1) or 0)

@@ -112,7 +112,8 @@ def to_vmdk(raw: str, vmdk: str) -> None:
     subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, vmdk], check=True)
 
 
-def ovf_descriptor(name: str, disk_file: str, disk_size: int, capacity: int, extra_config: Mapping[str, str] = {}) -> str:
+def ovf_descriptor(name: str, disk_file: str, disk_size: int | None, capacity: int, extra_config: Mapping[str, str] = {}) -> str:
+    size = "" if disk_size is None else f' ovf:size="{disk_size}"'
     extra = "".join(
         f'      <vmw:ExtraConfig ovf:required="false" vmw:key="{html.escape(k)}" vmw:value="{html.escape(v)}"/>\n'
         for k, v in extra_config.items()
@@ -123,7 +124,7 @@ def ovf_descriptor(name: str, disk_file: str, disk_size: int, capacity: int, ext
     xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData"
     xmlns:vmw="http://www.vmware.com/schema/ovf">
   <References>
-    <File ovf:id="file1" ovf:href="{html.escape(disk_file)}" ovf:size="{disk_size}"/>
+    <File ovf:id="file1" ovf:href="{html.escape(disk_file)}"{size}/>
   </References>
   <DiskSection>
     <Info>Virtual disks</Info>

@@ -55,7 +55,7 @@ def make_tar(path, members, fmt=tarfile.USTAR_FORMAT):
     return path
 
 
-def ovf_for(disk_name, size=0, capacity=4 * 1024 * 1024, extra=None):
+def ovf_for(disk_name, size=None, capacity=4 * 1024 * 1024, extra=None):
     return sample.ovf_descriptor("vm", disk_name, size, capacity, extra or {}).encode()
 
 
@@ -575,3 +575,25 @@ def test_a_file_that_grows_while_copied_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(ingest_module, "_open_in_bundle", opener)
     with pytest.raises(InputRejected, match="changed while it was being read"):
         ingest(str(disk), fresh(tmp_path))
+
+
+def test_ovf_sizes_and_capacities_are_held_to_the_bytes(tmp_path, vmdk_bytes):
+    members = lambda ovf: [("vm.ovf", ovf), ("vm-disk1.vmdk", vmdk_bytes)]  # noqa: E731
+    assert ingest(str(make_tar(tmp_path / "ok.ova", members(ovf_for("vm-disk1.vmdk", size=len(vmdk_bytes))))), fresh(tmp_path)).disks
+    with pytest.raises(InputRejected, match="ovf:size says 1"):
+        ingest(str(make_tar(tmp_path / "size.ova", members(ovf_for("vm-disk1.vmdk", size=1)))), fresh(tmp_path))
+    small = ovf_for("vm-disk1.vmdk", capacity=1024 * 1024)  # the image holds 4 MiB: a quota dodge
+    refused(ingest(str(make_tar(tmp_path / "cap.ova", members(small))), fresh(tmp_path)), "disk-format-mismatch", "more than the 1048576")
+    with pytest.raises(InputRejected, match="quota"):
+        ingest(str(make_tar(tmp_path / "q.ova", members(ovf_for("vm-disk1.vmdk")))), fresh(tmp_path), Limits(max_virtual_bytes=1024))
+
+
+def test_capacity_units():
+    from certify.ovf import OvfDisk, capacity_bytes
+
+    def disk(capacity, units):
+        return OvfDisk(disk_id="d", file_ref="f", capacity=capacity, format=None, line=1, capacity_units=units)
+
+    assert capacity_bytes(disk("10", "byte * 2^30")) == 10 * 2**30
+    assert capacity_bytes(disk("4096", None)) == 4096
+    assert capacity_bytes(disk("${SIZE}", "byte")) is None and capacity_bytes(disk("1", "furlongs")) is None
