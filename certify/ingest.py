@@ -1,49 +1,37 @@
-"""Ingest an upload: identify it, unpack it safely, find its descriptor and disks.
+"""Ingest an upload: identify it, bring its files in safely, find its descriptor and disks.
 
-Nothing in an upload is trusted. An OVA is streamed once: every member is
-checked before a byte of it is written, written only inside the private work
-directory, and hashed on the way. Files of an OVF or VMX directory are opened
-in place, read-only, never through a symlink, and only inside the bundle.
+Nothing in an upload is trusted. An OVA is streamed once into the work
+directory (``certify.ova``); the files of an OVF or VMX directory, or a bare
+disk, are copied in (``certify.bundlefs``). Descriptors are parsed, manifests
+and signatures verified, and every disk's format checked against its bytes
+before anything reaches qemu.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
-import shutil
-import stat
-import tarfile
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 from certify import diskformat, manifest, signature
+from certify.bundlefs import Limits, MissingFile, Staging, show
 from certify.descriptor import DISK_FILENAME_KEY, Descriptor, from_ovf, from_vmx, outside_bundle_reason
 from certify.errors import InputRejected, ParseError, UsageError
 from certify.guest import GuestDisk
-from certify.model import Layer, Location
 from certify.manifest import ManifestEntry
+from certify.model import Layer, Location
+from certify.ova import extract
 from certify.ovf import OvfDescriptor, capacity_bytes, parse_ovf
 from certify.signature import Signer
 from certify.vmx import parse_vmx
 
-CHUNK = 1024 * 1024
 DESCRIPTOR_LIMIT = 8 * 1024 * 1024
 DISK_EXTENSIONS = tuple(diskformat.EXTENSION_FORMATS)
-Digests = dict[str, dict[str, str]]  # file name -> {algorithm: hex digest}
 # Split VMDKs whose extents are files of the bundle; device-mapping types are refused.
 SAFE_CREATE_TYPES = {"monolithicFlat", "monolithicSparse", "twoGbMaxExtentFlat", "twoGbMaxExtentSparse",
                      "vmfs", "vmfsSparse", "streamOptimized"}  # fmt: skip
 EXTENT_FORMATS = {"FLAT": diskformat.RAW, "VMFS": diskformat.RAW, "SPARSE": diskformat.VMDK, "VMFSSPARSE": diskformat.VMDK}
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_members: int = 1000
-    max_total_bytes: int = 512 * 1024**3
-    max_member_bytes: int = 256 * 1024**3
-    max_virtual_bytes: int = 16 * 1024**4  # a disk's virtual size: sparse images can claim far more than they hold
-    min_free_bytes: int = 256 * 1024**2  # left free in the work directory
 
 
 @dataclass
@@ -89,10 +77,6 @@ class _DiskRefused(Exception):
         self.check, self.evidence = check, evidence
 
 
-class MissingFile(InputRejected):
-    """A name the bundle should hold but does not."""
-
-
 @dataclass(frozen=True)
 class BundleFacts:
     """What checks may know about the bundle as a whole (no host paths)."""
@@ -132,7 +116,7 @@ def ingest(path: str, workdir: str, limits: Limits = Limits()) -> Bundle:
     if kind == "ova":
         return _ingest_ova(path, workdir, limits)
     source, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
-    files = _Staging(source, os.path.join(workdir, "bundle"), limits)
+    files = Staging(source, os.path.join(workdir, "bundle"), limits)
     if kind == "disk":
         bundle = Bundle(kind="disk", sha256="", root=files.root, source=source, members=[name])
         declared = diskformat.EXTENSION_FORMATS[os.path.splitext(name)[1].lower()]
@@ -182,128 +166,7 @@ def _descriptor_in(directory: str) -> tuple[str, str]:
     return os.path.join(directory, found[0]), found[0].lower().rsplit(".", 1)[1]
 
 
-# --- files inside a bundle ----------------------------------------------------------
-
-
-def normal_name(name: str) -> str:
-    """A bundle-relative name in one spelling ('./a', 'a\\b', 'x//y' included), or InputRejected."""
-    if not name or "\0" in name or outside_bundle_reason(name):
-        raise InputRejected(f"{show(name)} is not a name inside the bundle")
-    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-    if not parts:
-        raise InputRejected(f"{show(name)} is not a name inside the bundle")
-    return "/".join(parts)
-
-
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-
-
-def _open_in_bundle(root: str, name: str) -> BinaryIO:
-    """Open ``root/name`` read-only: a regular file under root, no symlink anywhere on the way.
-
-    Each folder is opened relative to the one before with O_NOFOLLOW, so a
-    folder swapped for a symlink mid-way cannot lead outside the bundle.
-    """
-    parts = normal_name(name).split("/")
-    try:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        raise InputRejected(f"{show(name)}: the bundle folder cannot be opened: {exc.strerror}") from None
-    try:
-        for part in parts[:-1]:
-            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = next_fd
-        file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | _NONBLOCK, dir_fd=fd)
-    except FileNotFoundError:
-        raise MissingFile(f"{show(name)} is referenced but not in the bundle") from None
-    except OSError as exc:
-        raise InputRejected(f"{show(name)} cannot be opened: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    if not stat.S_ISREG(os.fstat(file_fd).st_mode):
-        os.close(file_fd)
-        raise InputRejected(f"{show(name)} is not a regular file")
-    return os.fdopen(file_fd, "rb")
-
-
-class _Staging:
-    """The bundle's files inside the work directory, each hashed exactly once.
-
-    Files of a directory upload are copied in (through ``_open_in_bundle``:
-    regular files, no symlinks, nothing outside the bundle) before anything
-    reads them, so what is checked is what qemu later opens, whatever happens
-    to the upload meanwhile. An OVA's members are already here (``source`` None).
-    Names are kept in their normal form, so two spellings are one file.
-    """
-
-    def __init__(self, source: str | None, root: str, limits: Limits, digests: Digests | None = None):
-        self.source, self.root, self.limits = source, root, limits
-        self.digests: Digests = digests if digests is not None else {}
-        self.algorithms = {"SHA256"}
-        self._copied = 0
-        os.makedirs(root, mode=0o700, exist_ok=True)
-
-    def path(self, name: str) -> str:
-        return os.path.join(self.root, *normal_name(name).split("/"))
-
-    def digest(self, name: str, algorithm: str = "SHA256") -> str:
-        return self.digests[normal_name(name)][algorithm]
-
-    def stage(self, name: str, max_bytes: int | None = None) -> str:
-        """The private copy of ``name``, copied and hashed the first time it is asked for."""
-        key = normal_name(name)
-        if self.source is None or key in self.digests:
-            _open_in_bundle(self.root, key).close()  # same checks on a member already in place
-            return self.path(key)
-        with _open_in_bundle(self.source, key) as src:
-            size = os.fstat(src.fileno()).st_size
-            if max_bytes is not None and size > max_bytes:
-                raise InputRejected(f"{show(name)} is {size} bytes, over its {max_bytes}-byte limit")
-            self._copied += size
-            if size > self.limits.max_member_bytes or self._copied > self.limits.max_total_bytes:
-                raise InputRejected(f"{show(name)} takes the upload over its size limit")
-            if shutil.disk_usage(self.root).free - size < self.limits.min_free_bytes:
-                raise InputRejected(f"{show(name)} ({size} bytes) does not fit in the work directory")
-            target = self.path(key)
-            try:
-                os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            except OSError as exc:
-                raise InputRejected(f"{show(name)} cannot be staged: {exc.strerror}") from None
-            hs = manifest.hashers(self.algorithms)
-            copied = 0
-            with os.fdopen(fd, "wb") as out:
-                while copied < size and (chunk := src.read(min(CHUNK, size - copied))):
-                    for h in hs.values():
-                        h.update(chunk)
-                    out.write(chunk)
-                    copied += len(chunk)
-            if copied != size or os.fstat(src.fileno()).st_size != size:  # it changed while we read it
-                raise InputRejected(f"{show(name)} changed while it was being read")
-        self.digests[key] = {a: h.hexdigest() for a, h in hs.items()}
-        return target
-
-    def exists(self, name: str) -> bool:
-        """Whether the bundle holds a regular file of that name (nothing is copied)."""
-        try:
-            _open_in_bundle(self.source or self.root, name).close()
-            return True
-        except InputRejected:
-            return False
-
-    def try_stage(self, name: str) -> None:
-        try:
-            self.stage(name)
-        except InputRejected:
-            pass
-
-    def open(self, name: str, max_bytes: int | None = None) -> BinaryIO:
-        self.stage(name, max_bytes)
-        return _open_in_bundle(self.root, name)
-
-
-def _read_descriptor(files: _Staging, name: str) -> bytes:
+def _read_descriptor(files: Staging, name: str) -> bytes:
     with files.open(name, DESCRIPTOR_LIMIT) as f:
         data = f.read(DESCRIPTOR_LIMIT + 1)
     if len(data) > DESCRIPTOR_LIMIT:
@@ -311,7 +174,7 @@ def _read_descriptor(files: _Staging, name: str) -> bytes:
     return data
 
 
-def _sniff(files: _Staging, name: str, label: str) -> tuple[diskformat.DiskHeader, int]:
+def _sniff(files: Staging, name: str, label: str) -> tuple[diskformat.DiskHeader, int]:
     with files.open(name) as f:
         size = os.fstat(f.fileno()).st_size
 
@@ -325,7 +188,7 @@ def _sniff(files: _Staging, name: str, label: str) -> tuple[diskformat.DiskHeade
             raise InputRejected(f"{label}: {exc}") from None
 
 
-def _verify_disk(files: _Staging, name: str, declared: str | None) -> tuple[GuestDisk, dict[str, Any]]:
+def _verify_disk(files: Staging, name: str, declared: str | None) -> tuple[GuestDisk, dict[str, Any]]:
     """Check that a disk's bytes are the declared format and name no other file."""
     try:
         header, size = _sniff(files, name, f"disk {show(name)}")
@@ -353,7 +216,7 @@ def _verify_disk(files: _Staging, name: str, declared: str | None) -> tuple[Gues
     return GuestDisk(path=files.path(name), name=name, format=declared), facts
 
 
-def _verify_extent(files: _Staging, disk: str, path: str, extent: diskformat.Extent) -> None:
+def _verify_extent(files: Staging, disk: str, path: str, extent: diskformat.Extent) -> None:
     """An extent is opened by qemu with the type its descriptor gives: its bytes must be that type."""
     if outside_bundle_reason(extent.file) or "/" in extent.file or "\\" in extent.file:
         raise _DiskRefused("disk-external-reference", f"disk {show(disk)}: extent {show(extent.file)} is not a file beside the descriptor")
@@ -380,7 +243,7 @@ def _parse_ovf(name: str, data: bytes) -> OvfDescriptor:
         raise InputRejected(f"{name}: {exc}") from None
 
 
-def _manifest_entries(files: _Staging, name: str) -> list[ManifestEntry]:
+def _manifest_entries(files: Staging, name: str) -> list[ManifestEntry]:
     with files.open(name, manifest.MAX_BYTES) as f:
         data = f.read(manifest.MAX_BYTES + 1)
     try:
@@ -391,7 +254,7 @@ def _manifest_entries(files: _Staging, name: str) -> list[ManifestEntry]:
     return entries
 
 
-def _add_disk(bundle: Bundle, files: _Staging, name: str, declared: str | None, where: Location,
+def _add_disk(bundle: Bundle, files: Staging, name: str, declared: str | None, where: Location,
               capacity: int | None = None, size: int | None = None) -> None:  # fmt: skip
     """Verify a disk and add it for the guest; one that cannot be opened safely becomes an issue.
 
@@ -413,13 +276,13 @@ def _add_disk(bundle: Bundle, files: _Staging, name: str, declared: str | None, 
     bundle.disk_facts.append(facts)
 
 
-def _dangling(bundle: Bundle, files: _Staging, name: str, where: Location, what: str) -> None:
+def _dangling(bundle: Bundle, files: Staging, name: str, where: Location, what: str) -> None:
     if not files.exists(name):
         bundle.disk_issues.append(DiskIssue(check="dangling-reference", file=name, location=where,
                                             evidence=f"{what} {show(name)} is referenced but not in the bundle"))  # fmt: skip
 
 
-def _attach_ovf(bundle: Bundle, files: _Staging, name: str, ovf: OvfDescriptor, data: bytes) -> None:
+def _attach_ovf(bundle: Bundle, files: Staging, name: str, ovf: OvfDescriptor, data: bytes) -> None:
     bundle.descriptor = from_ovf(name, ovf, data.decode("utf-8", "replace"))
     refs = {f.id: f for f in ovf.files}
     href_location = {r.location.line: r.location for r in bundle.descriptor.storage_refs}
@@ -444,7 +307,7 @@ def _attach_ovf(bundle: Bundle, files: _Staging, name: str, ovf: OvfDescriptor, 
             _dangling(bundle, files, ref.href, href_location[ref.line], "file")
 
 
-def _attach_vmx(bundle: Bundle, files: _Staging, name: str, data: bytes) -> None:
+def _attach_vmx(bundle: Bundle, files: Staging, name: str, data: bytes) -> None:
     try:
         vmx = parse_vmx(data)
     except ParseError as exc:
@@ -466,135 +329,15 @@ def _attach_vmx(bundle: Bundle, files: _Staging, name: str, data: bytes) -> None
 # --- OVA -----------------------------------------------------------------------------
 
 
-MAX_TAR_METADATA = 64 * 1024
-
-
-class _BoundedTarInfo(tarfile.TarInfo):
-    """Refuses GNU long-name and PAX headers big enough to exhaust memory; tarfile reads them whole."""
-
-    def _proc_gnulong(self, tarfile_obj):  # noqa: D102 - tarfile's extension point
-        self._check_metadata_size()
-        return super()._proc_gnulong(tarfile_obj)
-
-    def _proc_pax(self, tarfile_obj):  # noqa: D102
-        self._check_metadata_size()
-        return super()._proc_pax(tarfile_obj)
-
-    def _check_metadata_size(self) -> None:
-        if self.size > MAX_TAR_METADATA:
-            raise tarfile.HeaderError(f"a tar metadata header of {self.size} bytes (over {MAX_TAR_METADATA})")
-
-
-def show(name: str, limit: int = 80) -> str:
-    """A name from the upload, quoted and cut short for a one-line message."""
-    return repr(name if len(name) <= limit else name[:limit] + "...")
-
-
-class _HashingReader:
-    """Feeds tarfile while hashing every byte, so the OVA is read exactly once."""
-
-    def __init__(self, raw: BinaryIO):
-        self._raw = raw
-        self.sha256 = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        self.sha256.update(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
-
-
-_MEMBER_TYPES = {
-    tarfile.SYMTYPE: "a symbolic link",
-    tarfile.LNKTYPE: "a hard link",
-    tarfile.CHRTYPE: "a character device",
-    tarfile.BLKTYPE: "a block device",
-    tarfile.FIFOTYPE: "a FIFO",
-    tarfile.CONTTYPE: "a contiguous file",
-    tarfile.GNUTYPE_SPARSE: "a sparse file",
-}
-
-
-def check_member_name(name: str) -> str | None:
-    """Why a tar member name is unsafe to extract, or None."""
-    if not name or name in (".", "./"):
-        return "is empty"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "contains control characters"
-    if "\\" in name:
-        return "contains a backslash"
-    if name.startswith("/"):
-        return "is an absolute path"
-    parts = name.rstrip("/").split("/")
-    if ".." in parts:
-        return "climbs out with '..'"
-    if any(p in ("", ".") for p in parts):
-        return "is not in normal form"
-    if len(name) > 255:
-        return "is longer than 255 characters"
-    return None
-
-
 def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
     root = os.path.join(workdir, "bundle")
-    digests: Digests = {}
-    entries: list[ManifestEntry] | None = None  # known once the .mf member has streamed past
-    mf_name: str | None = None
-    order: list[str] = []
-    seen_folded: set[str] = set()
-    total = 0
-    with open(path, "rb") as raw:
-        magic = raw.read(4)
-        raw.seek(0)
-        if magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zX" or magic[:2] == b"PK":
-            raise InputRejected(f"{os.path.basename(path)}: compressed archive; an OVA must be an uncompressed tar")
-        os.makedirs(root, mode=0o700)
-        reader = _HashingReader(raw)
-        try:
-            with tarfile.open(fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo) as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    name = member.name
-                    problem = check_member_name(name)
-                    if problem:
-                        raise InputRejected(f"OVA member {show(name)} {problem}")
-                    if member.type in _MEMBER_TYPES or not (member.isfile() or member.isdir()):
-                        what = _MEMBER_TYPES.get(member.type, f"of tar type {member.type!r}")
-                        raise InputRejected(f"OVA member {show(name)} is {what}; only regular files are accepted")
-                    name = name.rstrip("/")
-                    if name.lower() in seen_folded:
-                        raise InputRejected(f"OVA member {show(name)} appears twice (or differs only in case)")
-                    seen_folded.add(name.lower())
-                    if len(seen_folded) > limits.max_members:
-                        raise InputRejected(f"OVA has more than {limits.max_members} members")
-                    target = os.path.join(root, *name.split("/"))
-                    if member.isdir():
-                        _makedirs(target, name)
-                        continue
-                    total += member.size
-                    if member.size > limits.max_member_bytes or total > limits.max_total_bytes:
-                        raise InputRejected(f"OVA member {show(name)} takes the upload over its size limit")
-                    if shutil.disk_usage(workdir).free - member.size < limits.min_free_bytes:
-                        raise InputRejected(f"OVA member {show(name)} ({member.size} bytes) does not fit in the work directory")
-                    _makedirs(os.path.dirname(target), name)
-                    # Hash with what the manifest uses; before it is seen, with every algorithm it may use.
-                    algorithms = {e.algorithm for e in entries} | {"SHA256"} if entries is not None else set(manifest.ALGORITHMS)
-                    digests[name] = _extract(tar, member, target, algorithms)
-                    order.append(name)
-                    if "/" not in name and name.lower().endswith(".mf"):
-                        if mf_name is not None:
-                            raise InputRejected(f"OVA holds two manifests ({mf_name}, {name})")
-                        mf_name, entries = name, _manifest_entries(_Staging(None, root, limits, digests), name)
-        except tarfile.TarError as exc:
-            raise InputRejected(f"{os.path.basename(path)}: not a valid tar archive ({exc})") from None
-        reader.drain()
+    ova = extract(path, root, limits, lambda name, digests: _manifest_entries(Staging(None, root, limits, digests), name))
+    order, digests, mf_name, entries = ova.order, ova.digests, ova.manifest, ova.entries
     descriptors = [n for n in order if "/" not in n and n.lower().endswith(".ovf")]
     if len(descriptors) != 1:
         found = ", ".join(descriptors) or "none"
         raise InputRejected(f"{os.path.basename(path)}: an OVA must hold exactly one .ovf at its top level (found {found})")
-    bundle = Bundle(kind="ova", sha256=reader.sha256.hexdigest(), root=root, members=order)
+    bundle = Bundle(kind="ova", sha256=ova.sha256, root=root, members=order)
     if order[0] != descriptors[0]:
         bundle.notes.append(f"the OVF descriptor is not the first member of the OVA ({order[0]} is)")
     certificates = [n for n in order if "/" not in n and n.lower().endswith(".cert")]
@@ -606,10 +349,10 @@ def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
         bundle.notes.extend(manifest.verify(entries, digests, exempt={mf_name, *certificates}))
         bundle.manifest = mf_name
         if certificates:
-            bundle.signer = _verify_signature(_Staging(None, root, limits, digests), mf_name, certificates[0])
+            bundle.signer = _verify_signature(Staging(None, root, limits, digests), mf_name, certificates[0])
         if not _placed_per_spec(order, descriptors[0], mf_name, certificates):
             bundle.notes.append("the manifest and certificate are not where DSP0243 puts them (right after the OVF, or last)")
-    files = _Staging(None, root, limits, digests)
+    files = Staging(None, root, limits, digests)
     data = _read_descriptor(files, descriptors[0])
     _attach_ovf(bundle, files, descriptors[0], _parse_ovf(descriptors[0], data), data)
     return bundle
@@ -620,7 +363,7 @@ def _placed_per_spec(order: list[str], ovf: str, mf: str, certs: list[str]) -> b
     return order[1 : 1 + len(tail)] == tail and order[0] == ovf or order[-len(tail) :] == tail
 
 
-def _verify_signature(files: _Staging, mf_name: str, cert_name: str) -> Signer:
+def _verify_signature(files: Staging, mf_name: str, cert_name: str) -> Signer:
     """The .cert must sign exactly this manifest's bytes; a bad signature rejects the upload."""
     if cert_name.rsplit(".", 1)[0] != mf_name.rsplit(".", 1)[0]:
         raise InputRejected(f"{show(cert_name)} does not belong to the manifest {show(mf_name)}")
@@ -637,25 +380,3 @@ def _verify_signature(files: _Staging, mf_name: str, cert_name: str) -> Signer:
         raise InputRejected(f"{show(cert_name)}: {exc}") from None
 
 
-def _makedirs(path: str, member: str) -> None:
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-    except OSError:  # a file already holds a name this member needs as a folder
-        raise InputRejected(f"OVA member {show(member)} is both a file and a folder") from None
-
-
-def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, algorithms: set[str]) -> dict[str, str]:
-    source = tar.extractfile(member)
-    if source is None:
-        raise InputRejected(f"OVA member {show(member.name)} has no data")
-    hs = manifest.hashers(algorithms)
-    try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except OSError:  # a folder of that name was made for an earlier member
-        raise InputRejected(f"OVA member {show(member.name)} is both a file and a folder") from None
-    with os.fdopen(fd, "wb") as out:
-        while chunk := source.read(CHUNK):
-            for h in hs.values():
-                h.update(chunk)
-            out.write(chunk)
-    return {a: h.hexdigest() for a, h in hs.items()}

@@ -12,7 +12,8 @@ import pytest
 
 from certify import sample
 from certify.errors import InputRejected, UsageError
-from certify.ingest import Limits, check_member_name, identify, ingest
+from certify.ingest import Limits, identify, ingest
+from certify.ova import check_member_name
 
 
 def refused(bundle, check: str, match: str) -> None:
@@ -539,12 +540,12 @@ def test_a_folder_swapped_for_a_symlink_leads_nowhere(tmp_path, vmdk_bytes):
 
 
 def test_a_file_that_grows_while_copied_is_refused(tmp_path, monkeypatch):
-    from certify import ingest as ingest_module
+    from certify import bundlefs
 
     bundle = tmp_path / "vm"
     bundle.mkdir()
     disk = raw_disk(bundle / "disk.img", 2 * 1024 * 1024)
-    real_open = ingest_module._open_in_bundle
+    real_open = bundlefs.open_in_bundle
 
     class Growing:
         """The uploader appends once the copy has started (after the size was taken)."""
@@ -572,7 +573,7 @@ def test_a_file_that_grows_while_copied_is_refused(tmp_path, monkeypatch):
         f = real_open(root, name)
         return Growing(f) if root == str(bundle) else f
 
-    monkeypatch.setattr(ingest_module, "_open_in_bundle", opener)
+    monkeypatch.setattr(bundlefs, "open_in_bundle", opener)
     with pytest.raises(InputRejected, match="changed while it was being read"):
         ingest(str(disk), fresh(tmp_path))
 

@@ -1,0 +1,178 @@
+"""Streaming an OVA (a tar) into the work directory: each member checked before a byte is written.
+
+The tar is read once. Every member is hashed while it is extracted (with the
+manifest's algorithms once the manifest has gone by), and the OVA's own
+sha256 is taken from the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from certify import manifest
+from certify.bundlefs import CHUNK, Digests, Limits, show
+from certify.errors import InputRejected
+from certify.manifest import ManifestEntry
+
+
+@dataclass
+class OvaContents:
+    sha256: str
+    order: list[str] = field(default_factory=list)  # member names, as they came
+    digests: Digests = field(default_factory=dict)
+    manifest: str | None = None
+    entries: list[ManifestEntry] | None = None
+
+
+MAX_TAR_METADATA = 64 * 1024
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses GNU long-name and PAX headers big enough to exhaust memory; tarfile reads them whole."""
+
+    def _proc_gnulong(self, tarfile_obj):  # noqa: D102 - tarfile's extension point
+        self._check_metadata_size()
+        return super()._proc_gnulong(tarfile_obj)
+
+    def _proc_pax(self, tarfile_obj):  # noqa: D102
+        self._check_metadata_size()
+        return super()._proc_pax(tarfile_obj)
+
+    def _check_metadata_size(self) -> None:
+        if self.size > MAX_TAR_METADATA:
+            raise tarfile.HeaderError(f"a tar metadata header of {self.size} bytes (over {MAX_TAR_METADATA})")
+
+
+class _HashingReader:
+    """Feeds tarfile while hashing every byte, so the OVA is read exactly once."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.sha256.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+_MEMBER_TYPES = {
+    tarfile.SYMTYPE: "a symbolic link",
+    tarfile.LNKTYPE: "a hard link",
+    tarfile.CHRTYPE: "a character device",
+    tarfile.BLKTYPE: "a block device",
+    tarfile.FIFOTYPE: "a FIFO",
+    tarfile.CONTTYPE: "a contiguous file",
+    tarfile.GNUTYPE_SPARSE: "a sparse file",
+}
+
+
+def check_member_name(name: str) -> str | None:
+    """Why a tar member name is unsafe to extract, or None."""
+    if not name or name in (".", "./"):
+        return "is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "contains control characters"
+    if "\\" in name:
+        return "contains a backslash"
+    if name.startswith("/"):
+        return "is an absolute path"
+    parts = name.rstrip("/").split("/")
+    if ".." in parts:
+        return "climbs out with '..'"
+    if any(p in ("", ".") for p in parts):
+        return "is not in normal form"
+    if len(name) > 255:
+        return "is longer than 255 characters"
+    return None
+
+
+def extract(path: str, root: str, limits: Limits, read_manifest: Callable[[str, Digests], list[ManifestEntry]]) -> OvaContents:
+    """Extract every member of the OVA at ``path`` under ``root``; ``read_manifest`` parses the .mf as it lands."""
+    contents = OvaContents(sha256="")
+    digests, order = contents.digests, contents.order
+    entries: list[ManifestEntry] | None = None
+    mf_name: str | None = None
+    seen_folded: set[str] = set()
+    total = 0
+    workdir = os.path.dirname(root)
+    with open(path, "rb") as raw:
+        magic = raw.read(4)
+        raw.seek(0)
+        if magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zX" or magic[:2] == b"PK":
+            raise InputRejected(f"{os.path.basename(path)}: compressed archive; an OVA must be an uncompressed tar")
+        os.makedirs(root, mode=0o700)
+        reader = _HashingReader(raw)
+        try:
+            with tarfile.open(fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo) as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    name = member.name
+                    problem = check_member_name(name)
+                    if problem:
+                        raise InputRejected(f"OVA member {show(name)} {problem}")
+                    if member.type in _MEMBER_TYPES or not (member.isfile() or member.isdir()):
+                        what = _MEMBER_TYPES.get(member.type, f"of tar type {member.type!r}")
+                        raise InputRejected(f"OVA member {show(name)} is {what}; only regular files are accepted")
+                    name = name.rstrip("/")
+                    if name.lower() in seen_folded:
+                        raise InputRejected(f"OVA member {show(name)} appears twice (or differs only in case)")
+                    seen_folded.add(name.lower())
+                    if len(seen_folded) > limits.max_members:
+                        raise InputRejected(f"OVA has more than {limits.max_members} members")
+                    target = os.path.join(root, *name.split("/"))
+                    if member.isdir():
+                        _makedirs(target, name)
+                        continue
+                    total += member.size
+                    if member.size > limits.max_member_bytes or total > limits.max_total_bytes:
+                        raise InputRejected(f"OVA member {show(name)} takes the upload over its size limit")
+                    if shutil.disk_usage(workdir).free - member.size < limits.min_free_bytes:
+                        raise InputRejected(f"OVA member {show(name)} ({member.size} bytes) does not fit in the work directory")
+                    _makedirs(os.path.dirname(target), name)
+                    # Hash with what the manifest uses; before it is seen, with every algorithm it may use.
+                    algorithms = {e.algorithm for e in entries} | {"SHA256"} if entries is not None else set(manifest.ALGORITHMS)
+                    digests[name] = _extract(tar, member, target, algorithms)
+                    order.append(name)
+                    if "/" not in name and name.lower().endswith(".mf"):
+                        if mf_name is not None:
+                            raise InputRejected(f"OVA holds two manifests ({mf_name}, {name})")
+                        mf_name, entries = name, read_manifest(name, digests)
+        except tarfile.TarError as exc:
+            raise InputRejected(f"{os.path.basename(path)}: not a valid tar archive ({exc})") from None
+        reader.drain()
+    contents.sha256, contents.manifest, contents.entries = reader.sha256.hexdigest(), mf_name, entries
+    return contents
+
+
+def _makedirs(path: str, member: str) -> None:
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError:  # a file already holds a name this member needs as a folder
+        raise InputRejected(f"OVA member {show(member)} is both a file and a folder") from None
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, algorithms: set[str]) -> dict[str, str]:
+    source = tar.extractfile(member)
+    if source is None:
+        raise InputRejected(f"OVA member {show(member.name)} has no data")
+    hs = manifest.hashers(algorithms)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError:  # a folder of that name was made for an earlier member
+        raise InputRejected(f"OVA member {show(member.name)} is both a file and a folder") from None
+    with os.fdopen(fd, "wb") as out:
+        while chunk := source.read(CHUNK):
+            for h in hs.values():
+                h.update(chunk)
+            out.write(chunk)
+    return {a: h.hexdigest() for a, h in hs.items()}
