@@ -18,12 +18,15 @@ from typing import NoReturn
 from certify import __version__
 from certify.baseline import load_baseline
 from certify.certificate import CertificateInvalid, build_record, keygen, load_private_key, verify
-from certify.errors import CertifyError, UsageError
+from certify.errors import CertifyError, ParseError, UsageError
 from certify.model import Report, Severity, Verdict
 from certify.pipeline import ScanOptions, scan
 from certify.plugins.manager import Registry, load_registry
 from certify.profile import load_profile, shipped_names
 from certify.progress import Progress
+from certify.sanitize import render_vmx, sanitize_vmx
+from certify.vmx import MAX_BYTES as VMX_MAX_BYTES
+from certify.vmx import parse_vmx
 from certify.waivers import load_waivers
 
 EXIT_USAGE = 2
@@ -63,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     scan_p.add_argument("--workdir", metavar="DIR", help="where the private work directory is made (default: $TMPDIR)")
     scan_p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     scan_p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")  # fmt: skip
+
+    sanitize_p = sub.add_parser("sanitize", help="write a VMX a provider can load, and every change made")
+    sanitize_p.add_argument("input", help="the .vmx to sanitize (it is never modified)")
+    sanitize_p.add_argument("-o", "--output", required=True, metavar="OUT",
+                            help="the sanitized VMX; the changes go to OUT.changes.json")  # fmt: skip
 
     checks_p = sub.add_parser("checks", help="list the check catalog")
     checks_p.add_argument("--format", default="text", choices=["text", "json"])
@@ -247,6 +255,30 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
     return report.verdict.exit_code
 
 
+def _sanitize(args: argparse.Namespace) -> int:
+    if not os.path.isfile(args.input):
+        raise UsageError(f"{args.input}: no such file")
+    if not args.input.lower().endswith(".vmx"):
+        raise UsageError(f"{args.input}: sanitize takes a .vmx (OVF descriptors are not supported yet)")
+    changes_path = args.output + ".changes.json"
+    for target in (args.output, changes_path):
+        _check_output_path(target, directory=False)
+        if os.path.exists(target) and os.path.samefile(target, args.input):
+            raise UsageError(f"{target}: would overwrite the input")
+    with open(args.input, "rb") as f:
+        data = f.read(VMX_MAX_BYTES + 1)
+    try:
+        pairs, changes = sanitize_vmx(parse_vmx(data))
+    except ParseError as exc:
+        print(f"certify: {args.input}: rejected: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _write(render_vmx(pairs), args.output)
+    _write(json.dumps({"input": args.input, "output": args.output, "changes": [c.as_dict() for c in changes]},
+                      indent=2, sort_keys=True) + "\n", changes_path)  # fmt: skip
+    print(f"certify: {len(changes)} change(s); sanitized VMX in {args.output}, changes in {changes_path}", file=sys.stderr)
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     try:
         record = verify(args.certificate, args.artifact, args.key)
@@ -269,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             return _verify(args)
         if args.command == "profiles":
             return _profiles(args.format)
+        if args.command == "sanitize":
+            return _sanitize(args)
         registry = load_registry()
         if args.command == "checks":
             return _list_checks(registry, args.format)
