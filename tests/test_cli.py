@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import os
 import tarfile
 import textwrap
 from pathlib import Path
@@ -213,3 +214,44 @@ def test_a_disk_that_is_not_what_it_claims_fails_without_booting_anything(tmp_pa
     assert failing == {("disk-format-mismatch", "critical", "scsi0:0.fileName"), ("dangling-reference", "high", "ide1:0.fileName")}
     assert report["check_status"]["ssh-host-keys-present"] == "not-evaluated"
     assert "not every disk could be opened safely" in next(f["evidence"] for f in report["findings"] if f["id"] == "ssh-host-keys-present")
+
+
+def test_a_hostile_scan_writes_only_its_report_and_reads_no_file_it_names(tmp_path):
+    """Audit every open() of a whole scan: writes only in the work directory or the report, never the input."""
+    bundle = tmp_path / "upload"
+    bundle.mkdir()
+    outside = tmp_path / "host-secret"
+    outside.write_text("do not read")
+    (bundle / "vm.vmx").write_text(
+        f'scsi0:0.fileName = "{outside}"\nserial0.fileName = "{outside}"\nnvram = "../host-secret"\n'
+        'sharedFolder0.hostPath = "/"\nide1:0.deviceType = "cdrom-image"\nide1:0.fileName = "../../etc/shadow"\n'
+    )  # fmt: skip
+    before = {p.name: p.read_bytes() for p in bundle.iterdir()}
+    work, report = tmp_path / "work", tmp_path / "report.json"
+    work.mkdir()
+    probe = textwrap.dedent(f"""
+        import json, os, sys
+        events = []
+        def hook(event, args):
+            if event == "open" and isinstance(args[0], str):
+                flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
+                mode = args[1] if isinstance(args[1], str) else ""
+                writes = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)) or any(c in mode for c in "wax+")
+                events.append((os.path.abspath(args[0]), writes))
+        sys.addaudithook(hook)
+        from certify.cli import main
+        rc = main(["scan", {str(bundle)!r}, "--workdir", {str(work)!r}, "--format", "json", "-o", {str(report)!r}, "-q"])
+        print(json.dumps({{"rc": rc, "events": events}}))
+    """)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path)
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["rc"] == 1
+    written = {path for path, writes in outcome["events"] if writes}
+    assert any(path.startswith(str(work)) for path in written)  # the hook does see the scan's own writes
+    for path in written:  # the private work directory, the report (via a temporary beside it), the KVM probe cache
+        allowed = path.startswith(str(work)) or os.path.dirname(path) == str(tmp_path) and (
+            path == str(report) or os.path.basename(path).startswith(".certify-")) or "/.cache/certify/" in path
+        assert allowed, path
+    assert not any("host-secret" in path or path.endswith("shadow") for path, _ in outcome["events"])
+    assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
+    assert list(work.iterdir()) == []  # the work directory is removed when the scan ends
