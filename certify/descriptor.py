@@ -23,6 +23,8 @@ PATH_KEY = re.compile(
     r"|nvram|checkpoint\.vmstate|workingdir|suspend\.directory|extendedconfigfile)$",
     re.IGNORECASE,
 )
+# ovf:/disk/ID and ovf:/file/ID (the Home Assistant OS export drops the scheme: /disk/ID).
+_PACKAGE_RESOURCE = re.compile(r"^(ovf:)?/(disk|file)/[^/]+$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _DATASTORE = re.compile(r"^\s*\[[^\]]*\]")
@@ -46,6 +48,7 @@ class StorageRef:
 
     value: str
     location: Location
+    reason: str | None = None  # set when the value is wrong whatever it says (a non-package HostResource)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Descriptor:
     properties: tuple[Setting, ...] = ()  # OVF ProductSection properties
     hardware_versions: tuple[Setting, ...] = ()  # virtualHW.version, or each vmx-NN family an OVF lists
     placeholders: tuple[Setting, ...] = ()  # unresolved template variables in the raw text
+    devices: tuple[Setting, ...] = ()  # OVF hardware items: name = rasd:ResourceType, value = ElementName
 
     def get(self, key: str) -> ConfigEntry | None:
         """The first entry for ``key``, case-insensitive."""
@@ -172,6 +176,18 @@ def from_ovf(name: str, ovf: OvfDescriptor, text: str = "") -> Descriptor:
                 location=Location(layer=Layer.DESCRIPTOR, file=name, key="vssd:VirtualSystemType", line=h.line))
         for h in ovf.hardware if any(f.startswith("vmx-") for f in h.value.lower().split())
     )  # fmt: skip
+    devices = tuple(
+        Setting(name=item.resource_type, value=item.name,
+                location=Location(layer=Layer.DESCRIPTOR, file=name, key=f"Item[rasd:ResourceType={item.resource_type}]", line=item.line))
+        for item in ovf.items
+    )  # fmt: skip
+    # An Item's HostResource must name a disk or file of the package; anything else is host storage.
+    host_resources = tuple(
+        StorageRef(value=resource, location=Location(layer=Layer.DESCRIPTOR, file=name, key="rasd:HostResource", line=item.line),
+                   reason=outside_bundle_reason(resource) or "is not an ovf:/disk/ or ovf:/file/ reference to the package")
+        for item in ovf.items for resource in item.host_resources if not _PACKAGE_RESOURCE.match(resource)
+    )  # fmt: skip
     # ExtraConfig lines become VMX lines: their paths are judged exactly as a VMX's.
-    return Descriptor(kind="ovf", file=name, entries=entries, storage_refs=hrefs + _path_refs(entries),
-                      properties=properties, hardware_versions=hardware, placeholders=find_placeholders(name, text))  # fmt: skip
+    return Descriptor(kind="ovf", file=name, entries=entries, storage_refs=hrefs + _path_refs(entries) + host_resources,
+                      properties=properties, hardware_versions=hardware, placeholders=find_placeholders(name, text),
+                      devices=devices)  # fmt: skip

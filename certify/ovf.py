@@ -80,6 +80,16 @@ class HardwareFamily:
 
 
 @dataclass(frozen=True)
+class HardwareItem:
+    """A VirtualHardwareSection Item (or 2.x StorageItem/EthernetPortItem)."""
+
+    resource_type: str
+    host_resources: tuple[str, ...]
+    name: str
+    line: int
+
+
+@dataclass(frozen=True)
 class OvfDescriptor:
     version: str
     files: tuple[OvfFile, ...]
@@ -88,6 +98,7 @@ class OvfDescriptor:
     extra_config: tuple[ExtraConfig, ...]
     properties: tuple[Property, ...] = ()
     hardware: tuple[HardwareFamily, ...] = ()
+    items: tuple[HardwareItem, ...] = ()
 
 
 class _LineTreeBuilder(ET.TreeBuilder):
@@ -196,6 +207,7 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
         defaults += [(v, _attr(v, ns, "value") or "") for v in elem.iter(q("Value"))]
         properties += [Property(key=key, value=value, password=password, type=kind, line=line(where)) for where, value in defaults]
     hardware = [HardwareFamily(value=(elem.text or "").strip(), line=line(elem)) for elem in root.iter(f"{{{VSSD}}}VirtualSystemType")]
+    items = [_item(elem, line(elem)) for elem in root.iter() if _local(elem.tag) in ("Item", "StorageItem", "EthernetPortItem")]
     return OvfDescriptor(
         version=OVF_NAMESPACES[ns],
         files=tuple(files),
@@ -204,6 +216,24 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
         extra_config=tuple(extra),
         properties=tuple(properties),
         hardware=tuple(hardware),
+        items=tuple(items),
+    )
+
+
+def _local(tag: object) -> str:
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def _item(elem: ET.Element, line: int) -> HardwareItem:
+    """Fields read by local name: rasd: in 1.x Items, sasd:/epasd: in 2.x ones."""
+    fields: dict[str, list[str]] = {}
+    for child in elem:
+        fields.setdefault(_local(child.tag), []).append((child.text or "").strip())
+    return HardwareItem(
+        resource_type=(fields.get("ResourceType") or [""])[0],
+        host_resources=tuple(v for v in fields.get("HostResource", []) if v),
+        name=(fields.get("ElementName") or [""])[0],
+        line=line,
     )
 
 

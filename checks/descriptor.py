@@ -72,7 +72,7 @@ def storage_path_outside_bundle(descriptor: Descriptor, params):
     ``allow_subdirectories`` off, only bare file names are accepted.
     """
     for ref in descriptor.storage_refs:
-        reason = outside_bundle_reason(ref.value)
+        reason = ref.reason or outside_bundle_reason(ref.value)
         if reason is None and not params["allow_subdirectories"] and ("/" in ref.value or "\\" in ref.value):
             reason = "is not a bare file name (this profile allows no subdirectories)"
         if reason:

@@ -10,6 +10,8 @@ from certify.descriptor import Descriptor, is_on, is_plainly_true, redact
 from certify.model import Layer, Result, Severity, fail
 from certify.plugins.hookspecs import hookimpl
 
+# CIM ResourceType numbers of OVF hardware items that bind host hardware (35: VirtualBox's sound card).
+HOST_ITEM_TYPES = {"14": "floppy drive", "21": "serial port", "22": "parallel port", "23": "USB controller", "35": "sound card"}
 _RAW_DEVICE_TYPES = {"cdrom-raw", "atapi-cdrom", "scsi-passthru", "rawdisk", "scsi-cdrom"}
 
 
@@ -38,6 +40,9 @@ def host_device_passthrough(descriptor: Descriptor) -> Iterator[Result]:
     for entry, _ in descriptor.matching(r"^(pcipassthru\d+|sound)\.present$"):
         if is_on(entry.value):
             yield fail(entry.location, f"{entry.key} = {entry.value!r}: host {'sound' if entry.norm.startswith('sound') else 'PCI device'} attached")
+    for item in descriptor.devices:
+        if item.name in HOST_ITEM_TYPES:
+            yield fail(item.location, f"hardware item {item.value or item.name!r}: a {HOST_ITEM_TYPES[item.name]} for the VM")
     for entry, _ in descriptor.matching(r"^ethernet\d+\.(vnet|bsdname|connectiontype)$"):
         if entry.norm.endswith("connectiontype") and entry.value.strip().lower() not in ("bridged", "custom", "hostonly"):
             continue

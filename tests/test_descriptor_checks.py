@@ -246,3 +246,22 @@ def test_ovf_hardware_families_pass_when_one_is_in_the_window():
     assert "vmx-hardware-version" not in families("vmx-08 vmx-19")
     assert "vmx-hardware-version" not in families("VMX-19")
     assert "vmx-hardware-version" in families("vmx-07 vmx-08")
+
+
+def test_ovf_hardware_items_host_devices_and_host_resources():
+    items = ('<Item><rasd:ElementName>Floppy 1</rasd:ElementName><rasd:InstanceID>9</rasd:InstanceID>'
+             '<rasd:ResourceType>14</rasd:ResourceType></Item>'
+             '<Item><rasd:ElementName>Serial 1</rasd:ElementName><rasd:InstanceID>10</rasd:InstanceID>'
+             '<rasd:ResourceType>21</rasd:ResourceType></Item>'
+             '<Item><rasd:ElementName>Host disk</rasd:ElementName><rasd:HostResource>/dev/sda</rasd:HostResource>'
+             '<rasd:InstanceID>11</rasd:InstanceID><rasd:ResourceType>17</rasd:ResourceType></Item>'
+             '<Item><rasd:ElementName>Odd disk</rasd:ElementName><rasd:HostResource>disk1</rasd:HostResource>'
+             '<rasd:InstanceID>12</rasd:InstanceID><rasd:ResourceType>17</rasd:ResourceType></Item>')  # fmt: skip
+    text = ovf_descriptor("vm", "d.vmdk", 1, 1).replace("    </VirtualHardwareSection>", items + "\n    </VirtualHardwareSection>")
+    found = failing(from_ovf("a.ovf", parse_ovf(text.encode()), text))
+    assert found == {("host-device-passthrough", "Item[rasd:ResourceType=14]"), ("host-device-passthrough", "Item[rasd:ResourceType=21]"),
+                     ("storage-path-outside-bundle", "rasd:HostResource")}  # fmt: skip
+    descriptor = from_ovf("a.ovf", parse_ovf(text.encode()), text)
+    assert {r.value for r in descriptor.storage_refs if r.location.key == "rasd:HostResource"} == {"/dev/sda", "disk1"}
+    # the package's own disk (ovf:/disk/vmdisk1) and Home Assistant's scheme-less /disk/ID are fine
+    assert all("vmdisk1" not in r.value for r in descriptor.storage_refs)
