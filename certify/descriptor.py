@@ -72,6 +72,7 @@ class Descriptor:
     hardware_versions: tuple[Setting, ...] = ()  # virtualHW.version, or each vmx-NN family an OVF lists
     placeholders: tuple[Setting, ...] = ()  # unresolved template variables in the raw text
     devices: tuple[Setting, ...] = ()  # OVF hardware items: name = rasd:ResourceType, value = ElementName
+    shared_folders: tuple[Setting, ...] = ()  # vbox:Machine SharedFolder host paths
 
     def get(self, key: str) -> ConfigEntry | None:
         """The first entry for ``key``, case-insensitive."""
@@ -190,4 +191,7 @@ def from_ovf(name: str, ovf: OvfDescriptor, text: str = "") -> Descriptor:
     # ExtraConfig lines become VMX lines: their paths are judged exactly as a VMX's.
     return Descriptor(kind="ovf", file=name, entries=entries, storage_refs=hrefs + _path_refs(entries) + host_resources,
                       properties=properties, hardware_versions=hardware, placeholders=find_placeholders(name, text),
-                      devices=devices)  # fmt: skip
+                      devices=devices, shared_folders=tuple(
+                          Setting(name="vbox:SharedFolder", value=f.value,
+                                  location=Location(layer=Layer.DESCRIPTOR, file=name, key="vbox:SharedFolder/@hostPath", line=f.line))
+                          for f in ovf.vbox_shared_folders))  # fmt: skip

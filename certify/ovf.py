@@ -25,6 +25,7 @@ OVF_NAMESPACES = {
 }
 OVF_09_NAMESPACE = "http://www.vmware.com/schema/ovf/1/envelope"
 VMW = "http://www.vmware.com/schema/ovf"
+VBOX = "http://www.virtualbox.org/ovf/machine"
 VSSD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData"
 
 _LINE = "{urn:certify:parse}line"
@@ -99,6 +100,7 @@ class OvfDescriptor:
     properties: tuple[Property, ...] = ()
     hardware: tuple[HardwareFamily, ...] = ()
     items: tuple[HardwareItem, ...] = ()
+    vbox_shared_folders: tuple[HardwareFamily, ...] = ()  # hostPath of each vbox:Machine SharedFolder
 
 
 class _LineTreeBuilder(ET.TreeBuilder):
@@ -208,6 +210,9 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
         properties += [Property(key=key, value=value, password=password, type=kind, line=line(where)) for where, value in defaults]
     hardware = [HardwareFamily(value=(elem.text or "").strip(), line=line(elem)) for elem in root.iter(f"{{{VSSD}}}VirtualSystemType")]
     items = [_item(elem, line(elem)) for elem in root.iter() if _local(elem.tag) in ("Item", "StorageItem", "EthernetPortItem")]
+    # A vbox:Machine block is a second, complete machine configuration; VirtualBox imports its shared folders.
+    shared = [HardwareFamily(value=elem.get("hostPath", ""), line=line(elem))
+              for machine in root.iter(f"{{{VBOX}}}Machine") for elem in machine.iter() if _local(elem.tag) == "SharedFolder"]  # fmt: skip
     return OvfDescriptor(
         version=OVF_NAMESPACES[ns],
         files=tuple(files),
@@ -217,6 +222,7 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
         properties=tuple(properties),
         hardware=tuple(hardware),
         items=tuple(items),
+        vbox_shared_folders=tuple(shared),
     )
 
 

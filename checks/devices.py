@@ -91,6 +91,8 @@ def shared_folder(descriptor: Descriptor) -> Iterator[Result]:
     """Host directories mapped into the guest (HGFS), or HGFS switched on explicitly."""
     for entry, _ in descriptor.matching(r"^sharedfolder\d+\.hostpath$"):
         yield fail(entry.location, f"{entry.key} = {entry.value!r}: host folder shared with the guest")
+    for folder in descriptor.shared_folders:
+        yield fail(folder.location, f"vbox:Machine shares host folder {redact(folder.value)!r} with the guest")
     for entry, _ in descriptor.matching(r"^hgfs\.(maprootshare|linkrootshare)$"):
         if is_on(entry.value):
             yield fail(entry.location, f"{entry.key} = {entry.value!r}: the host's root share is mapped")

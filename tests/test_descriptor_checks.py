@@ -265,3 +265,14 @@ def test_ovf_hardware_items_host_devices_and_host_resources():
     assert {r.value for r in descriptor.storage_refs if r.location.key == "rasd:HostResource"} == {"/dev/sda", "disk1"}
     # the package's own disk (ovf:/disk/vmdisk1) and Home Assistant's scheme-less /disk/ID are fine
     assert all("vmdisk1" not in r.value for r in descriptor.storage_refs)
+
+
+def test_vbox_machine_shared_folders():
+    vbox = ('<vbox:Machine xmlns:vbox="http://www.virtualbox.org/ovf/machine" ovf:required="false" version="1.16">'
+            '<ovf:Info>VirtualBox machine</ovf:Info><Hardware><SharedFolders>'
+            '<SharedFolder name="root" hostPath="/" writable="true"/></SharedFolders></Hardware></vbox:Machine>')  # fmt: skip
+    text = ovf_descriptor("vm", "d.vmdk", 1, 1).replace("  </VirtualSystem>", vbox + "\n  </VirtualSystem>")
+    found = failing(from_ovf("a.ovf", parse_ovf(text.encode()), text))
+    assert ("shared-folder", "vbox:SharedFolder/@hostPath") in found
+    real = (CORPUS / "cot-virtualbox-ovf2.ovf").read_bytes()  # an empty <SharedFolders/>: nothing shared
+    assert not any(c == "shared-folder" for c, _ in failing(from_ovf("x.ovf", parse_ovf(real), real.decode())))
