@@ -266,6 +266,14 @@ class Report:
         """The findings that make the verdict fail."""
         return [f for f in self.findings if f.counts and f.severity >= self.threshold]
 
+    def failing_by_severity(self) -> dict[str, int]:
+        """Unwaived failing findings per severity label, every label present."""
+        counts = {s.label: 0 for s in Severity}
+        for f in self.findings:
+            if f.status is Status.FAIL and f.waiver is None:
+                counts[f.severity.label] += 1
+        return counts
+
 
 class FactUnavailable(Exception):
     """Raised by a collector that cannot gather its fact from this guest (not a bug)."""

@@ -11,9 +11,9 @@ from typing import Any
 import jinja2
 
 from certify.guest import describe_os
-from certify.model import Report, Reporter, Severity, Status, Verdict
+from certify.model import Report, Reporter, Severity
 from certify.plugins.hookspecs import hookimpl
-from certify.reports.text import clean, where
+from certify.reports.text import clean, verdict_label, verdict_reason, where
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("certify", "templates"),
@@ -21,27 +21,16 @@ _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     finalize=lambda value: clean(value) if isinstance(value, str) else value,  # control bytes shown, not sent
 )
-_LABELS = {Verdict.PASS: "CERTIFIED", Verdict.FAIL: "NOT CERTIFIED", Verdict.REJECTED: "REJECTED", Verdict.ERROR: "ERROR"}
 
 
 def render(report: Report, *, display_min: Severity = Severity.INFO, **_options: Any) -> str:
-    counts = {s.label: 0 for s in Severity}
-    for f in report.findings:
-        if f.status is Status.FAIL and not f.waiver:
-            counts[f.severity.label] += 1
     groups = [(s, [f for f in report.findings if f.severity is s]) for s in sorted(Severity, reverse=True) if s >= display_min]
-    reason = {
-        Verdict.PASS: f"no finding at or above {report.threshold.label}",
-        Verdict.FAIL: f"{len(report.blocking())} finding(s) at or above {report.threshold.label}",
-        Verdict.REJECTED: "the upload could not be processed safely",
-        Verdict.ERROR: "the scan did not complete; the result cannot be trusted",
-    }[report.verdict]
     return _ENV.get_template("report.html.j2").render(
         report=report,
-        verdict_label=_LABELS[report.verdict],
-        verdict_reason=reason,
+        verdict_label=verdict_label(report),
+        verdict_reason=verdict_reason(report),
         severities=sorted(Severity, reverse=True),
-        counts=counts,
+        counts=report.failing_by_severity(),
         groups=[(s, g) for s, g in groups if g],
         hidden=sum(1 for f in report.findings if f.severity < display_min),
         display_min=display_min,

@@ -20,17 +20,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from certify.model import Reporter, Report, Severity, Status
+from certify.model import Reporter, Report
 from certify.plugins.hookspecs import hookimpl
 
 SCHEMA = "certify-report/1"
 
 
 def to_dict(report: Report) -> dict[str, Any]:
-    summary = {s.label: 0 for s in Severity}
-    for finding in report.findings:
-        if finding.status is Status.FAIL and finding.waiver is None:
-            summary[finding.severity.label] += 1
     out: dict[str, Any] = {
         "schema": SCHEMA,
         "tool": {"name": "certify", "version": report.tool_version},
@@ -42,7 +38,7 @@ def to_dict(report: Report) -> dict[str, Any]:
         "findings": [f.as_dict() for f in report.findings],
         "checks_run": report.checks_run,
         "check_status": {k: v.value for k, v in sorted(report.check_status.items())},
-        "summary": summary,
+        "summary": report.failing_by_severity(),
         "errors": list(report.errors),
         "notes": list(report.notes),
         "disks": list(report.disks),

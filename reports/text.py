@@ -32,6 +32,20 @@ _VERDICT_TEXT = {
 WIDTH = 100
 
 
+def verdict_label(report: Report) -> str:
+    return _VERDICT_TEXT[report.verdict][0]
+
+
+def verdict_reason(report: Report) -> str:
+    """Why the verdict is what it is, in a few words (every human-facing report says it the same way)."""
+    return {
+        Verdict.PASS: f"no finding at or above {report.threshold.label}",
+        Verdict.FAIL: f"{len(report.blocking())} finding(s) at or above {report.threshold.label}",
+        Verdict.REJECTED: "the upload could not be processed safely",
+        Verdict.ERROR: "the scan did not complete; the result cannot be trusted",
+    }[report.verdict]
+
+
 def clean(text: object) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
@@ -101,16 +115,10 @@ def render(report: Report, *, color: bool = False, display_min: Severity = Sever
     out.append("")
 
     label, code = _VERDICT_TEXT[report.verdict]
-    blocking = report.blocking()
     if report.verdict is Verdict.REJECTED:
         out.append(f"{style(label, code)}: {clean(report.rejection)}")
         return "\n".join(out) + "\n"
-    reason = {
-        Verdict.PASS: f"no finding at or above {report.threshold.label}",
-        Verdict.FAIL: f"{len(blocking)} finding(s) at or above {report.threshold.label}",
-        Verdict.ERROR: "the scan did not complete; the result cannot be trusted",
-    }[report.verdict]
-    out.append(f"{style(label, code)} ({reason}, profile {report.profile})")
+    out.append(f"{style(label, code)} ({verdict_reason(report)}, profile {report.profile})")
     for error in report.errors:
         out.append(f"  error: {clean(error)}")
     for note in report.notes:
