@@ -19,6 +19,7 @@ from certify import __version__
 from certify.baseline import load_baseline
 from certify.certificate import CertificateInvalid, build_record, keygen, load_private_key, verify
 from certify.errors import CertifyError, ParseError, UsageError
+from certify.isolation import cli as isolation_cli
 from certify.model import Report, Severity, Verdict
 from certify.pipeline import ScanOptions, scan
 from certify.plugins.manager import Registry, load_registry
@@ -84,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     verify_p.add_argument("certificate")
     verify_p.add_argument("artifact")
     verify_p.add_argument("--key", required=True, metavar="PUBLIC_KEY")
+    isolation_cli.add_parsers(sub)
     return parser
 
 
@@ -303,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             return _profiles(args.format)
         if args.command == "sanitize":
             return _sanitize(args)
+        if args.command in isolation_cli.COMMANDS:
+            return isolation_cli.run(args)
         registry = load_registry()
         if args.command == "checks":
             return _list_checks(registry, args.format)

@@ -1,0 +1,203 @@
+"""Make the host match the model: reconcile, admit, evict, status, teardown.
+
+Incremental changes are the normal path (one small transaction each); a full
+reconcile flushes in place and makes the kernel match the model, reporting the
+drift it found. Every change is read back before it counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from certify.isolation import netns, render, state
+from certify.isolation.model import Provider, Workload
+from certify.isolation.netns import IsolationError
+from certify.isolation.ruleset import Ruleset
+
+
+@dataclass
+class Change:
+    """What a reconcile did; empty lists when the host already matched."""
+
+    created: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    ruleset_applied: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.removed or self.ruleset_applied)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"changed": self.changed, "created": self.created, "removed": self.removed, "drift": self.drift,
+                "ruleset_applied": self.ruleset_applied}  # fmt: skip
+
+
+def _read_back(ruleset: Ruleset, provider: Provider) -> None:
+    have = ruleset.observed()
+    problems = state.base_chain_problems(have) + state.drift(state.desired(render.full(provider)), have)
+    if problems:
+        raise IsolationError(f"the ruleset read back from {provider.router_ns} does not match the model: {problems[0]}")
+
+
+def reconcile(provider: Provider) -> Change:
+    """Router, uplink, one namespace per workload, and both tables exactly as the model says."""
+    netns.require_root()
+    change = Change()
+    if netns.ensure_router(provider):
+        change.created.append(provider.router_ns)
+    wanted = {provider.workload_ns(w): w for w in provider.workloads}
+    for ns in netns.project_namespaces(provider.prefix):
+        if ns.startswith(f"{provider.prefix}-w-") and ns not in wanted:
+            netns.remove_namespace(ns)
+            change.removed.append(ns)
+    ports = _router_ports(provider)
+    for ns, w in wanted.items():
+        if ports.get(w.port) == str(w.router_address) and netns.exists(ns):
+            continue
+        if netns.exists(ns):  # half made, or its address changed in the model
+            netns.remove_namespace(ns)
+            change.removed.append(ns)
+        netns.add_workload(provider, w)
+        change.created.append(ns)
+    ruleset = Ruleset(provider.router_ns)
+    have = ruleset.observed()
+    change.drift = state.base_chain_problems(have) + state.drift(state.desired(render.full(provider)), have)
+    if change.drift:
+        managed = [name for (table, name) in have.chains if table == render.MANAGED]
+        ruleset.apply(render.full(provider, managed))
+        change.ruleset_applied = True
+        _read_back(ruleset, provider)
+    return change
+
+
+def _router_ports(provider: Provider) -> dict[str, str]:
+    """Router-side port name -> its IPv4 address, in one call."""
+    import json
+
+    done = netns.ip("-j", "-n", provider.router_ns, "-4", "addr", "show")
+    ports = {}
+    for link in json.loads(done.stdout or "[]"):
+        for addr in link.get("addr_info", []):
+            ports[link["ifname"]] = addr.get("local")
+    return ports
+
+
+def admit(before: Provider, workload: Workload) -> Provider:
+    """Add one workload incrementally; on any failure nothing of it is left. Returns the model with it."""
+    netns.require_root()
+    after = before.with_workloads([workload])
+    if not netns.exists(before.router_ns):
+        raise IsolationError(f"isolation is not set up on this host ({before.router_ns} is missing): "
+                             "run 'certify isolation apply --config FILE' first")  # fmt: skip
+    ruleset = Ruleset(before.router_ns)
+    have = ruleset.observed()
+    incremental = not state.base_chain_problems(have) and all(
+        (render.MANAGED, name) in have.chains for name in render.vdc_chains(after.vdc_of(workload))
+    )
+    netns.add_workload(after, workload)
+    try:
+        if incremental:
+            ruleset.apply(render.admit(after, workload))
+            _check_workload_elements(ruleset, after, workload, present=True)
+        else:
+            reconcile(after)
+    except BaseException:
+        undo(before, workload)
+        raise
+    return after
+
+
+def _check_workload_elements(ruleset: Ruleset, provider: Provider, workload: Workload, present: bool) -> None:
+    have = ruleset.observed()
+    binding = state._canon(render.port_binding(workload))
+    got = binding in have.elements.get((render.BASE, "port_src"), set())
+    if got != present:
+        raise IsolationError(f"read-back: the port binding of {workload.key} is {'missing' if present else 'still there'}")
+    vdc = provider.vdc_of(workload)
+    want = state.desired(render.full(provider))
+    for name in render.vdc_chains(vdc):
+        key = (render.MANAGED, name)
+        if want.chains[key].rules != have.chains.get(key, state.ChainState()).rules:
+            raise IsolationError(f"read-back: chain {name} does not hold the rules of the model")
+
+
+def undo(before: Provider, workload: Workload) -> None:
+    """Best effort back to ``before``: the namespace goes, the kernel is reconciled to the model without it."""
+    netns.remove_namespace(before.workload_ns(workload))
+    if netns.exists(before.router_ns):
+        reconcile(before)
+
+
+def evict(after: Provider, workload: Workload) -> None:
+    """Remove one workload (``after`` is the model without it): rules first, then its namespace."""
+    netns.require_root()
+    if netns.exists(after.router_ns):
+        ruleset = Ruleset(after.router_ns)
+        try:
+            ruleset.apply(render.evict(after, workload))
+            _check_workload_elements(ruleset, after, workload, present=False)
+        except IsolationError:
+            # The kernel had drifted (an element already gone): make it match the model instead.
+            netns.remove_namespace(after.workload_ns(workload))
+            reconcile(after)
+    netns.remove_namespace(after.workload_ns(workload))
+
+
+def status(provider: Provider) -> dict[str, Any]:
+    """The provider's view: namespaces, drift, counters of the provider table."""
+    present = netns.project_namespaces(provider.prefix)
+    wanted = [provider.router_ns, provider.uplink_ns, *(provider.workload_ns(w) for w in provider.workloads)]
+    out: dict[str, Any] = {
+        "router": provider.router_ns,
+        "namespaces": {"missing": [n for n in wanted if n not in present], "unexpected": [n for n in present if n not in wanted]},
+        "workloads": [{"vdc": w.vdc, "name": w.name, "address": str(w.address), "mac": w.mac, "port": w.port,
+                       "origin": w.origin, "services": [str(s) for s in w.services],
+                       "present": netns.exists(provider.workload_ns(w))} for w in provider.workloads],  # fmt: skip
+        "drift": [],
+        "counters": {},
+        "ruleset_digest": render.digest(provider),
+    }
+    if not netns.exists(provider.router_ns):
+        out["drift"] = ["isolation is not applied on this host"]
+        return out
+    have = Ruleset(provider.router_ns).observed()
+    out["drift"] = state.base_chain_problems(have) + state.drift(state.desired(render.full(provider)), have)
+    out["counters"] = {f"{t} {c}": {k: {"packets": p, "bytes": b} for k, (p, b) in ch.counters.items()}
+                       for (t, c), ch in sorted(have.chains.items()) if t == render.BASE}  # fmt: skip
+    return out
+
+
+def customer_view(provider: Provider, vdc_name: str) -> dict[str, Any]:
+    """One vDC's own rules, desired and effective with counters; never the provider table or another vDC."""
+    vdc = provider.vdcs[vdc_name]
+    desired = [describe_rule(r) for r in vdc.rules]
+    if vdc.intra_open:
+        desired.insert(0, "allow everything between workloads of this vDC")
+    desired.append("allow egress to the uplink" if vdc.egress else "no egress to the uplink")
+    effective: dict[str, list[dict[str, Any]]] = {}
+    if netns.exists(provider.router_ns):
+        have = Ruleset(provider.router_ns).observed()
+        for name in render.vdc_chains(vdc):
+            chain = have.chains.get((render.MANAGED, name))
+            effective[name] = [] if chain is None else [
+                {"rule": comment, "packets": chain.counters.get(comment, (0, 0))[0], "bytes": chain.counters.get(comment, (0, 0))[1]}
+                for comment, _ in chain.rules
+            ]  # fmt: skip
+    workloads = [{"name": w.name, "address": str(w.address), "services": [str(s) for s in w.services]}
+                 for w in provider.workloads if w.vdc == vdc_name]  # fmt: skip
+    return {"vdc": vdc.name, "account": vdc.account, "cidr": str(vdc.cidr), "workloads": workloads,
+            "desired": desired, "effective": effective}  # fmt: skip
+
+
+def describe_rule(rule: Any) -> str:
+    what = "icmp echo" if rule.protocol == "icmp" else f"{rule.protocol}/{','.join(str(p) for p in rule.ports)}"
+    source = {"uplink": "the uplink"}.get(rule.source, rule.source.replace("vdc:", "vDC "))
+    to = "every workload" if rule.targets is None else ", ".join(rule.targets)
+    return f"{rule.name}: allow {what} from {source} to {to}"
+
+
+def teardown(prefix: str) -> list[str]:
+    netns.require_root()
+    return netns.teardown(prefix)

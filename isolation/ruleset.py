@@ -1,0 +1,59 @@
+"""The two tables in the router namespace, through libnftables' JSON API.
+
+Effectful. Every change is one kernel transaction, validated by a dry run
+first and read back after: a failed batch leaves the previous ruleset intact.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from certify.isolation import render, state
+from certify.isolation.netns import IsolationError, entered
+
+
+class Ruleset:
+    """A libnftables context bound to the router namespace.
+
+    The context binds its netlink socket when it is created, so it is made
+    inside the namespace; later calls from any thread still land there.
+    """
+
+    def __init__(self, router_ns: str) -> None:
+        try:
+            import nftables  # Debian's python3-nftables; the venv sees it through --system-site-packages
+        except ImportError:
+            raise IsolationError("the nftables Python binding is missing (apt install python3-nftables)") from None
+        with entered(router_ns):
+            self._nft = nftables.Nftables()
+        self._nft.set_json_output(True)
+        self._nft.set_handle_output(False)
+        self.router_ns = router_ns
+
+    def apply(self, cmds: list[dict[str, Any]]) -> None:
+        if not cmds:
+            return
+        doc = render.document(cmds)
+        for dry in (True, False):
+            self._nft.set_dry_run(dry)
+            try:
+                rc, _, err = self._nft.json_cmd(doc)
+            finally:
+                self._nft.set_dry_run(False)
+            if rc != 0:
+                stage = "validation" if dry else "the transaction"
+                reason = " ".join(line.strip() for line in err.splitlines() if line.strip())[:400]
+                raise IsolationError(f"nftables rejected {stage} in {self.router_ns}; nothing changed: {reason}")
+
+    def listing(self) -> dict[str, Any]:
+        rc, out, err = self._nft.cmd("list ruleset")
+        if rc != 0:
+            raise IsolationError(f"cannot list the ruleset of {self.router_ns}: {err.strip()}")
+        return json.loads(out) if out.strip() else {"nftables": []}
+
+    def observed(self) -> state.RulesetState:
+        return state.observed(self.listing())
+
+    def managed_chains(self) -> list[str]:
+        return sorted(name for (table, name) in self.observed().chains if table == render.MANAGED)

@@ -1,0 +1,393 @@
+"""Prove the isolation with packets, modelled on cyclonus and the netpol e2e suite.
+
+The expected matrix comes from the model (``expect``); the observed one from
+inside the namespaces: a kernel ``connect()`` and a scapy SYN per TCP cell,
+UDP datagrams to echo listeners, scapy echo requests. Negative cells are
+probed again once. Forged packets (other tenants' addresses, a neighbour's,
+an unassigned one, the uplink's, a foreign MAC) must not arrive: sniffers at
+the destinations say what did, the anti-spoof counter says they reached the
+router. A table with no expected-open or no expected-blocked cell proves
+nothing and fails.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from certify.isolation import agent, expect
+from certify.isolation.expect import ROUTER, UPLINK, Cell, Endpoint
+from certify.isolation.model import CONTROL_PORT, Provider, allocate_address
+from certify.isolation.netns import IsolationError, exists
+from certify.isolation.render import ANTI_SPOOF, BASE
+from certify.isolation.ruleset import Ruleset
+
+PROBE_TIMEOUT = 1.5
+SPOOF_COPIES = 3
+FORGED_MAC = "02:de:ad:be:ef:01"
+
+
+@dataclass
+class Observation:
+    kernel: str | None = None  # open | closed | blocked (None: not probed this way)
+    scapy: str | None = None
+
+    @property
+    def verdict(self) -> bool | None:
+        """True reachable, False blocked, None inconclusive (the two probes disagree)."""
+        seen = [v for v in (self.kernel, self.scapy) if v is not None]
+        if not seen:
+            return None
+        reach = {v in ("open", "closed") for v in seen}
+        return reach.pop() if len(reach) == 1 else None
+
+
+@dataclass
+class SpoofCase:
+    case: str
+    sender: str  # endpoint name
+    src: str
+    src_mac: str | None
+    dst: str
+    dport: int
+    sport: int
+    expect_delivered: bool
+    delivered: bool | None = None
+
+
+@dataclass
+class Result:
+    cells: list[Cell]
+    observed: dict[tuple[str, str, str], Observation]
+    spoof: list[SpoofCase] = field(default_factory=list)
+    anti_spoof_delta: int | None = None
+    anti_spoof_expected: int = 0
+    problems: list[str] = field(default_factory=list)  # state checks and completeness
+
+    def cell_key(self, c: Cell) -> tuple[str, str, str]:
+        return (c.src, c.dst, str(c.service))
+
+    @property
+    def mismatches(self) -> list[Cell]:
+        return [c for c in self.cells if self.observed.get(self.cell_key(c), Observation()).verdict not in (None, c.expected)]
+
+    @property
+    def inconclusive(self) -> list[Cell]:
+        return [c for c in self.cells if self.observed.get(self.cell_key(c), Observation()).verdict is None]
+
+    @property
+    def spoof_failures(self) -> list[SpoofCase]:
+        return [s for s in self.spoof if s.delivered != s.expect_delivered]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.problems or self.mismatches or self.inconclusive or self.spoof_failures)
+
+
+# ---------------------------------------------------------------------------- running agents
+
+
+def _agent(ns: str, *args: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, sys.executable, "-m", "certify.isolation.agent", *args]
+
+
+class _Listeners:
+    """One listener process per destination namespace, started together, stopped together."""
+
+    def __init__(self, provider: Provider, cells: list[Cell]) -> None:
+        self.procs: dict[str, subprocess.Popen] = {}
+        ports: dict[str, dict[str, set[int]]] = {}
+        for c in cells:
+            if c.dst == ROUTER or c.service.protocol == "icmp" or c.service.port == CONTROL_PORT:
+                continue
+            ports.setdefault(c.dst, {"tcp": set(), "udp": set()})[c.service.protocol].add(c.service.port)
+        self.provider = provider
+        self.ports = ports
+
+    def __enter__(self) -> _Listeners:
+        try:
+            for name, svc in self.ports.items():
+                job = json.dumps({"tcp": sorted(svc["tcp"]), "udp": sorted(svc["udp"])})
+                self.procs[name] = subprocess.Popen(_agent(_ns_of(self.provider, name), "listen", job), stdin=subprocess.PIPE,
+                                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+            for name, proc in self.procs.items():
+                line = proc.stdout.readline() if proc.stdout else ""
+                if line.strip() != "ready":
+                    err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
+                    raise IsolationError(f"listener in {name} did not start: {err.strip().splitlines()[-1:] or 'no answer'}")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    proc.stdin.close()  # type: ignore[union-attr]
+                    proc.wait(timeout=3)
+                except (OSError, subprocess.TimeoutExpired):
+                    proc.kill()
+                    proc.wait()
+            for stream in (proc.stdout, proc.stderr):
+                if stream:
+                    stream.close()
+
+    def marked(self) -> dict[str, list[dict[str, Any]]]:
+        out = {}
+        for name, proc in self.procs.items():
+            proc.stdin.write("report\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            out[name] = json.loads(proc.stdout.readline())["marked"]  # type: ignore[union-attr]
+        return out
+
+
+def _ns_of(provider: Provider, endpoint: str) -> str:
+    if endpoint == UPLINK:
+        return provider.uplink_ns
+    vdc, _, name = endpoint.partition(".")
+    w = provider.workload(vdc, name)
+    assert w is not None, endpoint
+    return provider.workload_ns(w)
+
+
+def _run_agent(ns: str, mode: str, job: dict[str, Any], timeout: float) -> dict[str, Any]:
+    done = subprocess.run(_agent(ns, mode), input=json.dumps(job), capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise IsolationError(f"{mode} agent in {ns} failed: {(done.stderr.strip().splitlines() or ['exit ' + str(done.returncode)])[-1]}")
+    return json.loads(done.stdout)
+
+
+def _address(provider: Provider, src: Endpoint, dst: str) -> str:
+    if dst == ROUTER:
+        return str(expect.router_address_for(provider, src))
+    if dst == UPLINK:
+        return str(provider.uplink_peer_address)
+    vdc, _, name = dst.partition(".")
+    w = provider.workload(vdc, name)
+    assert w is not None
+    return str(w.address)
+
+
+def _probe(provider: Provider, cells: list[Cell], parallel: int) -> dict[tuple[str, str, str], Observation]:
+    points = {e.name: e for e in expect.endpoints(provider)}
+    by_src: dict[str, list[Cell]] = {}
+    for c in cells:
+        by_src.setdefault(c.src, []).append(c)
+
+    def run(src: str) -> dict[tuple[str, str, str], Observation]:
+        batch = by_src[src]
+        targets = [{"id": i, "dst": _address(provider, points[src], c.dst), "proto": c.service.protocol, "port": c.service.port}
+                   for i, c in enumerate(batch)]  # fmt: skip
+        answer = _run_agent(_ns_of(provider, src), "probe", {"targets": targets, "timeout": PROBE_TIMEOUT}, timeout=60)
+        out = {}
+        for i, c in enumerate(batch):
+            ob = Observation(answer["kernel"].get(str(i)), answer["scapy"].get(str(i)))
+            out[(c.src, c.dst, str(c.service))] = ob
+        return out
+
+    observed: dict[tuple[str, str, str], Observation] = {}
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        for part in pool.map(run, sorted(by_src)):
+            observed.update(part)
+    return observed
+
+
+# ---------------------------------------------------------------------------- spoofing
+
+
+def spoof_cases(provider: Provider, cells: list[Cell], focus: str | None = None) -> list[SpoofCase]:
+    """For each tenant source, forged packets towards a destination it may reach, plus one honest control."""
+    open_tcp: dict[str, Cell] = {}
+    for c in cells:
+        if c.expected and c.service.protocol == "tcp" and c.src not in open_tcp:
+            open_tcp[c.src] = c
+    cases: list[SpoofCase] = []
+    sports = iter(agent.SPOOF_SPORTS)
+    workloads = list(provider.workloads)
+    taken = [w.address for w in workloads]
+    points = {e.name: e for e in expect.endpoints(provider)}
+    for w in workloads:
+        if focus is not None and w.key != focus:
+            continue
+        target = open_tcp.get(w.key)
+        if target is None:
+            continue
+        dst = _address(provider, points[w.key], target.dst)
+        vdc = provider.vdcs[w.vdc]
+        other = next((o for o in workloads if o.vdc != w.vdc), None)
+        neighbour = next((o for o in workloads if o.vdc == w.vdc and o.key != w.key and o.key != target.dst), None)
+        free = allocate_address(vdc, taken)
+        forged = [("control: own address and MAC", str(w.address), None, True)]
+        if other:
+            forged.append((f"another tenant's address ({other.key})", str(other.address), None, False))
+        if neighbour:
+            forged.append((f"a neighbour's address ({neighbour.key})", str(neighbour.address), None, False))
+        if free is not None:
+            forged.append(("an unassigned address of its vDC", str(free), None, False))
+        forged.append(("the uplink's address", str(provider.uplink_peer_address), None, False))
+        forged.append(("its own address with a forged MAC", str(w.address), FORGED_MAC, False))
+        for case, src, mac, delivered in forged:
+            cases.append(SpoofCase(case, w.key, src, mac, dst, target.service.port, next(sports), delivered))
+    # From the uplink, a tenant's own vDC address: the intra-vDC allow must never see it.
+    for w in workloads:
+        if focus is not None and w.key != focus:
+            continue
+        neighbour = next((o for o in workloads if o.vdc == w.vdc and o.key != w.key), None)
+        tcp = next((c for c in cells if c.dst == w.key and c.src == neighbour.key and c.expected and c.service.protocol == "tcp"), None) if neighbour else None
+        if neighbour is None or tcp is None:
+            continue
+        cases.append(SpoofCase(f"from the uplink, forging {neighbour.key}", UPLINK, str(neighbour.address), None,
+                               str(w.address), tcp.service.port, next(sports), False))  # fmt: skip
+        break
+    return cases
+
+
+def _anti_spoof_count(ruleset: Ruleset) -> int:
+    chain = ruleset.observed().chains.get((BASE, "base_pre"))
+    return chain.counters.get(ANTI_SPOOF, (0, 0))[0] if chain else 0
+
+
+def _spoof(provider: Provider, ruleset: Ruleset, listeners: _Listeners, cases: list[SpoofCase]) -> int:
+    before = _anti_spoof_count(ruleset)
+    by_sender: dict[str, list[SpoofCase]] = {}
+    for c in cases:
+        by_sender.setdefault(c.sender, []).append(c)
+
+    def run(sender: str) -> None:
+        batch = by_sender[sender]
+        gateway = None
+        if sender != UPLINK:
+            vdc, _, name = sender.partition(".")
+            w = provider.workload(vdc, name)
+            gateway = str(w.router_address) if w else None
+        packets = [{"src": c.src, "src_mac": c.src_mac, "dst": c.dst, "dport": c.dport, "sport": c.sport} for c in batch]
+        _run_agent(_ns_of(provider, sender), "spoof", {"packets": packets, "copies": SPOOF_COPIES, "gateway": gateway}, timeout=60)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(run, sorted(by_sender)))
+    time.sleep(0.5)  # let the last frames reach the sniffers
+    arrived = {(m["sport"], m["src"]) for marks in listeners.marked().values() for m in marks}
+    for c in cases:
+        c.delivered = (c.sport, c.src) in arrived
+    return _anti_spoof_count(ruleset) - before
+
+
+# ---------------------------------------------------------------------------- the whole verification
+
+
+def verify(provider: Provider, focus: str | None = None, parallel: int = 4, spoofing: bool = True) -> Result:
+    """Probe the live namespaces against the model; ``focus`` limits it to the cells of one workload."""
+    cells = expect.expected_cells(provider, focus)
+    result = Result(cells, {})
+    for ns in [provider.router_ns, provider.uplink_ns, *(provider.workload_ns(w) for w in provider.workloads)]:
+        if not exists(ns):
+            result.problems.append(f"network namespace {ns} is missing")
+    if result.problems:
+        return result
+    if not any(c.expected for c in cells) or all(c.expected for c in cells):
+        result.problems.append("the model gives no expected-open or no expected-blocked cell: a probe would prove nothing")
+    ruleset = Ruleset(provider.router_ns)
+    with _Listeners(provider, cells) as listeners:
+        result.observed = _probe(provider, cells, parallel)
+        negatives = [c for c in cells if result.observed[result.cell_key(c)].verdict is not True]
+        if negatives:  # a dropped SYN can be a slow start: probe every negative once more
+            again = _probe(provider, negatives, parallel)
+            result.observed.update(again)
+        if spoofing:
+            result.spoof = spoof_cases(provider, cells, focus)
+            if result.spoof:
+                result.anti_spoof_expected = SPOOF_COPIES * sum(1 for c in result.spoof if c.sender != UPLINK and not c.expect_delivered)
+                result.anti_spoof_delta = _spoof(provider, ruleset, listeners, result.spoof)
+                if result.anti_spoof_delta < result.anti_spoof_expected:
+                    result.problems.append(f"the anti-spoof rule counted {result.anti_spoof_delta} packets, "
+                                           f"{result.anti_spoof_expected} forged ones were sent")  # fmt: skip
+    missing = [c for c in cells if result.cell_key(c) not in result.observed]
+    if missing:
+        result.problems.append(f"{len(missing)} cell(s) were not probed (incomplete matrix)")
+    return result
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def _mark(expected: bool, ob: Observation | None) -> str:
+    if ob is None or ob.verdict is None:
+        return "?"
+    return "." if ob.verdict else "X"
+
+
+def truth_table(result: Result) -> str:
+    """Rows are sources, columns destinations; each cell one character per probed service:
+    '.' reachable, 'X' blocked, '?' inconclusive. A '!' after a cell marks a mismatch with the model."""
+    rows = sorted({c.src for c in result.cells}, key=lambda n: (n == UPLINK, n))
+    cols = sorted({c.dst for c in result.cells}, key=lambda n: (n in (UPLINK, ROUTER), n == ROUTER, n))
+    grid: dict[tuple[str, str], list[Cell]] = {}
+    for c in result.cells:
+        grid.setdefault((c.src, c.dst), []).append(c)
+    text_cells: dict[tuple[str, str], str] = {}
+    for key, cs in grid.items():
+        cs.sort(key=lambda c: c.service)
+        marks = "".join(_mark(c.expected, result.observed.get(result.cell_key(c))) for c in cs)
+        bad = any(result.observed.get(result.cell_key(c), Observation()).verdict is not c.expected for c in cs)
+        text_cells[key] = marks + ("!" if bad else "")
+    width = max([len(r) for r in rows] + [7])
+    colw = {d: max(len(d), *(len(text_cells.get((r, d), "")) for r in rows)) for d in cols}
+    corner = "src\\dst"
+    lines = [f"{corner:<{width}}  " + "  ".join(f"{d:<{colw[d]}}" for d in cols)]
+    for r in rows:
+        lines.append(f"{r:<{width}}  " + "  ".join(f"{(text_cells.get((r, d)) or ('-' if r == d else '')):<{colw[d]}}" for d in cols))
+    legend = ["", "services per destination (one character each, in this order):"]
+    for d in cols:
+        services = sorted({c.service for c in result.cells if c.dst == d})
+        legend.append(f"  {d}: " + " ".join(str(s) for s in services))
+    return "\n".join(lines + legend) + "\n"
+
+
+def summary(result: Result) -> str:
+    lines = [truth_table(result)]
+    for c in result.mismatches:
+        ob = result.observed[result.cell_key(c)]
+        lines.append(f"MISMATCH {c.src} -> {c.dst} {c.service}: model says {'open' if c.expected else 'blocked'}, "
+                     f"observed kernel={ob.kernel} scapy={ob.scapy}")  # fmt: skip
+    for c in result.inconclusive:
+        ob = result.observed.get(result.cell_key(c), Observation())
+        lines.append(f"INCONCLUSIVE {c.src} -> {c.dst} {c.service}: kernel={ob.kernel} scapy={ob.scapy}")
+    if result.spoof:
+        held = sum(1 for s in result.spoof if s.delivered == s.expect_delivered)
+        lines.append(f"spoofing: {held}/{len(result.spoof)} cases as expected; anti-spoof counter +{result.anti_spoof_delta} "
+                     f"(forged packets sent from tenants: {result.anti_spoof_expected})")  # fmt: skip
+        for s in result.spoof_failures:
+            lines.append(f"SPOOF {s.sender} {s.case} -> {s.dst}:{s.dport}: {'delivered' if s.delivered else 'not delivered'}, "
+                         f"expected {'delivered' if s.expect_delivered else 'dropped'}")  # fmt: skip
+    lines.extend(f"PROBLEM {p}" for p in result.problems)
+    total = len(result.cells)
+    right = total - len(result.mismatches) - len(result.inconclusive)
+    lines.append(f"{'VERIFIED' if result.ok else 'NOT VERIFIED'}: {right}/{total} cells match the model")
+    return "\n".join(lines) + "\n"
+
+
+def as_json(result: Result) -> dict[str, Any]:
+    def cell(c: Cell) -> dict[str, Any]:
+        ob = result.observed.get(result.cell_key(c), Observation())
+        return {"src": c.src, "dst": c.dst, "service": str(c.service), "expected": "open" if c.expected else "blocked",
+                "observed": {None: "inconclusive", True: "open", False: "blocked"}[ob.verdict],
+                "kernel": ob.kernel, "scapy": ob.scapy}  # fmt: skip
+
+    return {
+        "verified": result.ok,
+        "cells": [cell(c) for c in result.cells],
+        "mismatches": [cell(c) for c in result.mismatches],
+        "inconclusive": [cell(c) for c in result.inconclusive],
+        "spoofing": [{"sender": s.sender, "case": s.case, "src": s.src, "src_mac": s.src_mac, "dst": s.dst, "dport": s.dport,
+                      "expected": "delivered" if s.expect_delivered else "dropped",
+                      "observed": "delivered" if s.delivered else "dropped"} for s in result.spoof],  # fmt: skip
+        "anti_spoof": {"counted": result.anti_spoof_delta, "sent": result.anti_spoof_expected},
+        "problems": result.problems,
+        "truth_table": truth_table(result),
+    }
