@@ -187,9 +187,7 @@ def _scapy(targets: list[dict[str, Any]], timeout: float) -> dict[int, str]:
     return out
 
 
-def probe(job: dict[str, Any]) -> None:
-    targets = job["targets"][:MAX_TARGETS]
-    timeout = float(job.get("timeout", 1.5))
+def _round(targets: list[dict[str, Any]], timeout: float) -> dict[str, dict[int, str]]:
     tcp = [t for t in targets if t["proto"] == "tcp"]
     udp = [t for t in targets if t["proto"] == "udp"]
     icmp = [t for t in targets if t["proto"] == "icmp"]
@@ -198,13 +196,31 @@ def probe(job: dict[str, Any]) -> None:
     kernel.start()
     result["scapy"] = _scapy(tcp + icmp, timeout)
     kernel.join()
-    print(json.dumps({k: {str(i): v for i, v in d.items()} for k, d in result.items()}), flush=True)
+    return result
+
+
+def probe(job: dict[str, Any]) -> None:
+    """Probe every target; probe the negative ones once more (a dropped SYN can be a slow start); then spoof."""
+    targets = job["targets"][:MAX_TARGETS]
+    timeout = float(job.get("timeout", 1.5))
+    result = _round(targets, timeout)
+    for _ in range(int(job.get("retries", 1))):
+        negative = [t for t in targets if "blocked" in (result["kernel"].get(t["id"]), result["scapy"].get(t["id"]))]
+        if not negative:
+            break
+        again = _round(negative, timeout)
+        for way in ("kernel", "scapy"):
+            result[way].update(again[way])
+    answer: dict[str, Any] = {k: {str(i): v for i, v in d.items()} for k, d in result.items()}
+    if job.get("spoof"):
+        answer["sent"] = spoof(job["spoof"])
+    print(json.dumps(answer), flush=True)
 
 
 # ---------------------------------------------------------------------------- spoof
 
 
-def spoof(job: dict[str, Any]) -> None:
+def spoof(job: dict[str, Any]) -> int:
     """Send crafted SYNs with forged source addresses or MACs; the destinations' sniffers say what arrived."""
     from scapy.all import IP, TCP, Ether, conf, getmacbyip, send, sendp
 
@@ -221,7 +237,7 @@ def spoof(job: dict[str, Any]) -> None:
         else:
             send(segment, count=copies, verbose=0)
         sent += copies
-    print(json.dumps({"sent": sent}), flush=True)
+    return sent
 
 
 def main() -> int:
@@ -229,11 +245,10 @@ def main() -> int:
     if mode == "listen":
         listen(json.loads(sys.argv[2]))
         return 0
-    if mode in ("probe", "spoof"):
-        job = json.loads(sys.stdin.read())
-        (probe if mode == "probe" else spoof)(job)
+    if mode == "probe":
+        probe(json.loads(sys.stdin.read()))
         return 0
-    print("usage: python -m certify.isolation.agent listen JSON | probe | spoof  (inside a namespace)", file=sys.stderr)
+    print("usage: python -m certify.isolation.agent listen JSON | probe  (inside a namespace)", file=sys.stderr)
     return 2
 
 

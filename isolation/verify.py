@@ -174,28 +174,40 @@ def _address(provider: Provider, src: Endpoint, dst: str) -> str:
     return str(w.address)
 
 
-def _probe(provider: Provider, cells: list[Cell], parallel: int) -> dict[tuple[str, str, str], Observation]:
+def _probe(provider: Provider, cells: list[Cell], spoof: list[SpoofCase], parallel: int) -> tuple[dict[tuple[str, str, str], Observation], int]:
+    """One agent per source: its probes (negatives retried once), then its forged packets."""
     points = {e.name: e for e in expect.endpoints(provider)}
     by_src: dict[str, list[Cell]] = {}
     for c in cells:
         by_src.setdefault(c.src, []).append(c)
+    spoof_by_src: dict[str, list[SpoofCase]] = {}
+    for sc in spoof:
+        spoof_by_src.setdefault(sc.sender, []).append(sc)
 
-    def run(src: str) -> dict[tuple[str, str, str], Observation]:
-        batch = by_src[src]
+    def run(src: str) -> tuple[dict[tuple[str, str, str], Observation], int]:
+        batch = by_src.get(src, [])
         targets = [{"id": i, "dst": _address(provider, points[src], c.dst), "proto": c.service.protocol, "port": c.service.port}
                    for i, c in enumerate(batch)]  # fmt: skip
-        answer = _run_agent(_ns_of(provider, src), "probe", {"targets": targets, "timeout": PROBE_TIMEOUT}, timeout=60)
+        job: dict[str, Any] = {"targets": targets, "timeout": PROBE_TIMEOUT, "retries": 1}
+        if spoof_by_src.get(src):
+            w = points[src].workload
+            job["spoof"] = {"packets": [{"src": c.src, "src_mac": c.src_mac, "dst": c.dst, "dport": c.dport, "sport": c.sport}
+                                        for c in spoof_by_src[src]],
+                            "copies": SPOOF_COPIES, "gateway": str(w.router_address) if w else None}  # fmt: skip
+        answer = _run_agent(_ns_of(provider, src), "probe", job, timeout=120)
         out = {}
         for i, c in enumerate(batch):
-            ob = Observation(answer["kernel"].get(str(i)), answer["scapy"].get(str(i)))
-            out[(c.src, c.dst, str(c.service))] = ob
-        return out
+            out[(c.src, c.dst, str(c.service))] = Observation(answer["kernel"].get(str(i)), answer["scapy"].get(str(i)))
+        return out, int(answer.get("sent", 0))
 
     observed: dict[tuple[str, str, str], Observation] = {}
+    sent = 0
+    sources = sorted(set(by_src) | set(spoof_by_src))
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        for part in pool.map(run, sorted(by_src)):
+        for part, n in pool.map(run, sources):
             observed.update(part)
-    return observed
+            sent += n
+    return observed, sent
 
 
 # ---------------------------------------------------------------------------- spoofing
@@ -253,35 +265,10 @@ def _anti_spoof_count(ruleset: Ruleset) -> int:
     return chain.counters.get(ANTI_SPOOF, (0, 0))[0] if chain else 0
 
 
-def _spoof(provider: Provider, ruleset: Ruleset, listeners: _Listeners, cases: list[SpoofCase]) -> int:
-    before = _anti_spoof_count(ruleset)
-    by_sender: dict[str, list[SpoofCase]] = {}
-    for c in cases:
-        by_sender.setdefault(c.sender, []).append(c)
-
-    def run(sender: str) -> None:
-        batch = by_sender[sender]
-        gateway = None
-        if sender != UPLINK:
-            vdc, _, name = sender.partition(".")
-            w = provider.workload(vdc, name)
-            gateway = str(w.router_address) if w else None
-        packets = [{"src": c.src, "src_mac": c.src_mac, "dst": c.dst, "dport": c.dport, "sport": c.sport} for c in batch]
-        _run_agent(_ns_of(provider, sender), "spoof", {"packets": packets, "copies": SPOOF_COPIES, "gateway": gateway}, timeout=60)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(run, sorted(by_sender)))
-    time.sleep(0.5)  # let the last frames reach the sniffers
-    arrived = {(m["sport"], m["src"]) for marks in listeners.marked().values() for m in marks}
-    for c in cases:
-        c.delivered = (c.sport, c.src) in arrived
-    return _anti_spoof_count(ruleset) - before
-
-
 # ---------------------------------------------------------------------------- the whole verification
 
 
-def verify(provider: Provider, focus: str | None = None, parallel: int = 4, spoofing: bool = True) -> Result:
+def verify(provider: Provider, focus: str | None = None, parallel: int = 8, spoofing: bool = True) -> Result:
     """Probe the live namespaces against the model; ``focus`` limits it to the cells of one workload."""
     cells = expect.expected_cells(provider, focus)
     result = Result(cells, {})
@@ -293,20 +280,20 @@ def verify(provider: Provider, focus: str | None = None, parallel: int = 4, spoo
     if not any(c.expected for c in cells) or all(c.expected for c in cells):
         result.problems.append("the model gives no expected-open or no expected-blocked cell: a probe would prove nothing")
     ruleset = Ruleset(provider.router_ns)
+    result.spoof = spoof_cases(provider, cells, focus) if spoofing else []
+    result.anti_spoof_expected = SPOOF_COPIES * sum(1 for c in result.spoof if c.sender != UPLINK and not c.expect_delivered)
     with _Listeners(provider, cells) as listeners:
-        result.observed = _probe(provider, cells, parallel)
-        negatives = [c for c in cells if result.observed[result.cell_key(c)].verdict is not True]
-        if negatives:  # a dropped SYN can be a slow start: probe every negative once more
-            again = _probe(provider, negatives, parallel)
-            result.observed.update(again)
-        if spoofing:
-            result.spoof = spoof_cases(provider, cells, focus)
-            if result.spoof:
-                result.anti_spoof_expected = SPOOF_COPIES * sum(1 for c in result.spoof if c.sender != UPLINK and not c.expect_delivered)
-                result.anti_spoof_delta = _spoof(provider, ruleset, listeners, result.spoof)
-                if result.anti_spoof_delta < result.anti_spoof_expected:
-                    result.problems.append(f"the anti-spoof rule counted {result.anti_spoof_delta} packets, "
-                                           f"{result.anti_spoof_expected} forged ones were sent")  # fmt: skip
+        before = _anti_spoof_count(ruleset)
+        result.observed, _ = _probe(provider, cells, result.spoof, parallel)
+        if result.spoof:
+            time.sleep(0.3)  # let the last forged frames reach the sniffers
+            arrived = {(m["sport"], m["src"]) for marks in listeners.marked().values() for m in marks}
+            for sc in result.spoof:
+                sc.delivered = (sc.sport, sc.src) in arrived
+            result.anti_spoof_delta = _anti_spoof_count(ruleset) - before
+            if result.anti_spoof_delta < result.anti_spoof_expected:
+                result.problems.append(f"the anti-spoof rule counted {result.anti_spoof_delta} packets, "
+                                       f"{result.anti_spoof_expected} forged ones were sent")  # fmt: skip
     missing = [c for c in cells if result.cell_key(c) not in result.observed]
     if missing:
         result.problems.append(f"{len(missing)} cell(s) were not probed (incomplete matrix)")

@@ -1,0 +1,283 @@
+"""Isolation on a real kernel: namespaces, both tables, packets, admission. Needs root.
+
+Every test works under its own namespace prefix and tears it down even when it
+fails; a namespace left behind fails the module.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from certify.certificate import build_record, keygen, load_private_key
+from certify.isolation import admission, deploy, netns, render, state
+from certify.isolation import verify as verification
+from certify.isolation.model import parse_provider
+from certify.isolation.registry import Registry
+from certify.model import Report, Severity, Verdict
+from conftest import run_certify
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces and nftables need root")
+
+MODEL = """
+provider: {{name: kernel-test, prefix: {prefix}, uplink: 192.0.2.0/30}}
+accounts: [{{name: alpha}}, {{name: beta}}]
+vdcs:
+  - name: a
+    account: alpha
+    cidr: 10.61.1.0/24
+    egress: true
+    rules:
+      - {{name: web, protocol: tcp, ports: [80], from: uplink, to: [a1]}}
+  - name: b
+    account: beta
+    cidr: 10.61.2.0/24
+    egress: false
+    intra_vdc: rules
+    rules:
+      - {{name: db-local, protocol: tcp, ports: [5432], from: 10.61.2.0/28, to: [b1]}}
+      - {{name: db-from-a, protocol: tcp, ports: [5432], from: "vdc:a", to: [b1]}}
+policy:
+  cross_vdc: [{{from: a, to: b}}]
+  blocked_egress: [tcp/25]
+  blocked_ingress: [tcp/23]
+workloads:
+  - {{name: a1, vdc: a, services: [tcp/80]}}
+  - {{name: a2, vdc: a}}
+  - {{name: b1, vdc: b, services: [tcp/5432]}}
+  - {{name: b2, vdc: b, address: 10.61.2.6}}
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_leftovers():
+    yield
+    left = [n for n in netns.project_namespaces("cfyt") + os.listdir(netns.NETNS_DIR) if n.startswith("cfyt")] if os.path.isdir(netns.NETNS_DIR) else []
+    for name in left:
+        netns.remove_namespace(name)
+    assert not left, f"namespaces left behind: {left}"
+
+
+@pytest.fixture
+def prefix(request):
+    name = "cfyt" + hashlib.sha256(request.node.name.encode()).hexdigest()[:6]
+    yield name
+    netns.teardown(name)
+    assert netns.project_namespaces(name) == []
+
+
+def _provider(prefix: str, text: str = MODEL):
+    return parse_provider(MODEL.format(prefix=prefix) if text is MODEL else text, "test.yaml")
+
+
+def _nft(ns: str, *args: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, "nft", *args], check=True, capture_output=True, text=True).stdout
+
+
+def _ruleset(ns: str) -> tuple:
+    """The ruleset with handles kept and counter values dropped: what must not change."""
+    have = state.observed(json.loads(_nft(ns, "-j", "-a", "list", "ruleset")))
+    return ({k: (c.hook, c.prio, c.policy, c.rules) for k, c in have.chains.items()}, have.elements)
+
+
+def _handle(ns: str, table: str, chain: str, comment: str) -> int:
+    listing = json.loads(_nft(ns, "-j", "-a", "list", "chain", "inet", table, chain))
+    return next(o["rule"]["handle"] for o in listing["nftables"] if "rule" in o and o["rule"].get("comment") == comment)
+
+
+def _bad_cells(result: verification.Result) -> set[tuple[str, str, str]]:
+    return {(c.src, c.dst, str(c.service)) for c in result.mismatches}
+
+
+def test_apply_is_idempotent_verified_and_repairs_drift(prefix):
+    p = _provider(prefix)
+    first = deploy.reconcile(p)
+    assert first.ruleset_applied and p.router_ns in first.created and len(first.created) == 5
+    listing = _ruleset(p.router_ns)
+    second = deploy.reconcile(p)
+    assert not second.changed and second.drift == []
+    assert _ruleset(p.router_ns) == listing  # applying twice changes nothing (counters aside)
+
+    result = verification.verify(p)
+    assert result.ok, verification.summary(result)
+    assert any(c.expected for c in result.cells) and not all(c.expected for c in result.cells)
+    assert {s.case.split(" (")[0] for s in result.spoof} >= {"control: own address and MAC", "another tenant's address",
+                                                             "an unassigned address of its vDC", "the uplink's address",
+                                                             "its own address with a forged MAC"}  # fmt: skip
+    assert result.anti_spoof_delta >= result.anti_spoof_expected > 0
+
+    # Mutation: the managed table lets everything through. The provider table still holds
+    # every cross-vDC and port invariant; the verifier names exactly the cells that leak.
+    handle = _handle(p.router_ns, render.MANAGED, "managed_forward", "default deny")
+    _nft(p.router_ns, "delete", "rule", "inet", render.MANAGED, "managed_forward", "handle", str(handle))
+    _nft(p.router_ns, "chain", "inet", render.MANAGED, "managed_forward", "{ policy accept ; }")
+    drift = deploy.status(p)["drift"]
+    assert any("managed_forward: policy is 'accept'" in d for d in drift), drift
+    broken = verification.verify(p, spoofing=False)
+    assert not broken.ok
+    bad = _bad_cells(broken)
+    assert ("b.b1", "uplink", "tcp/80") in bad  # b has no egress
+    assert ("uplink", "a.a1", "tcp/9") in bad  # the control port, never opened
+    assert ("b.b2", "b.b1", "icmp") in bad  # b only opens tcp/5432 inside itself
+    assert ("a.a1", "b.b2", "tcp/9") in bad  # a -> b is a provider-allowed pair: only the customer's rules held it
+    assert not [c for c in bad if c[0].startswith("b.") and c[1].startswith("a.")]  # b -> a is no pair: held
+    assert not [c for c in bad if (c[0], c[2]) == ("uplink", "tcp/23") or (c[1], c[2]) == ("uplink", "tcp/25")]  # policy held
+    assert "!" in verification.truth_table(broken)
+
+    repaired = deploy.reconcile(p)
+    assert repaired.ruleset_applied and repaired.drift
+    assert deploy.status(p)["drift"] == []
+    assert verification.verify(p, spoofing=False).ok
+
+
+def test_anti_spoof_removed_is_caught(prefix):
+    p = _provider(prefix)
+    deploy.reconcile(p)
+    handle = _handle(p.router_ns, render.BASE, "base_pre", render.ANTI_SPOOF)
+    _nft(p.router_ns, "delete", "rule", "inet", render.BASE, "base_pre", "handle", str(handle))
+    result = verification.verify(p)
+    leaked = {(s.sender, s.case.split(" (")[0]) for s in result.spoof_failures}
+    # Inside a, any source address of a is accepted: an unassigned one and a forged MAC now get through.
+    assert {("a.a1", "an unassigned address of its vDC"), ("a.a1", "its own address with a forged MAC")} <= leaked
+    assert not [s for s in result.spoof_failures if s.expect_delivered]  # the honest controls still arrive
+    assert result.anti_spoof_delta == 0 and not result.ok
+
+
+def test_cross_vdc_pair_removed_from_provider_table_is_caught(prefix):
+    p = _provider(prefix)
+    deploy.reconcile(p)
+    # Without the a->b pair in the provider set, the customer's db-from-a rule must stop working.
+    _nft(p.router_ns, "delete", "element", "inet", render.BASE, "vdc_pairs", "{ 10.61.1.0/24 . 10.61.2.0/24 }")
+    result = verification.verify(p, spoofing=False)
+    assert _bad_cells(result) == {("a.a1", "b.b1", "tcp/5432"), ("a.a2", "b.b1", "tcp/5432")}
+
+
+def test_failed_transaction_changes_nothing(prefix):
+    p = _provider(prefix)
+    deploy.reconcile(p)
+    before = _ruleset(p.router_ns)
+    ruleset = __import__("certify.isolation.ruleset", fromlist=["Ruleset"]).Ruleset(p.router_ns)
+    bad = render.full(p) + [{"add": {"rule": {"family": "inet", "table": render.MANAGED, "chain": "no_such_chain", "expr": [{"accept": None}]}}}]
+    with pytest.raises(netns.IsolationError, match="nothing changed"):
+        ruleset.apply([{"flush": {"chain": {"family": "inet", "table": render.BASE, "name": "base_pre"}}}, *bad])
+    assert _ruleset(p.router_ns) == before
+
+
+def test_teardown_removes_only_its_own(prefix):
+    p = _provider(prefix)
+    deploy.reconcile(p)
+    other = prefix + "x-rtr"  # shares the first letters, not the prefix
+    netns.ip("netns", "add", other)
+    try:
+        removed = deploy.teardown(prefix)
+        assert set(removed) == {p.router_ns, p.uplink_ns, *(p.workload_ns(w) for w in p.workloads)}
+        assert netns.project_namespaces(prefix) == [] and netns.exists(other)
+    finally:
+        netns.remove_namespace(other)
+
+
+# ---------------------------------------------------------------------------- admission
+
+
+def _certified(tmp_path: Path, name: str = "appliance.qcow2"):
+    """A minimal signed record for real bytes, made by the same code 'certify scan --certificate' uses."""
+    artifact = tmp_path / name
+    artifact.write_bytes(os.urandom(4096))
+    private, public = keygen(str(tmp_path / "signing"))
+    report = Report(tool_version="test", artifact_path=str(artifact), artifact_kind="disk",
+                    artifact_sha256=hashlib.sha256(artifact.read_bytes()).hexdigest(), verdict=Verdict.PASS,
+                    profile="default", threshold=Severity.HIGH)  # fmt: skip
+    record = build_record(report, load_private_key(private), now=datetime.datetime(2026, 11, 30, tzinfo=datetime.timezone.utc))
+    cert = tmp_path / "appliance.cert.json"
+    cert.write_text(json.dumps(record))
+    return artifact, cert, public
+
+
+def test_admit_verify_record_evict(prefix, tmp_path):
+    config = tmp_path / "provider.yaml"
+    config.write_text(MODEL.format(prefix=prefix))
+    artifact, cert, public = _certified(tmp_path)
+    db = tmp_path / "admissions.sqlite"
+    base = ["--config", str(config), "--registry", str(db)]
+    assert run_certify("isolation", "apply", *base).returncode == 0
+
+    done = run_certify("admit", str(artifact), "--certificate", str(cert), "--vdc", "a", "--key", public,
+                       "--service", "tcp/8443", "--format", "json", *base)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)["admission"]
+    assert (row["workload"], row["vdc"], row["account"]) == ("appliance", "a", "alpha")
+    assert row["artifact_sha256"] == hashlib.sha256(artifact.read_bytes()).hexdigest()
+    assert row["address"] == "10.61.1.10" and row["services"] == ["tcp/8443"]  # a1, a2 hold the first two /30s
+    assert row["ruleset_digest"].startswith("sha256:") and row["certificate_id"].startswith("sha256:")
+    assert row["verification"]["mismatches"] == 0 and row["verification"]["cells"] > 0
+    p = _provider(prefix)
+    assert netns.exists(f"{prefix}-w-a.appliance")
+    assert deploy.status(admission.model_with_admissions(p, Registry(str(db))))["drift"] == []
+
+    again = run_certify("admit", str(artifact), "--certificate", str(cert), "--vdc", "a", "--key", public, *base)
+    assert again.returncode == 0 and again.stdout.startswith("already admitted")
+    listed = json.loads(run_certify("admissions", "--format", "json", *base).stdout)["admissions"]
+    assert [(r["vdc"], r["workload"]) for r in listed] == [("a", "appliance")]
+
+    gone = run_certify("evict", "appliance", "--vdc", "a", *base)
+    assert gone.returncode == 0, gone.stderr
+    assert not netns.exists(f"{prefix}-w-a.appliance")
+    assert deploy.status(p)["drift"] == []
+    assert json.loads(run_certify("admissions", "--format", "json", *base).stdout)["admissions"] == []
+    history = json.loads(run_certify("admissions", "--all", "--format", "json", *base).stdout)
+    assert history["admissions"][0]["evicted_at"] and [e["action"] for e in history["events"]] == ["admit", "evict"]
+
+
+def test_admit_refuses_other_bytes_and_bad_input(prefix, tmp_path):
+    config = tmp_path / "provider.yaml"
+    config.write_text(MODEL.format(prefix=prefix))
+    artifact, cert, public = _certified(tmp_path)
+    db = tmp_path / "admissions.sqlite"
+    base = ["--config", str(config), "--registry", str(db)]
+    run_certify("isolation", "apply", *base)
+    artifact.write_bytes(artifact.read_bytes() + b"x")
+    refused = run_certify("admit", str(artifact), "--certificate", str(cert), "--vdc", "a", "--key", public, *base)
+    assert refused.returncode == 1 and "not the certified" in refused.stderr and refused.stderr.count("\n") == 1
+    assert not netns.exists(f"{prefix}-w-a.appliance")
+    assert json.loads(run_certify("admissions", "--format", "json", *base).stdout)["admissions"] == []
+    unknown = run_certify("admit", str(artifact), "--certificate", str(cert), "--vdc", "nope", "--key", public, *base)
+    assert unknown.returncode == 2 and "nope: no such vDC" in unknown.stderr
+    config.write_text(MODEL.format(prefix=prefix).replace("egress: true", "egres: true"))
+    typo = run_certify("isolation", "apply", *base)
+    assert typo.returncode == 2 and "unknown key 'egres'" in typo.stderr and "Traceback" not in typo.stderr
+
+
+def test_failed_verification_undoes_the_admission(prefix, tmp_path):
+    p = _provider(prefix)
+    deploy.reconcile(p)
+    artifact, cert, public = _certified(tmp_path)
+    registry = Registry(str(tmp_path / "admissions.sqlite"))
+    failing = verification.Result(cells=[], observed={}, problems=["simulated: a cell leaked"])
+    with mock.patch.object(verification, "verify", return_value=failing):
+        with pytest.raises(admission.AdmissionRefused, match="admission undone"):
+            admission.admit(p, registry, str(artifact), str(cert), "a", [public])
+    assert not netns.exists(f"{prefix}-w-a.appliance")
+    assert deploy.status(p)["drift"] == []  # the kernel is back to the model without it
+    assert registry.active() == [] and registry.events()[-1]["outcome"] == "refused"
+
+
+def test_customer_view_shows_only_its_own_vdc(prefix, tmp_path):
+    config = tmp_path / "provider.yaml"
+    config.write_text(MODEL.format(prefix=prefix))
+    base = ["--config", str(config), "--registry", str(tmp_path / "r.sqlite")]
+    run_certify("isolation", "apply", *base)
+    view = run_certify("isolation", "status", "--vdc", "b", *base)
+    assert view.returncode == 0
+    text = view.stdout
+    assert "vdc_b_in" in text and "db-from-a" in text and "packets" in text
+    for secret in ("certify_base", "provider:", "vdc_a_", "a1", "anti-spoof", "10.61.1."):
+        assert secret not in text, secret
+    provider_view = run_certify("isolation", "status", "--format", "json", *base)
+    assert provider_view.returncode == 0 and json.loads(provider_view.stdout)["drift"] == []
