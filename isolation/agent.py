@@ -222,21 +222,31 @@ def probe(job: dict[str, Any]) -> None:
 
 def spoof(job: dict[str, Any]) -> int:
     """Send crafted SYNs with forged source addresses or MACs; the destinations' sniffers say what arrived."""
-    from scapy.all import IP, TCP, Ether, conf, getmacbyip, send, sendp
+    from scapy.all import IP, TCP, Ether, conf, getmacbyip
 
     conf.verb = 0
     copies = int(job.get("copies", 3))
     gateway_mac = getmacbyip(job["gateway"]) if job.get("gateway") else None
+    l3 = conf.L3socket()
+    l2 = conf.L2socket(iface="eth0") if gateway_mac else None
     sent = 0
-    for p in job["packets"][:200]:
-        segment = IP(src=p["src"], dst=p["dst"]) / TCP(sport=p["sport"], dport=p["dport"], flags="S")
-        if p.get("src_mac"):
-            if gateway_mac is None:
-                continue
-            sendp(Ether(src=p["src_mac"], dst=gateway_mac) / segment, iface="eth0", count=copies, verbose=0)
-        else:
-            send(segment, count=copies, verbose=0)
-        sent += copies
+    try:
+        for p in job["packets"][:200]:
+            segment = IP(src=p["src"], dst=p["dst"]) / TCP(sport=p["sport"], dport=p["dport"], flags="S")
+            if p.get("src_mac"):
+                if l2 is None:
+                    continue
+                frame = Ether(src=p["src_mac"], dst=gateway_mac) / segment
+                for _ in range(copies):
+                    l2.send(frame)
+            else:
+                for _ in range(copies):
+                    l3.send(segment)
+            sent += copies
+    finally:
+        l3.close()
+        if l2 is not None:
+            l2.close()
     return sent
 
 

@@ -92,7 +92,7 @@ def admit(before: Provider, workload: Workload) -> Provider:
         raise IsolationError(f"isolation is not set up on this host ({before.router_ns} is missing): "
                              "run 'certify isolation apply --config FILE' first")  # fmt: skip
     ruleset = Ruleset(before.router_ns)
-    have = ruleset.observed()
+    have = ruleset.observed_objects(_admission_objects(after, workload))
     incremental = not state.base_chain_problems(have) and all(
         (render.MANAGED, name) in have.chains for name in render.vdc_chains(after.vdc_of(workload))
     )
@@ -109,14 +109,21 @@ def admit(before: Provider, workload: Workload) -> Provider:
     return after
 
 
+def _admission_objects(provider: Provider, workload: Workload) -> list[tuple[str, str, str]]:
+    """What an admission or eviction touches: the base chains, the port sets, the vDC's chains."""
+    objects = [("chain", c.table, c.name) for c in render.BASE_CHAINS]
+    objects += [("set", render.BASE, "tenant_ports"), ("set", render.BASE, "port_src")]
+    objects += [("chain", render.MANAGED, name) for name in render.vdc_chains(provider.vdc_of(workload))]
+    return objects
+
+
 def _check_workload_elements(ruleset: Ruleset, provider: Provider, workload: Workload, present: bool) -> None:
-    have = ruleset.observed()
-    binding = state._canon(render.port_binding(workload))
-    got = binding in have.elements.get((render.BASE, "port_src"), set())
-    if got != present:
-        raise IsolationError(f"read-back: the port binding of {workload.key} is {'missing' if present else 'still there'}")
+    have = ruleset.observed_objects(_admission_objects(provider, workload))
+    for name, element in (("port_src", render.port_binding(workload)), ("tenant_ports", workload.port)):
+        if (state._canon(element) in have.elements.get((render.BASE, name), set())) != present:
+            raise IsolationError(f"read-back: {workload.key} is {'missing from' if present else 'still in'} set {name}")
     vdc = provider.vdc_of(workload)
-    want = state.desired(render.full(provider))
+    want = state.desired(render.skeleton(render.vdc_chains(vdc)) + render.vdc_rules(provider, vdc))
     for name in render.vdc_chains(vdc):
         key = (render.MANAGED, name)
         if want.chains[key].rules != have.chains.get(key, state.ChainState()).rules:

@@ -202,7 +202,7 @@ def load_provider(path: str) -> Provider:
 
 def parse_provider(data: bytes | str, source: str = "<provider>") -> Provider:
     try:
-        doc = yaml.safe_load(data)
+        doc = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
