@@ -10,7 +10,7 @@ APT_PACKAGES := libguestfs-tools python3-guestfs nftables python3-nftables \
 	qemu-utils python3-venv iproute2 chromium linux-image-$(ARCH)
 DEMO := build/demo
 
-.PHONY: setup demo test clean
+.PHONY: setup demo demo-admit test clean
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,25 @@ demo: setup
 		--format text,json,sarif,junit,html -o $(DEMO)/dirty-report || [ $$? -eq 1 ]
 	@cat $(DEMO)/dirty-report/report.txt
 	@echo "reports in every format: $(DEMO)/dirty-report/ (open report.html in a browser)"
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory demo-admit; \
+	else echo; echo "(admission and isolation need root: run 'make demo-admit' as root)"; fi
+
+# Admit the certified appliance into a tenant vDC of examples/provider.yaml, behind verified isolation.
+ISO := $(VENV)/bin/certify isolation
+ISO_ARGS := --config examples/provider.yaml --registry $(DEMO)/admissions.sqlite
+demo-admit:
+	@echo; echo "== isolation for examples/provider.yaml: apply, then prove it with packets =="
+	$(ISO) apply $(ISO_ARGS)
+	$(ISO) verify $(ISO_ARGS)
+	@echo; echo "== admit the certified appliance into vDC acme-dev =="
+	$(VENV)/bin/certify admit $(DEMO)/clean-appliance.ova --certificate $(DEMO)/clean-appliance.cert.json \
+		--key $(DEMO)/signing.pub --vdc acme-dev --service tcp/8080 $(ISO_ARGS)
+	$(VENV)/bin/certify admissions $(ISO_ARGS)
+	@echo; echo "== what the tenant of acme-dev sees =="
+	$(ISO) status --vdc acme-dev $(ISO_ARGS)
+	@echo; echo "== evict, then remove every namespace and table the demo made =="
+	$(VENV)/bin/certify evict clean-appliance --vdc acme-dev $(ISO_ARGS)
+	$(ISO) teardown $(ISO_ARGS)
 
 test: setup
 	$(PY) -m pytest

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from certify.errors import UsageError
-from certify.isolation import admission, deploy, verify
+from certify.isolation import admission, deploy, netns, verify
 from certify.isolation.model import Provider, load_provider, parse_services
 from certify.isolation.registry import Registry
 
@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     provider = load_provider(args.config)
     for note in provider.notes:
         print(f"certify: note: {note}", file=sys.stderr)
+    if args.command != "admissions":  # the registry alone needs no privileges
+        netns.require_root()
     if args.command == "isolation" and args.isolation_command == "teardown":
         removed = deploy.teardown(provider.prefix)
         print(f"removed {len(removed)} namespace(s){': ' + ', '.join(removed) if removed else ''} (tables went with {provider.router_ns})")

@@ -92,10 +92,9 @@ def admit(before: Provider, workload: Workload) -> Provider:
         raise IsolationError(f"isolation is not set up on this host ({before.router_ns} is missing): "
                              "run 'certify isolation apply --config FILE' first")  # fmt: skip
     ruleset = Ruleset(before.router_ns)
-    have = ruleset.observed_objects(_admission_objects(after, workload))
-    incremental = not state.base_chain_problems(have) and all(
-        (render.MANAGED, name) in have.chains for name in render.vdc_chains(after.vdc_of(workload))
-    )
+    vdc_chains = render.vdc_chains(after.vdc_of(workload))
+    have = ruleset.observed_objects([("chain", render.MANAGED, name) for name in vdc_chains])
+    incremental = all((render.MANAGED, name) in have.chains for name in vdc_chains)
     netns.add_workload(after, workload)
     try:
         if incremental:
@@ -110,15 +109,20 @@ def admit(before: Provider, workload: Workload) -> Provider:
 
 
 def _admission_objects(provider: Provider, workload: Workload) -> list[tuple[str, str, str]]:
-    """What an admission or eviction touches: the base chains, the port sets, the vDC's chains."""
+    """What an admission or eviction touches: the base chains, the port sets, the vDC's chains.
+
+    Not whole tables: the provider table's vDC sets hold thousands of intervals.
+    """
     objects = [("chain", c.table, c.name) for c in render.BASE_CHAINS]
     objects += [("set", render.BASE, "tenant_ports"), ("set", render.BASE, "port_src")]
-    objects += [("chain", render.MANAGED, name) for name in render.vdc_chains(provider.vdc_of(workload))]
-    return objects
+    return objects + [("chain", render.MANAGED, name) for name in render.vdc_chains(provider.vdc_of(workload))]
 
 
 def _check_workload_elements(ruleset: Ruleset, provider: Provider, workload: Workload, present: bool) -> None:
     have = ruleset.observed_objects(_admission_objects(provider, workload))
+    problems = state.base_chain_problems(have)
+    if problems:
+        raise IsolationError(f"read-back: {problems[0]}")
     for name, element in (("port_src", render.port_binding(workload)), ("tenant_ports", workload.port)):
         if (state._canon(element) in have.elements.get((render.BASE, name), set())) != present:
             raise IsolationError(f"read-back: {workload.key} is {'missing from' if present else 'still in'} set {name}")

@@ -18,9 +18,10 @@ import yaml
 
 from certify.errors import UsageError
 
-NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
-PREFIX = re.compile(r"^[a-z][a-z0-9]{0,11}$")
-MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+# Always fullmatch: '$' would also accept a trailing newline into port, chain and namespace names.
+NAME = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]|[a-z]")
+PREFIX = re.compile(r"[a-z][a-z0-9]{0,11}")
+MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 PROTOCOLS = ("tcp", "udp", "icmp")
 # The verifier probes this port everywhere: no listener, no rule may open it.
 CONTROL_PORT = 9
@@ -47,7 +48,7 @@ class Service:
         proto, _, port = text.strip().lower().partition("/")
         if proto == "icmp" and not port:
             return cls("icmp")
-        if proto not in ("tcp", "udp") or not port.isdigit() or not 1 <= int(port) <= 65535:
+        if proto not in ("tcp", "udp") or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
             raise ModelError(f"{where}: {text!r} is not a service ('tcp/443', 'udp/53' or 'icmp')")
         return cls(proto, int(port))
 
@@ -238,7 +239,7 @@ class _Loader:
         return value
 
     def name(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not NAME.match(value):
+        if not isinstance(value, str) or not NAME.fullmatch(value):
             raise self.fail(where, f"{value!r} is not a name (lower-case letters, digits and '-', at most 32, starting with a letter)")
         return value
 
@@ -259,7 +260,7 @@ class _Loader:
         head = self.mapping(top.get("provider") or {}, "provider", {"name", "prefix", "uplink", "registry", "certifier_keys"})
         name = self.name(head.get("name", "provider"), "provider.name")
         prefix = head.get("prefix", "certify")
-        if not isinstance(prefix, str) or not PREFIX.match(prefix):
+        if not isinstance(prefix, str) or not PREFIX.fullmatch(prefix):
             raise self.fail("provider.prefix", f"{prefix!r} must be 1-12 lower-case letters or digits, starting with a letter")
         uplink = self.network(head.get("uplink", "192.0.2.0/30"), "provider.uplink")
         if uplink.prefixlen != 30:
@@ -302,7 +303,7 @@ class _Loader:
         for i, raw in enumerate(self.sequence(top.get("workloads"), "workloads")):
             item = self.mapping(raw, f"workloads[{i}]", {"name", "vdc", "address", "mac", "services"}, ("name", "vdc"))
             wname = self.name(item["name"], f"workloads[{i}].name")
-            vdc_name = item["vdc"]
+            vdc_name = self.name(item["vdc"], f"workloads[{i}].vdc")
             if vdc_name not in vdcs:
                 raise self.fail(f"workloads[{i}].vdc", f"{vdc_name!r} is not a defined vDC")
             services = tuple(parse_services(item.get("services"), f"{self.source}: workloads[{i}].services"))
@@ -351,7 +352,7 @@ class _Loader:
         item = self.mapping(raw, where, _VDC_KEYS, ("name", "account", "cidr"))
         name = self.name(item["name"], f"{where}.name")
         where = f"vdcs[{name}]"
-        if item["account"] not in accounts:
+        if self.name(item["account"], f"{where}.account") not in accounts:
             raise self.fail(f"{where}.account", f"{item['account']!r} is not a defined account")
         cidr = self.network(item["cidr"], f"{where}.cidr")
         if not cidr.is_private or cidr.prefixlen > 29 or cidr.prefixlen < 8:
@@ -458,7 +459,7 @@ def parse_services(value: Any, where: str) -> list[Service]:
 
 def parse_mac(value: Any, where: str) -> str:
     text = str(value).lower()
-    if not MAC.match(text):
+    if not MAC.fullmatch(text):
         raise ModelError(f"{where}: {value!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
     first = int(text[:2], 16)
     if first & 1:
@@ -496,6 +497,8 @@ def allocate_address(vdc: Vdc, taken: Iterable[ipaddress.IPv4Address]) -> ipaddr
 def check_workload_fits(provider: Provider, existing: Iterable[Workload], new: Workload) -> None:
     if new.vdc not in provider.vdcs:
         raise ModelError(f"workload {new.name}: vDC {new.vdc!r} is not defined")
+    # Registry rows meet a provider file that may have changed since: hold them to the same rules.
+    parse_workload_address(new.address, provider.vdcs[new.vdc], f"workload {new.key}")
     for w in existing:
         if (w.vdc, w.name) == (new.vdc, new.name):
             raise ModelError(f"workload {new.name} is already in vDC {new.vdc}")

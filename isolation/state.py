@@ -7,6 +7,7 @@ unknown JSON keys, so "rc 0" proves little) and how drift is found.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,8 +124,9 @@ def drift(want: RulesetState, have: RulesetState) -> list[str]:
             if getattr(w, attr) != getattr(h, attr):
                 out.append(f"{name}: {attr} is {getattr(h, attr)!r}, the model says {getattr(w, attr)!r}")
         if w.rules != h.rules:
-            missing = [c for c, e in w.rules if (c, e) not in h.rules]
-            extra = [c for c, e in h.rules if (c, e) not in w.rules]
+            want_n, have_n = Counter(w.rules), Counter(h.rules)
+            missing = [c for c, _ in (want_n - have_n).elements()]
+            extra = [c for c, _ in (have_n - want_n).elements()]
             detail = "; ".join(
                 [f"missing or changed: {c!r}" for c in missing] + [f"not in the model: {c!r}" for c in extra]
             ) or "rules are in another order"
