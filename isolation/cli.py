@@ -87,17 +87,24 @@ def run(args: argparse.Namespace) -> int:
     provider = load_provider(args.config)
     for note in provider.notes:
         print(f"certify: note: {note}", file=sys.stderr)
-    if args.command != "admissions":  # the registry alone needs no privileges
+    if args.command != "admissions":  # reading the registry needs no privileges
         netns.require_root()
-    if args.command == "isolation" and args.isolation_command == "teardown":
-        removed = deploy.teardown(provider.prefix)
-        print(f"removed {len(removed)} namespace(s){': ' + ', '.join(removed) if removed else ''} (tables went with {provider.router_ns})")
-        return 0
-    registry = _open_registry(args, provider)
-    try:
-        return _run(args, provider, registry)
-    finally:
-        registry.close()
+    if args.command == "admissions":
+        registry = _open_registry(args, provider)
+        try:
+            return _run(args, provider, registry)
+        finally:
+            registry.close()
+    with netns.host_lock(provider.prefix):
+        if args.command == "isolation" and args.isolation_command == "teardown":
+            removed = deploy.teardown(provider.prefix)
+            print(f"removed {len(removed)} namespace(s){': ' + ', '.join(removed) if removed else ''} (tables went with {provider.router_ns})")
+            return 0
+        registry = _open_registry(args, provider)
+        try:
+            return _run(args, provider, registry)
+        finally:
+            registry.close()
 
 
 def _run(args: argparse.Namespace, provider: Provider, registry: Registry) -> int:
@@ -108,6 +115,8 @@ def _run(args: argparse.Namespace, provider: Provider, registry: Registry) -> in
             done = admission.admit(provider, registry, args.artifact, args.certificate, args.vdc, keys, args.name, services)
         except admission.AdmissionRefused as exc:
             print(f"certify: not admitted: {exc}", file=sys.stderr)
+            if args.format == "json":
+                print(json.dumps({"admitted": False, "reason": str(exc)}, indent=2))
             return 1
         r = done.record
         head = "already admitted" if done.already else "admitted"

@@ -29,6 +29,20 @@ class IsolationError(CertifyError):
     """The kernel refused or failed an operation: exit 3, nothing admitted."""
 
 
+@contextlib.contextmanager
+def host_lock(prefix: str) -> Iterator[None]:
+    """One change at a time per prefix: two batch admissions must not take the same address."""
+    import fcntl
+
+    path = f"/run/certify-{prefix}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         raise UsageError("isolation needs root (CAP_NET_ADMIN) to make namespaces and rulesets")
