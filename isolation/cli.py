@@ -72,7 +72,10 @@ def _registry_path(args: argparse.Namespace, provider: Provider) -> str:
 def _open_registry(args: argparse.Namespace, provider: Provider) -> Registry:
     path = _registry_path(args, provider)
     if not args.registry and not provider.registry:
-        os.makedirs(DEFAULT_STATE_DIR, exist_ok=True)
+        try:
+            os.makedirs(DEFAULT_STATE_DIR, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{DEFAULT_STATE_DIR}: cannot make the state directory ({exc.strerror}); pass --registry DB") from None
     return Registry(path)
 
 

@@ -281,3 +281,11 @@ def test_customer_view_shows_only_its_own_vdc(prefix, tmp_path):
         assert secret not in text, secret
     provider_view = run_certify("isolation", "status", "--format", "json", *base)
     assert provider_view.returncode == 0 and json.loads(provider_view.stdout)["drift"] == []
+    out = tmp_path / "verify.json"
+    proof = run_certify("isolation", "verify", "--no-spoof", "--format", "json", "-o", str(out), *base)
+    assert proof.returncode == 0, proof.stdout[-2000:]
+    data = json.loads(out.read_text())
+    assert data == json.loads(proof.stdout) and data["verified"] and data["mismatches"] == []
+    assert {c["observed"] for c in data["cells"]} == {"open", "blocked"} and "src\\dst" in data["truth_table"]
+    cell = next(c for c in data["cells"] if (c["src"], c["dst"], c["service"]) == ("uplink", "a.a1", "tcp/80"))
+    assert cell["expected"] == "open" and cell["kernel"] == "open" and cell["scapy"] == "open"
