@@ -69,6 +69,7 @@ def reconcile(provider: Provider) -> Change:
         ruleset.apply(render.full(provider, managed))
         change.ruleset_applied = True
         _read_back(ruleset, provider)
+        netns.forget_flows(provider.router_ns)
     return change
 
 
@@ -153,6 +154,7 @@ def evict(after: Provider, workload: Workload) -> None:
             # The kernel had drifted (an element already gone): make it match the model instead.
             netns.remove_namespace(after.workload_ns(workload))
             reconcile(after)
+        netns.forget_flows(after.router_ns, str(workload.address))
     netns.remove_namespace(after.workload_ns(workload))
 
 

@@ -152,6 +152,25 @@ def workload_present(provider: Provider, w: Workload) -> bool:
     return exists(provider.workload_ns(w)) and ip("-n", provider.router_ns, "link", "show", w.port, check=False).returncode == 0
 
 
+def forget_flows(router_ns: str, address: str | None = None) -> None:
+    """Drop conntrack state in the router, for one address or all of it.
+
+    Tenant allow rules are stateful: without this, a flow a removed rule or an
+    evicted workload had opened would live on as 'established'. TCP is picked
+    up again mid-stream, so flows the model still allows carry on.
+    """
+    base = ["ip", "netns", "exec", router_ns, "conntrack"]
+    commands = [base + ["-F"]] if address is None else [base + ["-D", "-s", address], base + ["-D", "-d", address]]
+    for cmd in commands:
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise IsolationError("the conntrack tool is missing (apt install conntrack)") from None
+        # 'conntrack -D' exits 1 when nothing matched; anything else is a real failure.
+        if done.returncode not in (0, 1) or "conntrack: not found" in done.stderr or "No such file" in done.stderr:
+            raise IsolationError(f"'{' '.join(cmd)}' failed: {done.stderr.strip() or done.returncode}")
+
+
 def teardown(prefix: str) -> list[str]:
     """Delete every namespace with the prefix (workloads first, the router last); the tables go with the router."""
     names = project_namespaces(prefix)

@@ -289,3 +289,52 @@ def test_customer_view_shows_only_its_own_vdc(prefix, tmp_path):
     assert {c["observed"] for c in data["cells"]} == {"open", "blocked"} and "src\\dst" in data["truth_table"]
     cell = next(c for c in data["cells"] if (c["src"], c["dst"], c["service"]) == ("uplink", "a.a1", "tcp/80"))
     assert cell["expected"] == "open" and cell["kernel"] == "open" and cell["scapy"] == "open"
+
+
+SERVER = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", 80)); s.listen(1)
+print("ready", flush=True)
+conn, _ = s.accept()
+conn.settimeout(30)
+while data := conn.recv(64):
+    conn.sendall(data)
+"""
+CLIENT = """
+import socket, sys
+c = socket.create_connection((sys.argv[1], 80), timeout=3)
+c.settimeout(2)
+for line in sys.stdin:
+    try:
+        c.sendall(b"ping"); print("echo" if c.recv(64) == b"ping" else "other", flush=True)
+    except OSError:
+        print("cut", flush=True)
+"""
+
+
+def test_removing_a_rule_cuts_established_flows(prefix):
+    p = _provider(prefix)
+    deploy.reconcile(p)
+    a1 = p.workload("a", "a1")
+    python = __import__("sys").executable
+    server = subprocess.Popen(["ip", "netns", "exec", p.workload_ns(a1), python, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    client = None
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        client = subprocess.Popen(["ip", "netns", "exec", p.uplink_ns, python, "-c", CLIENT, str(a1.address)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+
+        def exchange() -> str:
+            client.stdin.write("go\n")
+            client.stdin.flush()
+            return client.stdout.readline().strip()
+
+        assert exchange() == "echo"
+        revoked = parse_provider(MODEL.format(prefix=prefix).replace("      - {name: web, protocol: tcp, ports: [80], from: uplink, to: [a1]}\n", ""))
+        assert deploy.reconcile(revoked).ruleset_applied
+        assert exchange() == "cut"  # the established flow did not outlive the rule
+    finally:
+        for proc in (client, server):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
