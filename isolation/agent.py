@@ -102,6 +102,21 @@ def _marked(ip: bytes) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------- probe
 
 
+def _settle(sel: selectors.BaseSelector, timeout: float, outcome: Any) -> dict[int, str]:
+    """Wait for the registered sockets until the deadline; silence is 'blocked'."""
+    out: dict[int, str] = {}
+    deadline = time.monotonic() + timeout
+    while sel.get_map() and (left := deadline - time.monotonic()) > 0:
+        for key, _ in sel.select(timeout=left):
+            out[key.data] = outcome(key.fileobj)
+            sel.unregister(key.fileobj)
+            key.fileobj.close()
+    for key in list(sel.get_map().values()):
+        out[key.data] = "blocked"
+        key.fileobj.close()
+    return out
+
+
 def _kernel_tcp(targets: list[dict[str, Any]], timeout: float) -> dict[int, str]:
     """connect() to every target at once: 'open', 'closed' (RST: reachable) or 'blocked' (silence)."""
     sel = selectors.DefaultSelector()
@@ -115,44 +130,34 @@ def _kernel_tcp(targets: list[dict[str, Any]], timeout: float) -> dict[int, str]
         else:
             out[t["id"]] = "closed" if rc == errno.ECONNREFUSED else "blocked"
             s.close()
-    deadline = time.monotonic() + timeout
-    while sel.get_map() and (left := deadline - time.monotonic()) > 0:
-        for key, _ in sel.select(timeout=left):
-            err = key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            out[key.data] = "open" if err == 0 else "closed" if err == errno.ECONNREFUSED else "blocked"
-            sel.unregister(key.fileobj)
-            key.fileobj.close()
-    for key in list(sel.get_map().values()):
-        out[key.data] = "blocked"
-        key.fileobj.close()
-    return out
+
+    def outcome(s: socket.socket) -> str:
+        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        return "open" if err == 0 else "closed" if err == errno.ECONNREFUSED else "blocked"
+
+    return {**out, **_settle(sel, timeout, outcome)}
 
 
 def _kernel_udp(targets: list[dict[str, Any]], timeout: float) -> dict[int, str]:
+    """A datagram to every target: an echo is 'open', port-unreachable 'closed', silence 'blocked'."""
     sel = selectors.DefaultSelector()
-    out: dict[int, str] = {}
     for t in targets:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setblocking(False)
         s.connect((t["dst"], t["port"]))
         s.send(b"certify-probe")
         sel.register(s, selectors.EVENT_READ, t["id"])
-    deadline = time.monotonic() + timeout
-    while sel.get_map() and (left := deadline - time.monotonic()) > 0:
-        for key, _ in sel.select(timeout=left):
-            try:
-                key.fileobj.recv(2048)
-                out[key.data] = "open"
-            except ConnectionRefusedError:
-                out[key.data] = "closed"
-            except OSError:
-                out[key.data] = "blocked"
-            sel.unregister(key.fileobj)
-            key.fileobj.close()
-    for key in list(sel.get_map().values()):
-        out[key.data] = "blocked"
-        key.fileobj.close()
-    return out
+
+    def outcome(s: socket.socket) -> str:
+        try:
+            s.recv(2048)
+            return "open"
+        except ConnectionRefusedError:
+            return "closed"
+        except OSError:
+            return "blocked"
+
+    return _settle(sel, timeout, outcome)
 
 
 def _scapy(targets: list[dict[str, Any]], timeout: float) -> dict[int, str]:

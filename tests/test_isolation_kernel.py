@@ -200,13 +200,21 @@ def _certified(tmp_path: Path, name: str = "appliance.qcow2"):
     return artifact, cert, public
 
 
-def test_admit_verify_record_evict(prefix, tmp_path):
+@pytest.fixture
+def applied(prefix, tmp_path):
+    """A provider file, its registry and a certified artifact, with the isolation applied through the CLI."""
     config = tmp_path / "provider.yaml"
     config.write_text(MODEL.format(prefix=prefix))
     artifact, cert, public = _certified(tmp_path)
     db = tmp_path / "admissions.sqlite"
     base = ["--config", str(config), "--registry", str(db)]
-    assert run_certify("isolation", "apply", *base).returncode == 0
+    done = run_certify("isolation", "apply", *base)
+    assert done.returncode == 0, done.stderr
+    return config, artifact, cert, public, db, base
+
+
+def test_admit_verify_record_evict(prefix, applied):
+    _, artifact, cert, public, db, base = applied
 
     done = run_certify("admit", str(artifact), "--certificate", str(cert), "--vdc", "a", "--key", public,
                        "--service", "tcp/8443", "--format", "json", *base)  # fmt: skip
@@ -235,13 +243,8 @@ def test_admit_verify_record_evict(prefix, tmp_path):
     assert history["admissions"][0]["evicted_at"] and [e["action"] for e in history["events"]] == ["admit", "evict"]
 
 
-def test_admit_refuses_other_bytes_and_bad_input(prefix, tmp_path):
-    config = tmp_path / "provider.yaml"
-    config.write_text(MODEL.format(prefix=prefix))
-    artifact, cert, public = _certified(tmp_path)
-    db = tmp_path / "admissions.sqlite"
-    base = ["--config", str(config), "--registry", str(db)]
-    run_certify("isolation", "apply", *base)
+def test_admit_refuses_other_bytes_and_bad_input(prefix, applied):
+    config, artifact, cert, public, _, base = applied
     artifact.write_bytes(artifact.read_bytes() + b"x")
     refused = run_certify("admit", str(artifact), "--certificate", str(cert), "--vdc", "a", "--key", public, *base)
     assert refused.returncode == 1 and "not the certified" in refused.stderr and refused.stderr.count("\n") == 1
@@ -268,11 +271,8 @@ def test_failed_verification_undoes_the_admission(prefix, tmp_path):
     assert registry.active() == [] and registry.events()[-1]["outcome"] == "refused"
 
 
-def test_customer_view_shows_only_its_own_vdc(prefix, tmp_path):
-    config = tmp_path / "provider.yaml"
-    config.write_text(MODEL.format(prefix=prefix))
-    base = ["--config", str(config), "--registry", str(tmp_path / "r.sqlite")]
-    run_certify("isolation", "apply", *base)
+def test_customer_view_shows_only_its_own_vdc(prefix, applied, tmp_path):
+    base = applied[-1]
     view = run_certify("isolation", "status", "--vdc", "b", *base)
     assert view.returncode == 0
     text = view.stdout
