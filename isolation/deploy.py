@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from certify.errors import UsageError
 from certify.isolation import netns, render, state
 from certify.isolation.model import Provider, Workload
 from certify.isolation.netns import IsolationError
@@ -90,7 +91,7 @@ def admit(before: Provider, workload: Workload) -> Provider:
     netns.require_root()
     after = before.with_workloads([workload])
     if not netns.exists(before.router_ns):
-        raise IsolationError(f"isolation is not set up on this host ({before.router_ns} is missing): "
+        raise UsageError(f"isolation is not set up on this host ({before.router_ns} is missing): "
                              "run 'certify isolation apply --config FILE' first")  # fmt: skip
     ruleset = Ruleset(before.router_ns)
     vdc = after.vdc_of(workload)
