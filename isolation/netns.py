@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import subprocess
 from collections.abc import Iterator
@@ -22,7 +23,12 @@ from certify.isolation.render import UPLINK_PORT
 
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    # Looked up on first use: find_library runs helper programs, which a scan must never pay for.
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 class IsolationError(CertifyError):
@@ -58,11 +64,11 @@ def entered(name: str) -> Iterator[None]:
         os.close(own)
         raise IsolationError(f"network namespace {name} does not exist") from None
     try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
+        if _libc().setns(target, CLONE_NEWNET) != 0:
             raise IsolationError(f"cannot enter network namespace {name}: {os.strerror(ctypes.get_errno())}")
         yield
     finally:
-        _libc.setns(own, CLONE_NEWNET)
+        _libc().setns(own, CLONE_NEWNET)
         os.close(target)
         os.close(own)
 
