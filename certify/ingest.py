@@ -284,6 +284,13 @@ def _dangling(bundle: Bundle, files: Staging, name: str, where: Location, what: 
 
 def _attach_ovf(bundle: Bundle, files: Staging, name: str, ovf: OvfDescriptor, data: bytes) -> None:
     bundle.descriptor = from_ovf(name, ovf, data.decode("utf-8", "replace"))
+    for section in ovf.optional_sections:
+        bundle.notes.append(f"{name}: optional section {show(section.name)} (line {section.line}) is not read; a deployer may ignore it too")
+    declared = {n.name for n in ovf.networks}
+    for item in ovf.items:
+        for network in item.connections:
+            if network not in declared:
+                bundle.notes.append(f"{name}: line {item.line}: connects to network {show(network)}, which NetworkSection does not declare")
     refs = {f.id: f for f in ovf.files}
     href_location = {r.location.line: r.location for r in bundle.descriptor.storage_refs}
     disk_files = set()

@@ -13,6 +13,10 @@ from certify.plugins.hookspecs import hookimpl
 # CIM ResourceType numbers of OVF hardware items that bind host hardware (35: VirtualBox's sound card).
 HOST_ITEM_TYPES = {"14": "floppy drive", "21": "serial port", "22": "parallel port", "23": "USB controller", "35": "sound card"}
 _RAW_DEVICE_TYPES = {"cdrom-raw", "atapi-cdrom", "scsi-passthru", "rawdisk", "scsi-cdrom"}
+# rasd:ResourceSubType of an OVF item backed by a host (or console client) device rather than an image:
+# vmware.cdrom.atapi / remoteatapi / remotepassthrough (the OVF form of cdrom-raw), PCI pass-through,
+# vmware.soundcard.* (host audio, as sound.present in a VMX).
+HOST_ITEM_SUBTYPE = re.compile(r"(atapi|passthrough|passthru|soundcard)", re.IGNORECASE)
 
 
 @check(
@@ -43,6 +47,8 @@ def host_device_passthrough(descriptor: Descriptor) -> Iterator[Result]:
     for item in descriptor.devices:
         if item.name in HOST_ITEM_TYPES:
             yield fail(item.location, f"hardware item {item.value or item.name!r}: a {HOST_ITEM_TYPES[item.name]} for the VM")
+        elif HOST_ITEM_SUBTYPE.search(item.kind):
+            yield fail(item.location, f"hardware item {item.value or item.name!r} ({item.kind}): a host device passed through")
     for entry, _ in descriptor.matching(r"^ethernet\d+\.(vnet|bsdname|connectiontype)$"):
         if entry.norm.endswith("connectiontype") and entry.value.strip().lower() not in ("bridged", "custom", "hostonly"):
             continue

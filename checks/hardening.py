@@ -207,6 +207,8 @@ def extraconfig_smuggling(descriptor: Descriptor, params) -> Iterator[Result]:
         return
     allowed = [p.lower() for p in params["allowed_keys"]]
     for entry in descriptor.entries:
+        if entry.source != "vmw:ExtraConfig":  # vmw:Config fields are VirtualMachineConfigSpec, not raw VMX lines
+            continue
         if not any(fnmatch.fnmatchcase(entry.norm, p) for p in allowed):
             yield fail(entry.location, f"vmw:ExtraConfig {entry.key} would be written into the VMX")
 
