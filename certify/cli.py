@@ -13,10 +13,12 @@ import sys
 import tempfile
 import textwrap
 import traceback
+from dataclasses import replace
 from typing import NoReturn
 
 from certify import __version__
 from certify.baseline import load_baseline
+from certify.bundlefs import Limits
 from certify.certificate import CertificateInvalid, build_record, keygen, load_private_key, verify
 from certify.errors import CertifyError, ParseError, UsageError
 from certify.model import Report, Severity, Verdict
@@ -25,6 +27,7 @@ from certify.plugins.manager import Registry, load_registry
 from certify.profile import load_profile, shipped_names
 from certify.progress import Progress
 from certify.sanitize import render_vmx, sanitize_vmx
+from certify.units import parse_size
 from certify.vmx import MAX_BYTES as VMX_MAX_BYTES
 from certify.vmx import parse_vmx
 from certify.waivers import load_waivers
@@ -44,6 +47,19 @@ def _severity(text: str) -> Severity:
         return Severity.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a positive whole number")
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     scan_p.add_argument("--workdir", metavar="DIR", help="where the private work directory is made (default: $TMPDIR)")
     scan_p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     scan_p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")  # fmt: skip
+    limits = scan_p.add_argument_group("ingest limits (an upload over one is rejected, exit 2)")
+    limits.add_argument("--max-members", type=_count, metavar="N", help=f"files in an OVA (default {Limits.max_members})")
+    limits.add_argument("--max-total-size", type=_size, metavar="SIZE", help="bytes of all files together (default 512G)")
+    limits.add_argument("--max-member-size", type=_size, metavar="SIZE", help="bytes of any one file (default 256G)")
+    limits.add_argument("--max-virtual-size", type=_size, metavar="SIZE", help="virtual size a disk may claim (default 16T)")
 
     sanitize_p = sub.add_parser("sanitize", help="write a VMX a provider can load, and every change made")
     sanitize_p.add_argument("input", help="the .vmx to sanitize (it is never modified)")
@@ -222,6 +243,7 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
         baseline=load_baseline(args.baseline) if args.baseline else None,
         baseline_path=args.baseline,
         workdir_parent=args.workdir,
+        limits=_limits(args),
         progress=progress,
     )
     try:
@@ -253,6 +275,12 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
             print(f"certify: no certificate written: the verdict is {report.verdict.value}", file=sys.stderr)
     progress.step(f"verdict: {report.verdict.value} (exit {report.verdict.exit_code})")
     return report.verdict.exit_code
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    given = {"max_members": args.max_members, "max_total_bytes": args.max_total_size,
+             "max_member_bytes": args.max_member_size, "max_virtual_bytes": args.max_virtual_size}  # fmt: skip
+    return replace(Limits(), **{k: v for k, v in given.items() if v is not None})
 
 
 def _sanitize(args: argparse.Namespace) -> int:

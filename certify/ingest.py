@@ -105,7 +105,8 @@ def identify(path: str) -> str:
     )
 
 
-def ingest(path: str, workdir: str, limits: Limits = Limits()) -> Bundle:
+def ingest(path: str, workdir: str, limits: Limits = Limits(), *, strict_ova_order: bool = False) -> Bundle:
+    """Bring the upload at ``path`` into ``workdir``; ``strict_ova_order`` rejects an OVA not laid out per DSP0243."""
     if not os.path.lexists(path):
         raise UsageError(f"{path}: no such file or directory")
     kind = identify(path)
@@ -114,7 +115,7 @@ def ingest(path: str, workdir: str, limits: Limits = Limits()) -> Bundle:
     if not os.path.isfile(path):
         raise UsageError(f"{path}: not a regular file")
     if kind == "ova":
-        return _ingest_ova(path, workdir, limits)
+        return _ingest_ova(path, workdir, limits, strict_ova_order)
     source, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     files = Staging(source, os.path.join(workdir, "bundle"), limits)
     if kind == "disk":
@@ -336,7 +337,7 @@ def _attach_vmx(bundle: Bundle, files: Staging, name: str, data: bytes) -> None:
 # --- OVA -----------------------------------------------------------------------------
 
 
-def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
+def _ingest_ova(path: str, workdir: str, limits: Limits, strict_order: bool) -> Bundle:
     root = os.path.join(workdir, "bundle")
     ova = extract(path, root, limits, lambda name, digests: _manifest_entries(Staging(None, root, limits, digests), name))
     order, digests, mf_name, entries = ova.order, ova.digests, ova.manifest, ova.entries
@@ -345,8 +346,14 @@ def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
         found = ", ".join(descriptors) or "none"
         raise InputRejected(f"{os.path.basename(path)}: an OVA must hold exactly one .ovf at its top level (found {found})")
     bundle = Bundle(kind="ova", sha256=ova.sha256, root=root, members=order)
+
+    def out_of_order(problem: str) -> None:  # DSP0243 order lets a deployer read the descriptor first
+        if strict_order:
+            raise InputRejected(f"{os.path.basename(path)}: {problem} (the profile requires DSP0243 member order)")
+        bundle.notes.append(problem)
+
     if order[0] != descriptors[0]:
-        bundle.notes.append(f"the OVF descriptor is not the first member of the OVA ({order[0]} is)")
+        out_of_order(f"the OVF descriptor is not the first member of the OVA ({show(order[0])} is)")
     certificates = [n for n in order if "/" not in n and n.lower().endswith(".cert")]
     if len(certificates) > 1:
         raise InputRejected(f"{os.path.basename(path)}: more than one .cert ({', '.join(map(show, certificates))})")
@@ -358,7 +365,7 @@ def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
         if certificates:
             bundle.signer = _verify_signature(Staging(None, root, limits, digests), mf_name, certificates[0])
         if not _placed_per_spec(order, descriptors[0], mf_name, certificates):
-            bundle.notes.append("the manifest and certificate are not where DSP0243 puts them (right after the OVF, or last)")
+            out_of_order("the manifest and certificate are not where DSP0243 puts them (right after the OVF, or last)")
     files = Staging(None, root, limits, digests)
     data = _read_descriptor(files, descriptors[0])
     _attach_ovf(bundle, files, descriptors[0], _parse_ovf(descriptors[0], data), data)

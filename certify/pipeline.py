@@ -89,7 +89,7 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
     progress.step(f"reading {path}")
     try:
         with timer.stage("ingest"):
-            bundle = ingest(path, workdir, options.limits)
+            bundle = ingest(path, workdir, options.limits, strict_ova_order=options.profile.strict_ova_order)
     except InputRejected as exc:
         progress.step(f"rejected: {exc}")
         return Report(**base, artifact_kind=None, artifact_sha256=None, verdict=Verdict.REJECTED,
