@@ -26,7 +26,9 @@ from certify.pipeline import ScanOptions, scan
 from certify.plugins.manager import Registry, load_registry
 from certify.profile import load_profile, shipped_names
 from certify.progress import Progress
+from certify.ovf import MAX_BYTES as OVF_MAX_BYTES
 from certify.sanitize import render_vmx, sanitize_vmx
+from certify.sanitize_ovf import sanitize_ovf
 from certify.units import parse_size
 from certify.vmx import MAX_BYTES as VMX_MAX_BYTES
 from certify.vmx import parse_vmx
@@ -88,10 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-member-size", type=_size, metavar="SIZE", help="bytes of any one file (default 256G)")
     limits.add_argument("--max-virtual-size", type=_size, metavar="SIZE", help="virtual size a disk may claim (default 16T)")
 
-    sanitize_p = sub.add_parser("sanitize", help="write a VMX a provider can load, and every change made")
-    sanitize_p.add_argument("input", help="the .vmx to sanitize (it is never modified)")
+    sanitize_p = sub.add_parser("sanitize", help="write a VMX or OVF descriptor a provider can load, and every change made")
+    sanitize_p.add_argument("input", help="the .vmx or .ovf to sanitize (it is never modified)")
     sanitize_p.add_argument("-o", "--output", required=True, metavar="OUT",
-                            help="the sanitized VMX; the changes go to OUT.changes.json")  # fmt: skip
+                            help="the sanitized descriptor; the changes go to OUT.changes.json")  # fmt: skip
 
     checks_p = sub.add_parser("checks", help="list the check catalog")
     checks_p.add_argument("--format", default="text", choices=["text", "json"])
@@ -286,24 +288,30 @@ def _limits(args: argparse.Namespace) -> Limits:
 def _sanitize(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.input):
         raise UsageError(f"{args.input}: no such file")
-    if not args.input.lower().endswith(".vmx"):
-        raise UsageError(f"{args.input}: sanitize takes a .vmx (OVF descriptors are not supported yet)")
+    kind = args.input.lower().rsplit(".", 1)[-1]
+    if kind not in ("vmx", "ovf"):
+        raise UsageError(f"{args.input}: sanitize takes a .vmx or an .ovf")
     changes_path = args.output + ".changes.json"
     for target in (args.output, changes_path):
         _check_output_path(target, directory=False)
         if os.path.exists(target) and os.path.samefile(target, args.input):
             raise UsageError(f"{target}: would overwrite the input")
+    limit = VMX_MAX_BYTES if kind == "vmx" else OVF_MAX_BYTES
     with open(args.input, "rb") as f:
-        data = f.read(VMX_MAX_BYTES + 1)
+        data = f.read(limit + 1)
     try:
-        pairs, changes = sanitize_vmx(parse_vmx(data))
+        if kind == "vmx":
+            pairs, changes = sanitize_vmx(parse_vmx(data))
+            text = render_vmx(pairs)
+        else:
+            text, changes = sanitize_ovf(data)
     except ParseError as exc:
         print(f"certify: {args.input}: rejected: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    _write(render_vmx(pairs), args.output)
+    _write(text, args.output)
     _write(json.dumps({"input": args.input, "output": args.output, "changes": [c.as_dict() for c in changes]},
                       indent=2, sort_keys=True) + "\n", changes_path)  # fmt: skip
-    print(f"certify: {len(changes)} change(s); sanitized VMX in {args.output}, changes in {changes_path}", file=sys.stderr)
+    print(f"certify: {len(changes)} change(s); sanitized {kind.upper()} in {args.output}, changes in {changes_path}", file=sys.stderr)
     return 0
 
 

@@ -162,9 +162,16 @@ class OvfDescriptor:
 
 
 class _LineTreeBuilder(ET.TreeBuilder):
-    """Records the source line of every element as a private attribute."""
+    """Records the source line of every element as a private attribute, and the namespace prefixes declared."""
 
     expat = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefixes: list[tuple[str, str]] = []
+
+    def start_ns(self, prefix, uri):  # noqa: D102 - XMLParser target protocol
+        self.prefixes.append((prefix or "", uri))
 
     def start(self, tag, attrs):  # noqa: D102 - TreeBuilder protocol
         attrs = dict(attrs)
@@ -172,8 +179,20 @@ class _LineTreeBuilder(ET.TreeBuilder):
         return super().start(tag, attrs)
 
 
-def _parse_xml(data: bytes) -> ET.Element:
+def parse_tree(data: bytes) -> tuple[ET.Element, list[tuple[str, str]]]:
+    """The element tree (each element's source line under the private LINE_ATTR) and the (prefix, uri) pairs declared.
+
+    For rewriting a descriptor (certify sanitize); ParseError on anything parse_ovf would refuse at the XML level.
+    """
     builder = _LineTreeBuilder()
+    return _parse_xml(data, builder), builder.prefixes
+
+
+LINE_ATTR = _LINE
+
+
+def _parse_xml(data: bytes, builder: _LineTreeBuilder | None = None) -> ET.Element:
+    builder = builder or _LineTreeBuilder()
     parser = DefusedXMLParser(target=builder, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     builder.expat = parser.parser
     try:

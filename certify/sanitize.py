@@ -82,6 +82,11 @@ def _device_namespaces(vmx: VmxFile) -> dict[str, tuple[str, str]]:
     return doomed
 
 
+def removal_for(key: str) -> tuple[str, str] | None:
+    """(reason, check id) when a VMX key (or an OVF vmw:ExtraConfig/vmw:Config key) must go, else None."""
+    return next(((reason, check) for rx, reason, check in _REMOVE if rx.match(key)), None)
+
+
 def _shown(entry: VmxEntry) -> str:
     return "(not shown)" if SECRET_KEYS.match(entry.key) and entry.value else entry.value
 
@@ -93,7 +98,7 @@ def sanitize_vmx(vmx: VmxFile) -> tuple[list[tuple[str, str]], list[Change]]:
     changes: list[Change] = []
     for entry in vmx.entries:
         namespace = entry.key.rsplit(".", 1)[0].lower()
-        rule = doomed.get(namespace) or next(((r, c) for rx, r, c in _REMOVE if rx.match(entry.key)), None)
+        rule = doomed.get(namespace) or removal_for(entry.key)
         if entry.norm == ".encoding":  # the output is always UTF-8 and says so on its first line
             if entry.value.strip().upper().replace("_", "-") not in ("UTF-8", "UTF8"):
                 changes.append(Change("remove", entry.key, entry.value, None, "re-encoded as UTF-8", "", entry.line))

@@ -97,6 +97,6 @@ def test_sanitize_command(tmp_path):
     assert run_certify("sanitize", str(source), "-o", str(source)).returncode == 2
     (tmp_path / "a.ovf").write_text("<x/>")
     refused = run_certify("sanitize", str(tmp_path / "a.ovf"), "-o", str(tmp_path / "o.ovf"))
-    assert refused.returncode == 2 and "takes a .vmx" in refused.stderr
+    assert refused.returncode == 2 and "rejected: root element is 'x', not an OVF" in refused.stderr
     (tmp_path / "bad.vmx").write_text("not a vmx line\n")
     assert run_certify("sanitize", str(tmp_path / "bad.vmx"), "-o", str(tmp_path / "o.vmx")).returncode == 2
