@@ -20,7 +20,7 @@ DISK_FILENAME_KEY = re.compile(r"^(scsi|ide|sata|nvme)\d+:\d+\.filename$", re.IG
 # shared folders, and files the VMM loads or writes beside the VM.
 PATH_KEY = re.compile(
     r"^((scsi|ide|sata|nvme)\d+:\d+\.filename|(floppy|serial|parallel)\d+\.filename|sharedfolder\d+\.hostpath"
-    r"|nvram|checkpoint\.vmstate|workingdir|suspend\.directory|extendedconfigfile)$",
+    r"|nvram|checkpoint\.vmstate|workingdir|suspend\.directory|redologdir|sched\.swap\.dir|extendedconfigfile)$",
     re.IGNORECASE,
 )
 # ovf:/disk/ID and ovf:/file/ID (the Home Assistant OS export drops the scheme: /disk/ID).
@@ -109,6 +109,8 @@ def outside_bundle_reason(ref: str) -> str | None:
 
     The name is judged as text only: the file it names is never opened.
     """
+    if any(ord(c) < 32 or ord(c) == 127 for c in ref):
+        return "contains control characters"
     if _DATASTORE.match(ref):
         return "is a datastore path"
     if _DRIVE.match(ref) or ref.startswith(("/", "\\")):

@@ -22,7 +22,7 @@ from certify.guest import GuestDisk
 from certify.manifest import ManifestEntry
 from certify.model import Layer, Location
 from certify.ova import extract
-from certify.ovf import OvfDescriptor, capacity_bytes, parse_ovf
+from certify.ovf import OvfDescriptor, OvfDisk, capacity_bytes, parse_ovf
 from certify.signature import Signer
 from certify.vmx import parse_vmx
 
@@ -294,15 +294,18 @@ def _attach_ovf(bundle: Bundle, files: Staging, name: str, ovf: OvfDescriptor, d
                 bundle.notes.append(f"{name}: line {item.line}: connects to network {show(network)}, which NetworkSection does not declare")
     refs = {f.id: f for f in ovf.files}
     href_location = {r.location.line: r.location for r in bundle.descriptor.storage_refs}
-    disk_files = set()
+    disk_files: dict[str, str] = {}  # file id -> the Disk using it
     for disk in ovf.disks:
+        _check_disk_declaration(name, disk, files.limits)
+        if disk.file_ref and disk.file_ref in disk_files:
+            raise InputRejected(f"{name}: Disks {show(disk_files[disk.file_ref])} and {show(disk.disk_id)} both use file {show(disk.file_ref)}")
         ref = refs.get(disk.file_ref or "")
         if ref is None:
             where = Location(layer=Layer.DESCRIPTOR, file=name, key=f"Disk[@ovf:diskId={disk.disk_id!r}]/@ovf:fileRef", line=disk.line)
             bundle.disk_issues.append(DiskIssue(check="dangling-reference", file=disk.file_ref or "", location=where,
                                                 evidence=f"Disk {show(disk.disk_id)} names file id {show(disk.file_ref or '')}, which References does not list"))  # fmt: skip
             continue
-        disk_files.add(ref.id)
+        disk_files[ref.id] = disk.disk_id
         if outside_bundle_reason(ref.href):
             continue  # reported by storage-path-outside-bundle; never opened
         if ref.compression or ref.chunk_size:
@@ -313,6 +316,21 @@ def _attach_ovf(bundle: Bundle, files: Staging, name: str, ovf: OvfDescriptor, d
     for ref in ovf.files:  # ISOs and other files the package says it carries
         if ref.id not in disk_files and not outside_bundle_reason(ref.href):
             _dangling(bundle, files, ref.href, href_location[ref.line], "file")
+
+
+def _check_disk_declaration(name: str, disk: OvfDisk, limits: Limits) -> None:
+    """A Disk must be standalone and declare a capacity in bytes within the quota."""
+    if disk.parent_ref:
+        raise InputRejected(f"{name}: Disk {show(disk.disk_id)} is a delta of {show(disk.parent_ref)} (ovf:parentRef); "
+                            "flatten it into one standalone disk")  # fmt: skip
+    if disk.capacity is None:
+        return
+    capacity = capacity_bytes(disk)
+    if capacity is None:
+        raise InputRejected(f"{name}: Disk {show(disk.disk_id)}: ovf:capacity {show(disk.capacity, 40)} in "
+                            f"{show(disk.capacity_units or 'byte', 40)} is not a whole number of bytes")  # fmt: skip
+    if capacity > limits.max_virtual_bytes:
+        raise InputRejected(f"{name}: Disk {show(disk.disk_id)} declares {capacity} bytes, over the {limits.max_virtual_bytes}-byte quota")
 
 
 def _attach_vmx(bundle: Bundle, files: Staging, name: str, data: bytes) -> None:

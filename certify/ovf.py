@@ -30,6 +30,7 @@ OVF_NAMESPACES = {
 OVF_09_NAMESPACE = "http://www.vmware.com/schema/ovf/1/envelope"
 VMW = "http://www.vmware.com/schema/ovf"
 VBOX = "http://www.virtualbox.org/ovf/machine"
+XINCLUDE = "http://www.w3.org/2001/XInclude"
 VSSD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData"
 
 _LINE = "{urn:certify:parse}line"
@@ -71,6 +72,7 @@ class OvfDisk:
     format: str | None
     line: int
     capacity_units: str | None = None
+    parent_ref: str | None = None  # ovf:parentRef: a delta disk on another Disk
 
 
 @dataclass(frozen=True)
@@ -262,9 +264,13 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
                 format=_attr(elem, ns, "format"),
                 line=line(elem),
                 capacity_units=_attr(elem, ns, "capacityAllocationUnits"),
+                parent_ref=_attr(elem, ns, "parentRef"),
             )
         )
 
+    for elem in root.iter():
+        if isinstance(elem.tag, str) and elem.tag.startswith(f"{{{XINCLUDE}}}"):
+            raise ParseError(f"line {line(elem)}: XInclude ({_local(elem.tag)}) is never resolved; a descriptor must be one file")
     _check_structure(root, ns)
     systems, extra = [], []
     for system in root.iter(q("VirtualSystem")):
@@ -404,13 +410,26 @@ def _item(elem: ET.Element, line: int) -> HardwareItem:
     )
 
 
-_UNITS = re.compile(r"^byte(?:\s*\*\s*2\^(\d{1,2}))?$")
+# DSP0004 programmatic units as OVF writers use them: byte, byte * 2^N, byte * 10^N; and the names some tools write.
+_UNITS = re.compile(r"^byte(?:\s*\*\s*(2|10)\^(\d{1,2}))?$", re.IGNORECASE)
+_NAMED_UNITS = {"kb": 2**10, "mb": 2**20, "gb": 2**30, "tb": 2**40, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _unit_bytes(units: str | None) -> int | None:
+    text = " ".join((units or "byte").split())
+    named = _NAMED_UNITS.get(text.lower())
+    if named:
+        return named
+    match = _UNITS.match(text)
+    if match is None:
+        return None
+    return int(match.group(1)) ** int(match.group(2)) if match.group(1) else 1
 
 
 def capacity_bytes(disk: OvfDisk) -> int | None:
     """A Disk's declared capacity in bytes, or None when it is not a plain number (templates, odd units)."""
     text = (disk.capacity or "").strip()
-    units = _UNITS.match((disk.capacity_units or "byte").strip())
-    if not re.fullmatch(r"[0-9]{1,20}", text) or units is None:
+    unit = _unit_bytes(disk.capacity_units)
+    if not re.fullmatch(r"[0-9]{1,20}", text) or unit is None:
         return None
-    return int(text) << int(units.group(1) or 0)
+    return int(text) * unit

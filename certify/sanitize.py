@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from certify.descriptor import DISK_FILENAME_KEY, outside_bundle_reason
+from certify.descriptor import DISK_FILENAME_KEY, PATH_KEY, outside_bundle_reason
 from certify.vmx import VmxEntry, VmxFile
 
 # (key pattern, reason, check id), first match wins. Namespaces like 'serial0.' go whole.
@@ -24,6 +24,7 @@ REMOVE = [
     (r"sound\..*", "host audio device", "host-device-passthrough"),
     (r"(debugstub\..*|monitor\.debugonstartguest(32|64))", "debugger endpoint on the host", "host-listener-or-pipe"),
     (r"vmsafe\..*", "introspection endpoint", "host-listener-or-pipe"),
+    (r"(vmci\d+\.unrestricted|allowunrestrictedcommunication)", "VMCI channel to other VMs on the host", "host-listener-or-pipe"),
     (r"ethernet\d+\.(vnet|bsdname|connectiontype|networkname|pvnid|dvs\..*|filter\d+\..*)", "binding to a host network",
      "host-device-passthrough"),
     (r"ethernet\d+\.(address|generatedaddress|generatedaddressoffset|checkmacaddress)", "MAC address: regenerated on deploy", ""),
@@ -103,6 +104,8 @@ def sanitize_vmx(vmx: VmxFile) -> tuple[list[tuple[str, str]], list[Change]]:
             if entry.value.strip().upper().replace("_", "-") not in ("UTF-8", "UTF8"):
                 changes.append(Change("remove", entry.key, entry.value, None, "re-encoded as UTF-8", "", entry.line))
             continue
+        if rule is None and PATH_KEY.match(entry.key) and entry.value and outside_bundle_reason(entry.value):
+            rule = (f"storage outside the bundle ({outside_bundle_reason(entry.value)})", "storage-path-outside-bundle")
         if rule is None and entry.norm in kept:
             rule = ("duplicate key: the first value is kept", "duplicate-descriptor-key")
         if rule:

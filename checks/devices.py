@@ -62,10 +62,12 @@ def host_device_passthrough(descriptor: Descriptor) -> Iterator[Result]:
     title="VM configuration opens a listener or pipe on the host",
     remediation=(
         "Remove network and pipe serial ports (serialN.fileType = network/pipe, serialN.network.endPoint, "
-        "serialN.vspc), debug stubs (debugStub.*) and VMsafe endpoints (vmsafe.*): each opens a socket or pipe "
-        "in the host's hypervisor process that tenants must never reach."
+        "serialN.vspc), debug stubs (debugStub.*), VMsafe endpoints (vmsafe.*) and unrestricted VMCI "
+        "(vmciN.unrestricted): each opens a socket, pipe or channel in the host's hypervisor process that tenants "
+        "must never reach."
     ),
-    references=("vSphere 8 VM STIG V-258725 (serial ports)", "VMsafe: vSTIG ESXI5-VM-000052..54"),
+    references=("vSphere 8 VM STIG V-258725 (serial ports)", "VMsafe: vSTIG ESXI5-VM-000052..54",
+                "vmci0.unrestricted: vSTIG ESXI5-VM-000011"),
 )
 def host_listener_or_pipe(descriptor: Descriptor) -> Iterator[Result]:
     """A socket, pipe or debugger endpoint the hypervisor would open on the host for this VM."""
@@ -80,6 +82,9 @@ def host_listener_or_pipe(descriptor: Descriptor) -> Iterator[Result]:
     for entry, _ in descriptor.matching(r"^(debugstub\..+|monitor\.debugonstartguest(32|64)|vmsafe\.(enable|agentaddress|agentport))$"):
         if entry.norm.startswith("vmsafe.agent") or is_on(entry.value):
             yield fail(entry.location, f"{entry.key} = {entry.value!r}: debugger or introspection endpoint")
+    for entry, _ in descriptor.matching(r"^(vmci\d+\.unrestricted|allowunrestrictedcommunication)$"):  # the VMX key, the vmw:Config field
+        if is_on(entry.value):
+            yield fail(entry.location, f"{entry.key} = {entry.value!r}: a VMCI channel to every other VM on the host")
 
 
 @check(

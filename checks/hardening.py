@@ -124,10 +124,14 @@ def secret_content(value: str) -> bool:
     references=("vmware/govmomi vim25/types/hardware_version.go: vmx-13 is ESXi 6.5, vmx-21 ESXi 8.0 U2, vmx-22 VCF 9",),
 )
 def vmx_hardware_version(descriptor: Descriptor, params) -> Iterator[Result]:
-    """The VMX must state its hardware version; each vmx-NN an OVF lists must be in the window."""
+    """The VMX must state its hardware version (and be config.version 8); each vmx-NN an OVF lists must be in the window."""
     low, high = params["min_version"], params["max_version"]
     if descriptor.kind == "vmx" and not descriptor.hardware_versions:
         yield fail(Location(layer=Layer.DESCRIPTOR, file=descriptor.file), "no virtualHW.version: the hypervisor would choose one")
+    if descriptor.kind == "vmx":
+        for entry, _ in descriptor.matching(r"^config\.version$"):
+            if entry.value.strip() != "8":  # the only VMX file format version VMware writes and libvirt reads
+                yield fail(entry.location, f"config.version = {entry.value[:20]!r}: a VMX is version 8")
     for setting in descriptor.hardware_versions:
         versions = setting.value.split() or [""]
         # An OVF may list several families; the deployer picks one, so one in the window is enough.
