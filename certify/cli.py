@@ -29,6 +29,7 @@ from certify.progress import Progress
 from certify.ovf import MAX_BYTES as OVF_MAX_BYTES
 from certify.sanitize import render_vmx, sanitize_vmx
 from certify.sanitize_ovf import sanitize_ovf
+from certify.truststore import load_trust_store
 from certify.units import parse_size
 from certify.vmx import MAX_BYTES as VMX_MAX_BYTES
 from certify.vmx import parse_vmx
@@ -84,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     scan_p.add_argument("--workdir", metavar="DIR", help="where the private work directory is made (default: $TMPDIR)")
     scan_p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     scan_p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")  # fmt: skip
+    scan_p.add_argument("--trust-store", metavar="PEM", help="CA (or pinned signer) certificates that vouch for package signers")
     limits = scan_p.add_argument_group("ingest limits (an upload over one is rejected, exit 2)")
     limits.add_argument("--max-members", type=_count, metavar="N", help=f"files in an OVA (default {Limits.max_members})")
     limits.add_argument("--max-total-size", type=_size, metavar="SIZE", help="bytes of all files together (default 512G)")
@@ -246,6 +248,7 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
         baseline_path=args.baseline,
         workdir_parent=args.workdir,
         limits=_limits(args),
+        trust_anchors=load_trust_store(args.trust_store) if args.trust_store else None,
         progress=progress,
     )
     try:

@@ -14,6 +14,8 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography import x509
+
 from certify import diskformat, manifest, signature
 from certify.bundlefs import Limits, MissingFile, Staging, show
 from certify.descriptor import DISK_FILENAME_KEY, Descriptor, from_ovf, from_vmx, outside_bundle_reason
@@ -105,8 +107,34 @@ def identify(path: str) -> str:
     )
 
 
-def ingest(path: str, workdir: str, limits: Limits = Limits(), *, strict_ova_order: bool = False) -> Bundle:
-    """Bring the upload at ``path`` into ``workdir``; ``strict_ova_order`` rejects an OVA not laid out per DSP0243."""
+@dataclass(frozen=True)
+class TrustPolicy:
+    """Who may sign a package: ``anchors`` (a trust store, None when none was given) and whether a signer they vouch for is required."""
+
+    anchors: tuple[x509.Certificate, ...] | None = None
+    require_trusted_signer: bool = False
+
+
+def ingest(path: str, workdir: str, limits: Limits = Limits(), *, strict_ova_order: bool = False,
+           trust: TrustPolicy = TrustPolicy()) -> Bundle:  # fmt: skip
+    """Bring the upload at ``path`` into ``workdir``.
+
+    ``strict_ova_order`` rejects an OVA not laid out per DSP0243; ``trust``
+    says which signers are vouched for and whether one is required.
+    """
+    bundle = _ingest(path, workdir, limits, strict_ova_order, trust.anchors)
+    if trust.require_trusted_signer:
+        signer = bundle.signer
+        if signer is None:
+            what = "a VMX or disk image carries no signature" if bundle.kind in ("vmx", "disk") else "the package is not signed"
+            raise InputRejected(f"{os.path.basename(path)}: {what}, and the profile requires a trusted signer")
+        if not signer.trusted:
+            raise InputRejected(f"{os.path.basename(path)}: signer {signer.subject} is not trusted ({signer.trust or 'no trust store'}), "
+                                "and the profile requires a trusted signer")  # fmt: skip
+    return bundle
+
+
+def _ingest(path: str, workdir: str, limits: Limits, strict_ova_order: bool, anchors) -> Bundle:
     if not os.path.lexists(path):
         raise UsageError(f"{path}: no such file or directory")
     kind = identify(path)
@@ -115,7 +143,7 @@ def ingest(path: str, workdir: str, limits: Limits = Limits(), *, strict_ova_ord
     if not os.path.isfile(path):
         raise UsageError(f"{path}: not a regular file")
     if kind == "ova":
-        return _ingest_ova(path, workdir, limits, strict_ova_order)
+        return _ingest_ova(path, workdir, limits, strict_ova_order, anchors)
     source, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     files = Staging(source, os.path.join(workdir, "bundle"), limits)
     if kind == "disk":
@@ -142,7 +170,7 @@ def ingest(path: str, workdir: str, limits: Limits = Limits(), *, strict_ova_ord
             bundle.notes.extend(manifest.verify(entries, files.digests, exempt={mf_name, cert_name}))
             bundle.manifest = mf_name
             if has_cert:
-                bundle.signer = _verify_signature(files, mf_name, cert_name)
+                bundle.signer = _verify_signature(files, mf_name, cert_name, anchors)
     else:
         data = _read_descriptor(files, name)
         _attach_vmx(bundle, files, name, data)
@@ -355,7 +383,7 @@ def _attach_vmx(bundle: Bundle, files: Staging, name: str, data: bytes) -> None:
 # --- OVA -----------------------------------------------------------------------------
 
 
-def _ingest_ova(path: str, workdir: str, limits: Limits, strict_order: bool) -> Bundle:
+def _ingest_ova(path: str, workdir: str, limits: Limits, strict_order: bool, anchors) -> Bundle:
     root = os.path.join(workdir, "bundle")
     ova = extract(path, root, limits, lambda name, digests: _manifest_entries(Staging(None, root, limits, digests), name))
     order, digests, mf_name, entries = ova.order, ova.digests, ova.manifest, ova.entries
@@ -381,7 +409,7 @@ def _ingest_ova(path: str, workdir: str, limits: Limits, strict_order: bool) -> 
         bundle.notes.extend(manifest.verify(entries, digests, exempt={mf_name, *certificates}))
         bundle.manifest = mf_name
         if certificates:
-            bundle.signer = _verify_signature(Staging(None, root, limits, digests), mf_name, certificates[0])
+            bundle.signer = _verify_signature(Staging(None, root, limits, digests), mf_name, certificates[0], anchors)
         if not _placed_per_spec(order, descriptors[0], mf_name, certificates):
             out_of_order("the manifest and certificate are not where DSP0243 puts them (right after the OVF, or last)")
     files = Staging(None, root, limits, digests)
@@ -395,7 +423,7 @@ def _placed_per_spec(order: list[str], ovf: str, mf: str, certs: list[str]) -> b
     return order[1 : 1 + len(tail)] == tail and order[0] == ovf or order[-len(tail) :] == tail
 
 
-def _verify_signature(files: Staging, mf_name: str, cert_name: str) -> Signer:
+def _verify_signature(files: Staging, mf_name: str, cert_name: str, anchors=None) -> Signer:
     """The .cert must sign exactly this manifest's bytes; a bad signature rejects the upload."""
     if cert_name.rsplit(".", 1)[0] != mf_name.rsplit(".", 1)[0]:
         raise InputRejected(f"{show(cert_name)} does not belong to the manifest {show(mf_name)}")
@@ -407,7 +435,7 @@ def _verify_signature(files: Staging, mf_name: str, cert_name: str) -> Signer:
         parsed = signature.parse_signature_file(cert_data)
         if parsed.manifest != mf_name:
             raise ParseError(f"it signs {show(parsed.manifest)}, not {show(mf_name)}")
-        return signature.verify_signature(parsed, mf_data)
+        return signature.verify_signature(parsed, mf_data, anchors=anchors)
     except ParseError as exc:
         raise InputRejected(f"{show(cert_name)}: {exc}") from None
 

@@ -120,3 +120,46 @@ def test_authorized_keys_and_private_keys_never_raise(text):
     parse_authorized_keys(text)
     private_key_public(text.encode("utf-8", "replace"))
     private_key_public(b"-----BEGIN OPENSSH PRIVATE KEY-----\n" + text.encode("utf-8", "replace") + b"\n-----END OPENSSH PRIVATE KEY-----\n")
+
+
+@pytest.fixture(scope="module")
+def pem_seed() -> bytes:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "seed")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))  # fmt: skip
+    return b"SHA256(vm.mf)= " + b"ab" * 64 + b"\n" + cert.public_bytes(serialization.Encoding.PEM) * 2
+
+
+def test_signature_file_and_pem_bundle_parsers(pem_seed):
+    from certify.signature import parse_pem_certificates, parse_signature_file
+
+    @FUZZ
+    @given(mutated([pem_seed]))
+    def run(data):
+        for parse in (parse_signature_file, parse_pem_certificates):
+            try:
+                parse(data)
+            except ParseError:
+                pass
+
+    run()
+
+
+@FUZZ
+@given(st.text(max_size=40))
+def test_size_parser_only_raises_value_error(text):
+    from certify.units import parse_size
+
+    try:
+        assert parse_size(text) > 0
+    except ValueError:
+        pass

@@ -18,7 +18,7 @@ import pytest
 from certify import sample
 from certify.descriptor import Descriptor, from_ovf, from_vmx
 from certify.errors import InputRejected, ParseError
-from certify.ingest import BundleFacts, Limits, ingest
+from certify.ingest import BundleFacts, Limits, TrustPolicy, ingest
 from certify.model import Facts, Severity
 from certify.ovf import parse_ovf
 from certify.runner import run_checks
@@ -473,6 +473,15 @@ def test_52_certificates(tmp_path, vmdk_bytes):
         results = [r for r in unsigned.evaluate(bundle=bundle.facts()) if r.status.value == "fail"]
         assert any(evidence in r.evidence for r in results), [r.evidence for r in results]
         assert unsigned.severity is Severity.INFO  # flagged, per the default policy
+        with pytest.raises(InputRejected, match="is not trusted .* the profile requires a trusted signer"):  # rejected, per a strict one
+            ingest(str(tmp_path / f"{days[0]}.ova"), fresh(tmp_path), trust=TrustPolicy(anchors=(), require_trusted_signer=True))
+    # A chain to a CA the trust store does not hold.
+    ca_key, ca_cert = _signer("Unknown CA")
+    issuer = {"issuer_key": ca_key, "issuer_name": ca_cert.subject}
+    bundle = ingest(str(_signed(tmp_path, vmdk_bytes, order, "ca.ova", issuer=issuer)), fresh(tmp_path),
+                    trust=TrustPolicy(anchors=(_signer("Provider Root")[1],)))  # fmt: skip
+    assert [r.evidence for r in unsigned.evaluate(bundle=bundle.facts()) if r.status.value == "fail"] == [
+        "the signer CN=ACME Appliances is not vouched for by the trust store: no certificate in the trust store issued CN=Unknown CA's certificate"]
 
 
 @pytest.mark.parametrize("kind", ["53-gzip-tar", "53-zip"])
