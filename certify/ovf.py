@@ -22,6 +22,7 @@ MAX_BYTES = 8 * 1024 * 1024
 MAX_SYSTEMS = 64  # VirtualSystems in one package, nested ones included
 MAX_COLLECTION_DEPTH = 4  # VirtualSystemCollections inside one another
 MAX_LICENSE_CHARS = 256 * 1024  # one EulaSection License: display text, nothing more
+MAX_DEPTH = 64  # elements inside one another; real descriptors stay under 20
 
 OVF_NAMESPACES = {
     "http://schemas.dmtf.org/ovf/envelope/1": "1.x",
@@ -371,7 +372,13 @@ def _optional_sections(root: ET.Element, ns: str, line) -> list[OptionalSection]
 
 
 def _check_structure(root: ET.Element, ns: str) -> None:
-    """VirtualSystemCollections nested within bounds, a bounded number of systems, no required unknown section."""
+    """Bounded nesting, VirtualSystemCollections and systems; no required unknown section."""
+    stack = [(root, 1)]
+    while stack:  # iteratively: the depth is what is being bounded
+        elem, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ParseError(f"line {elem.get(_LINE)}: elements nested more than {MAX_DEPTH} deep")
+        stack.extend((child, depth + 1) for child in elem)
 
     def walk(elem: ET.Element, depth: int) -> None:
         for child in elem:

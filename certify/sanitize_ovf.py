@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from certify.checks.devices import HOST_ITEM_SUBTYPE, HOST_ITEM_TYPES
 from certify.checks.hardening import DEFAULT_EXTRACONFIG_ALLOWED, NOT_TEXT_TYPES, SECRET_NAME, secret_content
 from certify.descriptor import outside_bundle_reason, redact
-from certify.errors import ParseError
 from certify.ovf import LINE_ATTR, VBOX, VMW, parse_ovf, parse_tree
 from certify.sanitize import HARDENING, SECRET_KEYS, Change, removal_for
 
@@ -142,10 +141,10 @@ def _files(doc: _Doc) -> dict[str, tuple[str, str]]:
             name = urllib.parse.unquote(href)
             why = outside_bundle_reason(name) or ("is not a bare file name" if "/" in name or "\\" in name else None)
             if why:
-                doc.change("remove", f"References/File[@ovf:id={file_id!r}]", redact(href), None, f"storage outside the bundle ({why})",
-                           "storage-path-outside-bundle", elem)  # fmt: skip
+                doc.change("remove", f"References/File[@ovf:id={file_id!r}]", redact(href), None,
+                           f"not a bare name of a file in the package: the href {why}", "storage-path-outside-bundle", elem)  # fmt: skip
                 doc.remove(elem)
-                removed[file_id] = ("its file is outside the bundle", "storage-path-outside-bundle")
+                removed[file_id] = ("its file is not a bare name of a file in the package", "storage-path-outside-bundle")
     return removed
 
 

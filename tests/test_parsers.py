@@ -261,6 +261,21 @@ def _nested(depth: int) -> bytes:
     return ENVELOPE.format(inner).encode()
 
 
+def test_nesting_is_bounded_before_anything_recurses():
+    from certify.ovf import MAX_DEPTH
+    from certify.sanitize_ovf import sanitize_ovf
+
+    def nested(depth):
+        return sample.ovf_descriptor("vm", "d.vmdk", 1, 1).replace("  </VirtualSystem>", "<AnnotationSection><Info>x</Info><Annotation>"
+                                                                    + "<b>" * depth + "</b>" * depth + "</Annotation></AnnotationSection></VirtualSystem>").encode()  # fmt: skip
+
+    assert parse_ovf(nested(MAX_DEPTH - 6)).systems == ("vm",)  # Envelope, VirtualSystem, AnnotationSection, Annotation above
+    for depth in (MAX_DEPTH, 100_000):
+        for parse in (parse_ovf, sanitize_ovf):
+            with pytest.raises(ParseError, match=f"nested more than {MAX_DEPTH} deep"):
+                parse(nested(depth))
+
+
 def test_virtual_system_collections_are_bounded():
     from certify.ovf import MAX_COLLECTION_DEPTH, MAX_SYSTEMS
 
