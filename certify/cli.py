@@ -22,11 +22,11 @@ from certify.bundlefs import Limits
 from certify.certificate import CertificateInvalid, build_record, keygen, load_private_key, verify
 from certify.errors import CertifyError, ParseError, UsageError
 from certify.model import Report, Severity, Verdict
+from certify.ovf import MAX_BYTES as OVF_MAX_BYTES
 from certify.pipeline import ScanOptions, scan
 from certify.plugins.manager import Registry, load_registry
 from certify.profile import load_profile, shipped_names
 from certify.progress import Progress
-from certify.ovf import MAX_BYTES as OVF_MAX_BYTES
 from certify.sanitize import render_vmx, sanitize_vmx
 from certify.sanitize_ovf import sanitize_ovf
 from certify.truststore import load_trust_store
@@ -88,9 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     scan_p.add_argument("--trust-store", metavar="PEM", help="CA (or pinned signer) certificates that vouch for package signers")
     limits = scan_p.add_argument_group("ingest limits (an upload over one is rejected, exit 2)")
     limits.add_argument("--max-members", type=_count, metavar="N", help=f"files in an OVA (default {Limits.max_members})")
-    limits.add_argument("--max-total-size", type=_size, metavar="SIZE", help="bytes of all files together (default 512G)")
-    limits.add_argument("--max-member-size", type=_size, metavar="SIZE", help="bytes of any one file (default 256G)")
-    limits.add_argument("--max-virtual-size", type=_size, metavar="SIZE", help="virtual size a disk may claim (default 16T)")
+    limits.add_argument("--max-total-size", type=_size, metavar="SIZE", help=f"bytes of all files together (default {Limits.max_total_bytes >> 30}G)")
+    limits.add_argument("--max-member-size", type=_size, metavar="SIZE", help=f"bytes of any one file (default {Limits.max_member_bytes >> 30}G)")
+    limits.add_argument("--max-virtual-size", type=_size, metavar="SIZE", help=f"virtual size a disk may claim (default {Limits.max_virtual_bytes >> 40}T)")
 
     sanitize_p = sub.add_parser("sanitize", help="write a VMX or OVF descriptor a provider can load, and every change made")
     sanitize_p.add_argument("input", help="the .vmx or .ovf to sanitize (it is never modified)")
