@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from certify.signature import Signer
 from certify.vmx import parse_vmx
 
 DESCRIPTOR_LIMIT = 8 * 1024 * 1024
+_PACKAGE_RESOURCE = re.compile(r"^(ovf:)?/(disk|file)/([^/]+)$")  # ovf:/disk/ID, ovf:/file/ID (or without the scheme)
 DISK_EXTENSIONS = tuple(diskformat.EXTENSION_FORMATS)
 # Split VMDKs whose extents are files of the bundle; device-mapping types are refused.
 SAFE_CREATE_TYPES = {"monolithicFlat", "monolithicSparse", "twoGbMaxExtentFlat", "twoGbMaxExtentSparse",
@@ -344,6 +346,14 @@ def _attach_ovf(bundle: Bundle, files: Staging, name: str, ovf: OvfDescriptor, d
     for ref in ovf.files:  # ISOs and other files the package says it carries
         if ref.id not in disk_files and not outside_bundle_reason(ref.href):
             _dangling(bundle, files, ref.href, href_location[ref.line], "file")
+    declared = {"disk": {d.disk_id for d in ovf.disks}, "file": set(refs)}
+    for item in ovf.items:  # a device bound to a disk or file the package never declares
+        for resource in item.host_resources:
+            match = _PACKAGE_RESOURCE.match(resource)
+            if match and match.group(3) not in declared[match.group(2)]:
+                where = Location(layer=Layer.DESCRIPTOR, file=name, key="rasd:HostResource", line=item.line)
+                bundle.disk_issues.append(DiskIssue(check="dangling-reference", file=resource, location=where,
+                                                    evidence=f"item {show(item.name)} uses {show(resource)}, which the package does not declare"))  # fmt: skip
 
 
 def _check_disk_declaration(name: str, disk: OvfDisk, limits: Limits) -> None:

@@ -25,8 +25,8 @@ HOST_ITEM_SUBTYPE = re.compile(r"(atapi|passthrough|passthru|soundcard)", re.IGN
     layer=Layer.DESCRIPTOR,
     title="VM configuration attaches host devices",
     remediation=(
-        "Remove host device bindings: raw CD-ROM/SCSI pass-through, floppy, serial and parallel ports backed "
-        "by host devices, USB auto-connect, PCI pass-through, sound and host NIC bindings "
+        "Remove host device bindings: raw CD-ROM/SCSI pass-through, floppy drives backed by host devices, "
+        "serial and parallel ports backed by host devices or writing host files, USB auto-connect, PCI pass-through, sound and host NIC bindings "
         "(ethernetN.vnet/bsdName, bridged). The cloud attaches the devices and networks a tenant is given."
     ),
     references=("vSphere 8 VM STIG V-258722 (floppy), V-258724 (parallel), V-258725 (serial), V-258726 (USB), V-258727 (PCI)",),
@@ -37,8 +37,11 @@ def host_device_passthrough(descriptor: Descriptor) -> Iterator[Result]:
         if entry.value.strip().lower() in _RAW_DEVICE_TYPES:
             yield fail(entry.location, f"{entry.key} = {entry.value!r}: a host device passed through")
     for entry, m in descriptor.matching(r"^(floppy|serial|parallel)(\d+)\.filetype$"):
-        if entry.value.strip().lower() == "device":
+        kind = entry.value.strip().lower()
+        if kind == "device":
             yield fail(entry.location, f"{entry.key} = 'device': {m.group(1)} port backed by a host device")
+        elif m.group(1).lower() != "floppy" and kind in ("file", "thinprint"):  # network and pipe: host-listener-or-pipe
+            yield fail(entry.location, f"{entry.key} = {kind!r}: {m.group(1)} port output goes to the host")
     for entry, _ in descriptor.matching(r"^(usb\.autoconnect\.device\d+|usb\.generic\..+)$"):
         yield fail(entry.location, f"{entry.key}: host USB devices attach to the VM")
     for entry, _ in descriptor.matching(r"^(pcipassthru\d+|sound)\.present$"):

@@ -49,6 +49,8 @@ def test_a_clean_vmx_passes_every_descriptor_check():
     [
         ('ide1:0.deviceType = "cdrom-raw"\nide1:0.fileName = "auto detect"\n', {("host-device-passthrough", "ide1:0.deviceType")}),
         ('floppy0.fileType = "device"\n', {("host-device-passthrough", "floppy0.fileType")}),
+        ('serial0.fileType = "file"\nserial0.fileName = "serial.log"\n', {("host-device-passthrough", "serial0.fileType")}),
+        ('floppy0.fileType = "file"\nfloppy0.fileName = "boot.flp"\n', set()),
         ('usb.autoConnect.device0 = "vid:0x0781 pid:0x5581"\n', {("host-device-passthrough", "usb.autoConnect.device0")}),
         ('pciPassthru0.present = "TRUE"\n', {("host-device-passthrough", "pciPassthru0.present")}),
         ('ethernet0.vnet = "/dev/vmnet0"\n', {("host-device-passthrough", "ethernet0.vnet")}),

@@ -80,7 +80,7 @@ VMX_CASES = [
     ("10-serial-listener", 'serial0.fileType = "network"\nserial0.fileName = "telnet://0.0.0.0:2323"\n',
      {(L, "serial0.fileType"), (L, "serial0.fileName"), (S, "serial0.fileName")}, REJECT),
     ("11-serial-pipe", 'serial0.fileType = "pipe"\nserial0.fileName = "/var/run/docker.sock"\n', {(L, "serial0.fileType"), (S, "serial0.fileName")}, REJECT),
-    ("12-serial-host-write", 'serial0.fileType = "file"\nserial0.fileName = "/etc/cron.d/own"\n', {(S, "serial0.fileName")}, REJECT),
+    ("12-serial-host-write", 'serial0.fileType = "file"\nserial0.fileName = "/etc/cron.d/own"\n', {(H, "serial0.fileType"), (S, "serial0.fileName")}, REJECT),
     ("13-parallel-device", 'parallel0.fileName = "/dev/parport0"\n', {(S, "parallel0.fileName")}, REJECT),
     ("14-shared-root", 'sharedFolder0.hostPath = "/"\nisolation.tools.hgfs.disable = "FALSE"\n',
      {(SF, "sharedFolder0.hostPath"), (S, "sharedFolder0.hostPath"), (SF, "isolation.tools.hgfs.disable")}, REJECT),
@@ -345,6 +345,14 @@ def test_39_disk_naming_an_unknown_file_is_dangling(tmp_path, vmdk_bytes):
     refused(bundle, "dangling-reference", "names file id 'file9', which References does not list")
     assert outcome(bundle.descriptor, bundle=bundle.facts()) == {(D, "Disk[@ovf:diskId='vmdisk1']/@ovf:fileRef"): Severity.HIGH,
                                                                  ("manifest-missing", "vm.ovf"): Severity.MEDIUM}
+
+
+def test_40_host_resource_naming_an_undeclared_disk_is_dangling(tmp_path, vmdk_bytes):
+    ovf = ovf_for("vm-disk1.vmdk").replace(b"ovf:/disk/vmdisk1", b"ovf:/disk/vmdisk7")
+    bundle = ingest(str(_ova(tmp_path, ovf, vmdk_bytes)), fresh(tmp_path))
+    assert [(i.check, i.evidence) for i in bundle.disk_issues] == [
+        ("dangling-reference", "item 'Hard disk 1' uses 'ovf:/disk/vmdisk7', which the package does not declare")]
+    assert (D, "rasd:HostResource") in outcome(bundle.descriptor, bundle=bundle.facts())
 
 
 def test_39_two_disks_on_one_file_and_delta_chains_are_refused(tmp_path, vmdk_bytes):
