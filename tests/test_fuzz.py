@@ -78,6 +78,7 @@ def image_seeds(tmp_path_factory) -> list[bytes]:
     commands = [
         ["create", "-q", "-f", "qcow2", "a.qcow2", "1M"],
         ["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "b.qcow2"],
+        ["create", "-q", "-f", "qcow2", "-o", "data_file=data.raw", "c.qcow2", "1M"],
         ["create", "-q", "-f", "vmdk", "s.vmdk", "1M"],
         ["convert", "-q", "-O", "vmdk", "-o", "subformat=streamOptimized", "base.raw", "so.vmdk"],
         ["convert", "-q", "-O", "vmdk", "-o", "subformat=monolithicFlat", "base.raw", "flat.vmdk"],
@@ -87,7 +88,7 @@ def image_seeds(tmp_path_factory) -> list[bytes]:
     for args in commands:
         subprocess.run(["qemu-img", *args], check=True, capture_output=True, cwd=d)
     # Headers and descriptors live in the first few hundred KiB; keep seeds small.
-    return [p.read_bytes()[: 320 * 1024] for p in sorted(d.iterdir()) if p.name != "base.raw"]
+    return [p.read_bytes()[: 320 * 1024] for p in sorted(d.iterdir()) if p.name not in ("base.raw", "data.raw")]
 
 
 def test_disk_header_sniffer(image_seeds):

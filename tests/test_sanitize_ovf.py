@@ -176,8 +176,14 @@ def test_sanitize_command_for_an_ovf(tmp_path):
     assert wrong.returncode == 2 and "takes a .vmx or an .ovf" in wrong.stderr
 
 
+COLLECTION = ('<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">'
+              '<VirtualSystemCollection ovf:id="app"><Info>vApp</Info><StartupSection><Info>s</Info></StartupSection>'
+              '<VirtualSystem ovf:id="a"><Info>a</Info></VirtualSystem><VirtualSystem ovf:id="b"><Info>b</Info></VirtualSystem>'
+              '<AcmeSection ovf:required="false"/></VirtualSystemCollection></Envelope>')  # fmt: skip
+
+
 @FUZZ
-@given(mutated(OVF_SEEDS))
+@given(mutated([*OVF_SEEDS, hostile().encode(), COLLECTION.encode()]))
 def test_sanitize_never_raises_anything_but_parse_error_and_its_output_is_a_fixed_point(data):
     try:
         out, _ = sanitize_ovf(data)
