@@ -367,8 +367,14 @@ def _known(elem: ET.Element, ns: str) -> bool:
     return (uri == ns and local in KNOWN_SECTIONS) or (uri, local) in KNOWN_VENDOR_SECTIONS
 
 
+def unknown_sections(root: ET.Element) -> list[ET.Element]:
+    """Sections of a parsed Envelope this parser does not read (optional ones, once parse_ovf has accepted the document)."""
+    ns = root.tag[1:].partition("}")[0] if root.tag.startswith("{") else ""
+    return [e for e in _sections(root, ns) if not _known(e, ns)]
+
+
 def _optional_sections(root: ET.Element, ns: str, line) -> list[OptionalSection]:
-    return [OptionalSection(name=_local(e.tag), line=line(e)) for e in _sections(root, ns) if not _known(e, ns)]
+    return [OptionalSection(name=_local(e.tag), line=line(e)) for e in unknown_sections(root)]
 
 
 def _check_structure(root: ET.Element, ns: str) -> None:

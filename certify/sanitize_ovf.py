@@ -12,7 +12,8 @@ reject too). The same rules as for a VMX apply to ``vmw:ExtraConfig`` and
 - VNC, shared folders, serial/parallel ports, debug stubs, host-owned
   locations, guestinfo and identity (uuids, MAC addresses) in ExtraConfig or
   Config, ExtraConfig keys not on the allowed list, duplicates (first kept);
-- vbox:Machine blocks (a second, VirtualBox-only machine configuration);
+- vbox:Machine blocks (a second, VirtualBox-only machine configuration) and
+  optional sections the parser does not read;
 - default values of password properties.
 
 The vSphere 8 STIG isolation values are written as ``vmw:ExtraConfig`` in
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from certify.checks.devices import HOST_ITEM_SUBTYPE, HOST_ITEM_TYPES
 from certify.checks.hardening import DEFAULT_EXTRACONFIG_ALLOWED, NOT_TEXT_TYPES, SECRET_NAME, secret_content
 from certify.descriptor import outside_bundle_reason, redact
-from certify.ovf import LINE_ATTR, VBOX, VMW, parse_ovf, parse_tree
+from certify.ovf import LINE_ATTR, VBOX, VMW, parse_ovf, parse_tree, unknown_sections
 from certify.sanitize import HARDENING, SECRET_KEYS, Change, removal_for
 
 XML_NS = "http://www.w3.org/XML/1998/namespace"
@@ -123,6 +124,9 @@ def sanitize_ovf(data: bytes) -> tuple[str, list[Change]]:
         doc.change("remove", "vbox:Machine", None, None, "VirtualBox machine settings: a second configuration (shared folders, "
                    "host paths, identity) a deployer must not import", "shared-folder" if shares else "", machine)  # fmt: skip
         doc.remove(machine)
+    for section in unknown_sections(root):  # optional (parse_ovf refused required ones): nothing vouches for them
+        doc.change("remove", _local(section.tag), None, None, "optional section this tool does not read", "", section)
+        doc.remove(section)
     for system in root.iter(doc.q("VirtualSystem")):
         _system(doc, system, removed_files, removed_disks)
     _properties(doc)

@@ -23,6 +23,10 @@ from test_parsers import CORPUS
 SCOURED = {"vmx-vnc-enabled", "shared-folder", "host-device-passthrough", "host-listener-or-pipe", "descriptor-secret",
            "duplicate-descriptor-key", "vmx-isolation-settings", "storage-path-outside-bundle", "extraconfig-smuggling"}  # fmt: skip
 CHECKS = [c for c in load_registry().checks.values() if c.id in SCOURED]
+COLLECTION = ('<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">'
+              '<VirtualSystemCollection ovf:id="app"><Info>vApp</Info><StartupSection><Info>s</Info></StartupSection>'
+              '<VirtualSystem ovf:id="a"><Info>a</Info></VirtualSystem><VirtualSystem ovf:id="b"><Info>b</Info></VirtualSystem>'
+              '<AcmeSection ovf:required="false"/></VirtualSystemCollection></Envelope>')  # fmt: skip
 
 ITEMS = "".join(
     f"<Item><rasd:ElementName>{name}</rasd:ElementName><rasd:InstanceID>{10 + i}</rasd:InstanceID>{extra}"
@@ -121,6 +125,13 @@ def test_every_real_ovf_sanitizes_cleanly_and_stably(path):
     assert [e.text for e in after.eulas] == [e.text for e in before.eulas]
 
 
+def test_optional_sections_nobody_reads_go_and_known_ones_stay():
+    out, changes = sanitize_ovf(COLLECTION.encode())
+    assert [(c.action, c.key, c.reason) for c in changes if c.action == "remove"] == [
+        ("remove", "AcmeSection", "optional section this tool does not read")]
+    assert "AcmeSection" not in out and "<StartupSection>" in out and parse_ovf(out.encode()).optional_sections == ()
+
+
 def test_namespaces_stay_sane_whatever_the_input_called_them():
     # The envelope bound to a prefix only, rasd under an odd prefix, an element in no namespace at all.
     text = ('<?xml version="1.0"?>\n<e:Envelope xmlns:e="http://schemas.dmtf.org/ovf/envelope/1" xmlns:r="http://schemas.dmtf.org/'
@@ -174,12 +185,6 @@ def test_sanitize_command_for_an_ovf(tmp_path):
     (tmp_path / "a.txt").write_text("x")
     wrong = run_certify("sanitize", str(tmp_path / "a.txt"), "-o", str(tmp_path / "o.ovf"))
     assert wrong.returncode == 2 and "takes a .vmx or an .ovf" in wrong.stderr
-
-
-COLLECTION = ('<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">'
-              '<VirtualSystemCollection ovf:id="app"><Info>vApp</Info><StartupSection><Info>s</Info></StartupSection>'
-              '<VirtualSystem ovf:id="a"><Info>a</Info></VirtualSystem><VirtualSystem ovf:id="b"><Info>b</Info></VirtualSystem>'
-              '<AcmeSection ovf:required="false"/></VirtualSystemCollection></Envelope>')  # fmt: skip
 
 
 @FUZZ
