@@ -689,13 +689,16 @@ def test_64_formats_never_handed_to_qemu(tmp_path, name, data, shown):
 
 
 def test_every_case_of_section_5_is_here():
+    """Each test names its §5 case: test_NN_..., test_NN_MM_..., or parametrized ids 'NN-...'."""
     import re
     import sys
 
-    module = sys.modules[__name__]
-    ids = [c[0] for c in VMX_CASES + OVF_CASES]
-    names = " ".join(ids) + " " + " ".join(n for n in dir(module) if n.startswith("test_"))
-    source = open(module.__file__).read()
-    covered = {int(n) for n in re.findall(r"\b(\d{2})-[a-z]", source + names)} | {int(n) for n in re.findall(r"test_(\d{2})_", names)}
-    covered |= {int(m) for pair in re.findall(r"test_(\d{2})_(\d{2})_", names) for m in pair}
-    assert covered >= set(range(1, 67)), sorted(set(range(1, 67)) - covered)
+    covered: set[int] = set()
+    for name, function in vars(sys.modules[__name__]).items():
+        if not name.startswith("test_") or not callable(function):
+            continue
+        covered |= {int(n) for n in re.match(r"test_((?:\d{2}_)*)", name).group(1).split("_") if n}
+        for mark in getattr(function, "pytestmark", []):
+            ids = mark.kwargs.get("ids") or ([a for a in mark.args[1]] if mark.name == "parametrize" and isinstance(mark.args[1][0], str) else [])
+            covered |= {int(m.group(1)) for i in ids if isinstance(i, str) and (m := re.match(r"(\d{2})-", i))}
+    assert covered == set(range(1, 67)), sorted(set(range(1, 67)) ^ covered)
