@@ -88,9 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     scan_p.add_argument("--trust-store", metavar="PEM", help="CA (or pinned signer) certificates that vouch for package signers")
     limits = scan_p.add_argument_group("ingest limits (an upload over one is rejected, exit 2)")
     limits.add_argument("--max-members", type=_count, metavar="N", help=f"files in an OVA (default {Limits.max_members})")
-    limits.add_argument("--max-total-size", type=_size, metavar="SIZE", help=f"bytes of all files together (default {Limits.max_total_bytes >> 30}G)")
-    limits.add_argument("--max-member-size", type=_size, metavar="SIZE", help=f"bytes of any one file (default {Limits.max_member_bytes >> 30}G)")
-    limits.add_argument("--max-virtual-size", type=_size, metavar="SIZE", help=f"virtual size a disk may claim (default {Limits.max_virtual_bytes >> 40}T)")
+    for flag, what, default in (("--max-total-size", "bytes of all files together", f"{Limits.max_total_bytes >> 30}G"),
+                                ("--max-member-size", "bytes of any one file", f"{Limits.max_member_bytes >> 30}G"),
+                                ("--max-virtual-size", "virtual size a disk may claim", f"{Limits.max_virtual_bytes >> 40}T")):
+        limits.add_argument(flag, type=_size, metavar="SIZE", help=f"{what} (default {default})")
 
     sanitize_p = sub.add_parser("sanitize", help="write a VMX or OVF descriptor a provider can load, and every change made")
     sanitize_p.add_argument("input", help="the .vmx or .ovf to sanitize (it is never modified)")

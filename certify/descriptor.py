@@ -183,7 +183,8 @@ def from_ovf(name: str, ovf: OvfDescriptor, text: str = "") -> Descriptor:
         for h in ovf.hardware if any(f.startswith("vmx-") for f in h.value.lower().split())
     )  # fmt: skip
     networks = tuple(
-        Setting(name=n.name, value=n.description, location=Location(layer=Layer.DESCRIPTOR, file=name, key=f"Network[@ovf:name={n.name!r}]", line=n.line))
+        Setting(name=n.name, value=n.description,
+                location=Location(layer=Layer.DESCRIPTOR, file=name, key=f"Network[@ovf:name={n.name!r}]", line=n.line))
         for n in ovf.networks
     )  # fmt: skip
     licenses = tuple(

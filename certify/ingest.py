@@ -352,8 +352,8 @@ def _attach_ovf(bundle: Bundle, files: Staging, name: str, ovf: OvfDescriptor, d
             match = _PACKAGE_RESOURCE.match(resource)
             if match and match.group(3) not in declared[match.group(2)]:
                 where = Location(layer=Layer.DESCRIPTOR, file=name, key="rasd:HostResource", line=item.line)
-                bundle.disk_issues.append(DiskIssue(check="dangling-reference", file=resource, location=where,
-                                                    evidence=f"item {show(item.name)} uses {show(resource)}, which the package does not declare"))  # fmt: skip
+                evidence = f"item {show(item.name)} uses {show(resource)}, which the package does not declare"
+                bundle.disk_issues.append(DiskIssue(check="dangling-reference", file=resource, location=where, evidence=evidence))
 
 
 def _check_disk_declaration(name: str, disk: OvfDisk, limits: Limits) -> None:

@@ -184,8 +184,10 @@ def _system(doc: _Doc, system: ET.Element, removed_files: dict, removed_disks: d
     hardware_sections = list(system.iter(doc.q("VirtualHardwareSection")))
     # vmw:ExtraConfig/Config belong right inside a VirtualHardwareSection or one of its Items; the scanner
     # reads them wherever they are, so elsewhere they go.
-    placed = {id(c) for h in hardware_sections for c in h} | {id(c) for h in hardware_sections for i in h if _local(i.tag) in _ITEMS for c in i}
-    for elem in [e for e in system.iter() if e.tag in (f"{{{VMW}}}ExtraConfig", f"{{{VMW}}}Config") and id(e) not in placed]:
+    placed = {id(c) for h in hardware_sections for c in h}
+    placed |= {id(c) for h in hardware_sections for i in h if _local(i.tag) in _ITEMS for c in i}
+    configs = (f"{{{VMW}}}ExtraConfig", f"{{{VMW}}}Config")
+    for elem in [e for e in system.iter() if e.tag in configs and id(e) not in placed]:
         doc.change("remove", _config_key(elem), _shown(elem), None, f"vmw:{_local(elem.tag)} outside its place in a VirtualHardwareSection",
                    "extraconfig-smuggling", elem)  # fmt: skip
         doc.remove(elem)
@@ -302,11 +304,12 @@ def _properties(doc: _Doc) -> None:
             value = doc.attr(holder, "value") or ""
             if value and (password or named or secret_content(value)):
                 qualified = f"{{{doc.ns}}}value" if holder.get(f"{{{doc.ns}}}value") is not None else "value"
+                why = "stored secret: the deployer supplies it"
                 if holder is prop:
                     holder.set(qualified, "")
-                    doc.change("set", f"{where}/@ovf:value", "(not shown)", "", "stored secret: the deployer supplies it", "descriptor-secret", holder)
+                    doc.change("set", f"{where}/@ovf:value", "(not shown)", "", why, "descriptor-secret", holder)
                 else:
-                    doc.change("remove", f"{where}/Value", "(not shown)", None, "stored secret: the deployer supplies it", "descriptor-secret", holder)
+                    doc.change("remove", f"{where}/Value", "(not shown)", None, why, "descriptor-secret", holder)
                     doc.remove(holder)
 
 

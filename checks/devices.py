@@ -26,7 +26,8 @@ HOST_ITEM_SUBTYPE = re.compile(r"(atapi|passthrough|passthru|soundcard)", re.IGN
     title="VM configuration attaches host devices",
     remediation=(
         "Remove host device bindings: raw CD-ROM/SCSI pass-through, floppy drives backed by host devices, "
-        "serial and parallel ports backed by host devices or writing host files, USB auto-connect, PCI pass-through, sound and host NIC bindings "
+        "serial and parallel ports backed by host devices or writing host files, USB auto-connect, PCI pass-through, "
+        "sound and host NIC bindings "
         "(ethernetN.vnet/bsdName, bridged). The cloud attaches the devices and networks a tenant is given."
     ),
     references=("vSphere 8 VM STIG V-258722 (floppy), V-258724 (parallel), V-258725 (serial), V-258726 (USB), V-258727 (PCI)",),
