@@ -280,6 +280,8 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
         extra += _config_entries(system, system_id, line, q)
     if not systems:
         raise ParseError("no VirtualSystem in the descriptor")
+    if len(set(systems)) != len(systems):
+        raise ParseError("two VirtualSystems share one ovf:id")
     properties = []
     for elem in root.iter(q("Property")):
         key, kind = _attr(elem, ns, "key") or "", (_attr(elem, ns, "type") or "").strip().lower()

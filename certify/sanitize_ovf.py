@@ -129,6 +129,10 @@ def sanitize_ovf(data: bytes) -> tuple[str, list[Change]]:
         doc.remove(section)
     for system in root.iter(doc.q("VirtualSystem")):
         _system(doc, system, removed_files, removed_disks)
+    hardware = {id(h) for h in root.iter(doc.q("VirtualHardwareSection"))}
+    for item in [e for e in root.iter() if _local(e.tag) in _ITEMS and id(doc.parents.get(id(e))) not in hardware]:
+        doc.change("remove", f"{_local(item.tag)} (misplaced)", None, None, "hardware item outside a VirtualHardwareSection", "", item)
+        doc.remove(item)
     _properties(doc)
     return serialize(root, doc.ns, prefixes), doc.changes
 
@@ -255,13 +259,13 @@ def _shown(elem: ET.Element) -> str:
 
 def _config(doc: _Doc, holder: ET.Element, extra_allowed: bool) -> None:
     """The vmw:ExtraConfig/vmw:Config children of a hardware section or an item, through the VMX rules."""
-    seen: set[tuple[str, str]] = set()
+    seen: set[str] = set()
     for elem in [c for c in holder if c.tag in (f"{{{VMW}}}ExtraConfig", f"{{{VMW}}}Config")]:
         kind, key = _local(elem.tag), (elem.get(f"{{{VMW}}}key") or "").strip()
         rule = removal_for(key)
         if rule is None and kind == "Config":
             rule = next(((r, c) for rx, r, c in CONFIG_REMOVE if rx.match(key)), None)
-        if rule is None and (kind, key.lower()) in seen:
+        if rule is None and key.lower() in seen:  # ExtraConfig and Config of one scope are one namespace to the scanner
             rule = ("duplicate key: the first value is kept", "duplicate-descriptor-key")
         if rule is None and kind == "ExtraConfig":
             if not extra_allowed:
@@ -272,7 +276,7 @@ def _config(doc: _Doc, holder: ET.Element, extra_allowed: bool) -> None:
             doc.change("remove", _config_key(elem), _shown(elem), None, rule[0], rule[1], elem)
             doc.remove(elem)
             continue
-        seen.add((kind, key.lower()))
+        seen.add(key.lower())
 
 
 def _harden(doc: _Doc, hardware: ET.Element) -> None:

@@ -196,3 +196,24 @@ def test_sanitize_never_raises_anything_but_parse_error_and_its_output_is_a_fixe
         return
     parse_ovf(out.encode())
     assert sanitize_ovf(out.encode()) == (out, [])
+    assert findings(out) == set()
+
+
+def test_misplaced_items_and_config_spelled_twice_are_scoured():
+    # An Item nested in another Item is still read by the scanner; a vmw:Config and a vmw:ExtraConfig of one key collide.
+    nested = ('<Item><rasd:ElementName>bus</rasd:ElementName><rasd:InstanceID>9</rasd:InstanceID><rasd:ResourceType>5</rasd:ResourceType>'
+              '<Item><rasd:ElementName>Floppy</rasd:ElementName><rasd:InstanceID>10</rasd:InstanceID><rasd:ResourceType>14</rasd:ResourceType>'
+              '</Item></Item><vmw:Config vmw:key="firmware" vmw:value="efi"/><vmw:ExtraConfig vmw:key="firmware" vmw:value="bios"/>')  # fmt: skip
+    text = ovf_descriptor("vm", "d.vmdk", 1, 1).replace("    </VirtualHardwareSection>", nested + "\n    </VirtualHardwareSection>")
+    assert {c for c, _ in findings(text)} == {"host-device-passthrough", "duplicate-descriptor-key", "extraconfig-smuggling"}
+    out, changes = sanitize_ovf(text.encode())
+    assert findings(out) == set() and "Floppy" not in out and 'vmw:key="firmware" vmw:value="efi"' in out
+    assert ("Item (misplaced)", "hardware item outside a VirtualHardwareSection") in {(c.key, c.reason) for c in changes}
+
+
+def test_virtual_system_ids_are_unique():
+    two = ('<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">'
+                        '<VirtualSystem ovf:id="vm"><Info>a</Info></VirtualSystem><VirtualSystem ovf:id="vm"><Info>b</Info></VirtualSystem>'
+                        '</Envelope>')  # fmt: skip
+    with pytest.raises(ParseError, match="two VirtualSystems share one ovf:id"):
+        sanitize_ovf(two.encode())
