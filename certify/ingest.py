@@ -110,22 +110,19 @@ def identify(path: str) -> str:
 
 
 @dataclass(frozen=True)
-class TrustPolicy:
-    """Who may sign a package: ``anchors`` (a trust store, None when none was given) and whether a signer they vouch for is required."""
+class IngestPolicy:
+    """What a profile (and --trust-store) asks of an upload beyond being safe to read."""
 
-    anchors: tuple[x509.Certificate, ...] | None = None
-    require_trusted_signer: bool = False
+    strict_ova_order: bool = False  # reject an OVA not laid out per DSP0243 (else a note)
+    reject_sha1_manifest: bool = False  # reject a manifest with SHA1 digests (else a note)
+    anchors: tuple[x509.Certificate, ...] | None = None  # the trust store; None when none was given
+    require_trusted_signer: bool = False  # reject an upload no signer the anchors vouch for signed
 
 
-def ingest(path: str, workdir: str, limits: Limits = Limits(), *, strict_ova_order: bool = False,
-           trust: TrustPolicy = TrustPolicy()) -> Bundle:  # fmt: skip
-    """Bring the upload at ``path`` into ``workdir``.
-
-    ``strict_ova_order`` rejects an OVA not laid out per DSP0243; ``trust``
-    says which signers are vouched for and whether one is required.
-    """
-    bundle = _ingest(path, workdir, limits, strict_ova_order, trust.anchors)
-    if trust.require_trusted_signer:
+def ingest(path: str, workdir: str, limits: Limits = Limits(), policy: IngestPolicy = IngestPolicy()) -> Bundle:
+    """Bring the upload at ``path`` into ``workdir``, holding it to ``limits`` and ``policy``."""
+    bundle = _ingest(path, workdir, limits, policy)
+    if policy.require_trusted_signer:
         signer = bundle.signer
         if signer is None:
             what = "a VMX or disk image carries no signature" if bundle.kind in ("vmx", "disk") else "the package is not signed"
@@ -136,7 +133,7 @@ def ingest(path: str, workdir: str, limits: Limits = Limits(), *, strict_ova_ord
     return bundle
 
 
-def _ingest(path: str, workdir: str, limits: Limits, strict_ova_order: bool, anchors) -> Bundle:
+def _ingest(path: str, workdir: str, limits: Limits, policy: IngestPolicy) -> Bundle:
     if not os.path.lexists(path):
         raise UsageError(f"{path}: no such file or directory")
     kind = identify(path)
@@ -145,7 +142,7 @@ def _ingest(path: str, workdir: str, limits: Limits, strict_ova_order: bool, anc
     if not os.path.isfile(path):
         raise UsageError(f"{path}: not a regular file")
     if kind == "ova":
-        return _ingest_ova(path, workdir, limits, strict_ova_order, anchors)
+        return _ingest_ova(path, workdir, limits, policy)
     source, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     files = Staging(source, os.path.join(workdir, "bundle"), limits)
     if kind == "disk":
@@ -169,10 +166,10 @@ def _ingest(path: str, workdir: str, limits: Limits, strict_ova_order: bool, anc
             cert_name = mf_name[:-3] + ".cert"
             has_cert = os.path.lexists(os.path.join(source, cert_name))
             # Checked only now, so every file qemu will open (extents too) must be listed.
-            bundle.notes.extend(manifest.verify(entries, files.digests, exempt={mf_name, cert_name}))
+            bundle.notes.extend(_weak_digests(mf_name, entries, manifest.verify(entries, files.digests, exempt={mf_name, cert_name}), policy))
             bundle.manifest = mf_name
             if has_cert:
-                bundle.signer = _verify_signature(files, mf_name, cert_name, anchors)
+                bundle.signer = _verify_signature(files, mf_name, cert_name, policy.anchors)
     else:
         data = _read_descriptor(files, name)
         _attach_vmx(bundle, files, name, data)
@@ -393,7 +390,7 @@ def _attach_vmx(bundle: Bundle, files: Staging, name: str, data: bytes) -> None:
 # --- OVA -----------------------------------------------------------------------------
 
 
-def _ingest_ova(path: str, workdir: str, limits: Limits, strict_order: bool, anchors) -> Bundle:
+def _ingest_ova(path: str, workdir: str, limits: Limits, policy: IngestPolicy) -> Bundle:
     root = os.path.join(workdir, "bundle")
     ova = extract(path, root, limits, lambda name, digests: _manifest_entries(Staging(None, root, limits, digests), name))
     order, digests, mf_name, entries = ova.order, ova.digests, ova.manifest, ova.entries
@@ -404,7 +401,7 @@ def _ingest_ova(path: str, workdir: str, limits: Limits, strict_order: bool, anc
     bundle = Bundle(kind="ova", sha256=ova.sha256, root=root, members=order)
 
     def out_of_order(problem: str) -> None:  # DSP0243 order lets a deployer read the descriptor first
-        if strict_order:
+        if policy.strict_ova_order:
             raise InputRejected(f"{os.path.basename(path)}: {problem} (the profile requires DSP0243 member order)")
         bundle.notes.append(problem)
 
@@ -416,16 +413,23 @@ def _ingest_ova(path: str, workdir: str, limits: Limits, strict_order: bool, anc
     if certificates and mf_name is None:
         raise InputRejected(f"{os.path.basename(path)}: a .cert without a manifest signs nothing")
     if entries is not None and mf_name is not None:
-        bundle.notes.extend(manifest.verify(entries, digests, exempt={mf_name, *certificates}))
+        bundle.notes.extend(_weak_digests(mf_name, entries, manifest.verify(entries, digests, exempt={mf_name, *certificates}), policy))
         bundle.manifest = mf_name
         if certificates:
-            bundle.signer = _verify_signature(Staging(None, root, limits, digests), mf_name, certificates[0], anchors)
+            bundle.signer = _verify_signature(Staging(None, root, limits, digests), mf_name, certificates[0], policy.anchors)
         if not _placed_per_spec(order, descriptors[0], mf_name, certificates):
             out_of_order("the manifest and certificate are not where DSP0243 puts them (right after the OVF, or last)")
     files = Staging(None, root, limits, digests)
     data = _read_descriptor(files, descriptors[0])
     _attach_ovf(bundle, files, descriptors[0], _parse_ovf(descriptors[0], data), data)
     return bundle
+
+
+def _weak_digests(mf_name: str, entries: list[ManifestEntry], notes: list[str], policy: IngestPolicy) -> list[str]:
+    """The manifest's notes (on weak digests), or a rejection when the profile refuses SHA1."""
+    if policy.reject_sha1_manifest and any(e.algorithm == "SHA1" for e in entries):
+        raise InputRejected(f"{show(mf_name)} uses SHA1 digests, and the profile requires SHA256 or SHA512")
+    return notes
 
 
 def _placed_per_spec(order: list[str], ovf: str, mf: str, certs: list[str]) -> bool:

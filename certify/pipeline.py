@@ -14,7 +14,7 @@ from certify import __version__
 from certify.baseline import mark_known
 from certify.errors import InputRejected, UsageError
 from certify.guest import GuestLaunchError, GuestNotInspectable, describe_os, open_guest
-from certify.ingest import Bundle, Limits, TrustPolicy, ingest
+from certify.ingest import Bundle, IngestPolicy, Limits, ingest
 from certify.model import Check, FactUnavailable, Facts, Report, Severity, Verdict, Waiver
 from certify.plugins.manager import Registry, load_registry
 from certify.profile import Profile, load_profile
@@ -92,8 +92,10 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
     progress.step(f"reading {path}")
     try:
         with timer.stage("ingest"):
-            trust = TrustPolicy(options.trust_anchors, options.profile.require_trusted_signer)
-            bundle = ingest(path, workdir, options.limits, strict_ova_order=options.profile.strict_ova_order, trust=trust)
+            profile = options.profile
+            policy = IngestPolicy(strict_ova_order=profile.strict_ova_order, reject_sha1_manifest=profile.reject_sha1_manifest,
+                                  anchors=options.trust_anchors, require_trusted_signer=profile.require_trusted_signer)  # fmt: skip
+            bundle = ingest(path, workdir, options.limits, policy)
     except InputRejected as exc:
         progress.step(f"rejected: {exc}")
         return Report(**base, artifact_kind=None, artifact_sha256=None, verdict=Verdict.REJECTED,

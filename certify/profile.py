@@ -21,7 +21,10 @@ from certify.errors import UsageError
 from certify.model import Check, Severity
 
 _KEYS = {"name", "description", "extends", "fail_on", "display_min", "include", "exclude", "severity", "codes", "params",
-         "strict_ova_order", "require_trusted_signer"}  # fmt: skip
+         "strict_ova_order", "reject_sha1_manifest", "require_trusted_signer"}  # fmt: skip
+
+
+SWITCHES = ("strict_ova_order", "reject_sha1_manifest", "require_trusted_signer")  # true/false policy keys
 
 
 class ProfileError(UsageError):
@@ -42,6 +45,8 @@ class Profile:
     # Reject an OVA whose descriptor is not its first member, or whose manifest and certificate are
     # not right after it or last (DSP0243); when false, the upload is scanned and the report notes it.
     strict_ova_order: bool = False
+    # Reject a manifest that uses SHA1 digests (they no longer resist forgery); when false, the report notes it.
+    reject_sha1_manifest: bool = False
     # Reject any upload not signed by a signer the trust store (--trust-store) vouches for, valid now.
     require_trusted_signer: bool = False
     # Check ids tuned by a user's file; shipped profiles are written for the whole roadmap.
@@ -68,7 +73,7 @@ class Profile:
             "severity": {k: v.label for k, v in sorted(self.severity.items())}, "codes": dict(sorted(self.codes.items())),
             "params": {k: self.params[k] for k in sorted(self.params)},
         }  # fmt: skip
-        for switch in ("strict_ova_order", "require_trusted_signer"):  # only when set: existing policies keep their digests
+        for switch in SWITCHES:  # only when set: existing policies keep their digests
             if getattr(self, switch):
                 material[switch] = True
         return "sha256:" + hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
@@ -167,7 +172,7 @@ def _build(data: Any, source: str, shipped: bool, seen: tuple[str, ...]) -> Prof
     codes = mapping("codes")
     if not all(isinstance(v, str) and v for v in codes.values()):
         raise ProfileError(f"{source}: codes must map check ids to text codes")
-    switches = {k: data.get(k, getattr(base, k)) for k in ("strict_ova_order", "require_trusted_signer")}
+    switches = {k: data.get(k, getattr(base, k)) for k in SWITCHES}
     for key, value in switches.items():
         if not isinstance(value, bool):
             raise ProfileError(f"{source}: {key} must be true or false, not {str(value)[:40]!r}")

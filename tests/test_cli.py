@@ -303,3 +303,19 @@ def test_strict_ova_order_is_a_profile_switch(tmp_path):
     assert result.returncode == 2
     assert json.loads(result.stdout)["rejection"]["reason"] == (
         "late.ova: the OVF descriptor is not the first member of the OVA ('vm-disk1.vmdk' is) (the profile requires DSP0243 member order)")
+
+
+def test_sha1_manifests_are_refused_under_a_profile_that_says_so(tmp_path):
+    import hashlib
+
+    from certify import sample
+
+    ovf = sample.ovf_descriptor("vm", "vm-disk1.vmdk", None, 4096).encode()
+    disk = b"\0" * 4096
+    manifest = f"SHA1(vm.ovf)= {hashlib.sha1(ovf).hexdigest()}\nSHA1(vm-disk1.vmdk)= {hashlib.sha1(disk).hexdigest()}\n".encode()
+    ova = _ova(tmp_path / "old.ova", [("vm.ovf", ovf), ("vm.mf", manifest), ("vm-disk1.vmdk", disk)])
+    profile = tmp_path / "sha2-only.yaml"
+    profile.write_text("extends: default\nreject_sha1_manifest: true\n")
+    result = run_certify("scan", str(ova), "-q", "--profile", str(profile), "--format", "json")
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["rejection"]["reason"] == "'vm.mf' uses SHA1 digests, and the profile requires SHA256 or SHA512"

@@ -18,7 +18,7 @@ import pytest
 from certify import sample
 from certify.descriptor import Descriptor, from_ovf, from_vmx
 from certify.errors import InputRejected, ParseError
-from certify.ingest import BundleFacts, Limits, TrustPolicy, ingest
+from certify.ingest import BundleFacts, IngestPolicy, Limits, ingest
 from certify.model import Facts, Severity
 from certify.ovf import parse_ovf
 from certify.runner import run_checks
@@ -431,11 +431,11 @@ def test_50_descriptor_not_first_and_split_manifest_are_noted_or_refused_per_pol
     late = _signed(tmp_path, vmdk_bytes, ["vm-disk1.vmdk", "vm.ovf", "vm.mf", "vm.cert"])
     assert "the OVF descriptor is not the first member of the OVA ('vm-disk1.vmdk' is)" in ingest(str(late), fresh(tmp_path)).notes
     with pytest.raises(InputRejected, match="not the first member .* requires DSP0243 member order"):
-        ingest(str(late), fresh(tmp_path), strict_ova_order=True)
+        ingest(str(late), fresh(tmp_path), policy=IngestPolicy(strict_ova_order=True))
     split = _signed(tmp_path, vmdk_bytes, ["vm.ovf", "vm.mf", "vm-disk1.vmdk", "vm.cert"], "b.ova")
     assert any("not where DSP0243 puts them" in n for n in ingest(str(split), fresh(tmp_path)).notes)
     with pytest.raises(InputRejected, match="not where DSP0243 puts them"):
-        ingest(str(split), fresh(tmp_path), strict_ova_order=True)
+        ingest(str(split), fresh(tmp_path), policy=IngestPolicy(strict_ova_order=True))
 
 
 @pytest.mark.parametrize(
@@ -459,11 +459,13 @@ def test_51_manifests(tmp_path, vmdk_bytes, lines, match):
         ingest(str(ova), fresh(tmp_path))
 
 
-def test_51_sha1_manifests_verify_but_are_noted(tmp_path, vmdk_bytes):
+def test_51_sha1_manifests_are_noted_or_refused_per_policy(tmp_path, vmdk_bytes):
     ovf = ovf_for("vm-disk1.vmdk")
     manifest = mf(f"SHA1(vm.ovf)= {sha('sha1', ovf)}", f"SHA1(vm-disk1.vmdk)= {sha('sha1', vmdk_bytes)}")
     bundle = ingest(str(make_tar(tmp_path / "a.ova", [("vm.ovf", ovf), ("vm.mf", manifest), ("vm-disk1.vmdk", vmdk_bytes)])), fresh(tmp_path))
     assert bundle.manifest == "vm.mf" and bundle.notes == ["the manifest uses SHA1, which no longer resists forgery; prefer SHA256"]
+    with pytest.raises(InputRejected, match="'vm.mf' uses SHA1 digests, and the profile requires SHA256 or SHA512"):  # a strict profile
+        ingest(str(tmp_path / "a.ova"), fresh(tmp_path), policy=IngestPolicy(reject_sha1_manifest=True))
 
 
 def test_52_certificates(tmp_path, vmdk_bytes):
@@ -482,12 +484,12 @@ def test_52_certificates(tmp_path, vmdk_bytes):
         assert any(evidence in r.evidence for r in results), [r.evidence for r in results]
         assert unsigned.severity is Severity.INFO  # flagged, per the default policy
         with pytest.raises(InputRejected, match="is not trusted .* the profile requires a trusted signer"):  # rejected, per a strict one
-            ingest(str(tmp_path / f"{days[0]}.ova"), fresh(tmp_path), trust=TrustPolicy(anchors=(), require_trusted_signer=True))
+            ingest(str(tmp_path / f"{days[0]}.ova"), fresh(tmp_path), policy=IngestPolicy(anchors=(), require_trusted_signer=True))
     # A chain to a CA the trust store does not hold.
     ca_key, ca_cert = _signer("Unknown CA")
     issuer = {"issuer_key": ca_key, "issuer_name": ca_cert.subject}
     bundle = ingest(str(_signed(tmp_path, vmdk_bytes, order, "ca.ova", issuer=issuer)), fresh(tmp_path),
-                    trust=TrustPolicy(anchors=(_signer("Provider Root")[1],)))  # fmt: skip
+                    policy=IngestPolicy(anchors=(_signer("Provider Root")[1],)))  # fmt: skip
     assert [r.evidence for r in unsigned.evaluate(bundle=bundle.facts()) if r.status.value == "fail"] == [
         "the signer CN=ACME Appliances is not vouched for by the trust store: no certificate in the trust store issued CN=Unknown CA's certificate"]
 

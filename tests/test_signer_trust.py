@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from certify.errors import InputRejected
-from certify.ingest import TrustPolicy, ingest
+from certify.ingest import IngestPolicy, ingest
 from certify.signature import trust_path
 from conftest import run_certify
 from test_descriptor_checks import REGISTRY
@@ -73,33 +73,33 @@ def _signed_ova(tmp_path, vmdk_bytes, signer, chain=(), name="a.ova"):
 
 def test_a_required_trusted_signer_at_ingest(tmp_path, vmdk_bytes, pki):
     root, mid = pki["root"], pki["intermediate"]
-    store = TrustPolicy(anchors=(root[1],), require_trusted_signer=True)
+    store = IngestPolicy(anchors=(root[1],), require_trusted_signer=True)
     good = _signed_ova(tmp_path, vmdk_bytes, cert("ACME Appliances", issuer=mid), chain=(mid[1],))
-    bundle = ingest(str(good), fresh(tmp_path), trust=store)
+    bundle = ingest(str(good), fresh(tmp_path), policy=store)
     assert bundle.signer.trusted is True and bundle.signer.trust == "chains to the trust store's CN=ACME Root CA"
     stranger = _signed_ova(tmp_path, vmdk_bytes, cert("Mallory", issuer=pki["other-root"]), name="b.ova")
     with pytest.raises(InputRejected, match="signer CN=Mallory is not trusted \\(no certificate in the trust store issued CN=Other Root"):
-        ingest(str(stranger), fresh(tmp_path), trust=store)
-    lenient = ingest(str(stranger), fresh(tmp_path), trust=TrustPolicy(anchors=(root[1],)))
+        ingest(str(stranger), fresh(tmp_path), policy=store)
+    lenient = ingest(str(stranger), fresh(tmp_path), policy=IngestPolicy(anchors=(root[1],)))
     assert lenient.signer.trusted is False
     unsigned = make_tar(tmp_path / "c.ova", [("vm.ovf", ovf_for("vm-disk1.vmdk")), ("vm-disk1.vmdk", vmdk_bytes)])
     with pytest.raises(InputRejected, match="the package is not signed, and the profile requires a trusted signer"):
-        ingest(str(unsigned), fresh(tmp_path), trust=store)
+        ingest(str(unsigned), fresh(tmp_path), policy=store)
     (tmp_path / "vm.vmx").write_text('config.version = "8"\n')
     with pytest.raises(InputRejected, match="a VMX or disk image carries no signature"):
-        ingest(str(tmp_path / "vm.vmx"), fresh(tmp_path), trust=store)
+        ingest(str(tmp_path / "vm.vmx"), fresh(tmp_path), policy=store)
     assert ingest(str(stranger), fresh(tmp_path)).signer.trusted is None  # no store: nobody was asked
 
 
 def test_unsigned_bundle_reports_an_untrusted_signer(tmp_path, vmdk_bytes, pki):
     check = REGISTRY.checks["unsigned-bundle"]
     stranger = _signed_ova(tmp_path, vmdk_bytes, cert("Mallory", issuer=pki["other-root"]))
-    bundle = ingest(str(stranger), fresh(tmp_path), trust=TrustPolicy(anchors=(pki["root"][1],)))
+    bundle = ingest(str(stranger), fresh(tmp_path), policy=IngestPolicy(anchors=(pki["root"][1],)))
     results = [r.evidence for r in check.evaluate(bundle=bundle.facts()) if r.status.value == "fail"]
     assert results == ["the signer CN=Mallory is not vouched for by the trust store: no certificate in the trust store issued "
                        "CN=Other Root's certificate"]  # fmt: skip
     pinned = cert("Solo Vendor")
-    bundle = ingest(str(_signed_ova(tmp_path, vmdk_bytes, pinned, name="p.ova")), fresh(tmp_path), trust=TrustPolicy(anchors=(pinned[1],)))
+    bundle = ingest(str(_signed_ova(tmp_path, vmdk_bytes, pinned, name="p.ova")), fresh(tmp_path), policy=IngestPolicy(anchors=(pinned[1],)))
     assert bundle.signer.self_signed and [r for r in check.evaluate(bundle=bundle.facts()) if r.status.value == "fail"] == []
 
 
