@@ -13,19 +13,25 @@ import sys
 import tempfile
 import textwrap
 import traceback
+from dataclasses import replace
 from typing import NoReturn
 
 from certify import __version__
 from certify.baseline import load_baseline
+from certify.bundlefs import Limits
 from certify.certificate import CertificateInvalid, build_record, keygen, load_private_key, verify
 from certify.errors import CertifyError, ParseError, UsageError
 from certify.isolation import cli as isolation_cli
 from certify.model import Report, Severity, Verdict
+from certify.ovf import MAX_BYTES as OVF_MAX_BYTES
 from certify.pipeline import ScanOptions, scan
 from certify.plugins.manager import Registry, load_registry
 from certify.profile import load_profile, shipped_names
 from certify.progress import Progress
 from certify.sanitize import render_vmx, sanitize_vmx
+from certify.sanitize_ovf import sanitize_ovf
+from certify.truststore import load_trust_store
+from certify.units import parse_size
 from certify.vmx import MAX_BYTES as VMX_MAX_BYTES
 from certify.vmx import parse_vmx
 from certify.waivers import load_waivers
@@ -45,6 +51,19 @@ def _severity(text: str) -> Severity:
         return Severity.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a positive whole number")
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,11 +86,18 @@ def _parser() -> argparse.ArgumentParser:
     scan_p.add_argument("--workdir", metavar="DIR", help="where the private work directory is made (default: $TMPDIR)")
     scan_p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     scan_p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")  # fmt: skip
+    scan_p.add_argument("--trust-store", metavar="PEM", help="CA (or pinned signer) certificates that vouch for package signers")
+    limits = scan_p.add_argument_group("ingest limits (an upload over one is rejected, exit 2)")
+    limits.add_argument("--max-members", type=_count, metavar="N", help=f"files in an OVA (default {Limits.max_members})")
+    for flag, what, default in (("--max-total-size", "bytes of all files together", f"{Limits.max_total_bytes >> 30}G"),
+                                ("--max-member-size", "bytes of any one file", f"{Limits.max_member_bytes >> 30}G"),
+                                ("--max-virtual-size", "virtual size a disk may claim", f"{Limits.max_virtual_bytes >> 40}T")):
+        limits.add_argument(flag, type=_size, metavar="SIZE", help=f"{what} (default {default})")
 
-    sanitize_p = sub.add_parser("sanitize", help="write a VMX a provider can load, and every change made")
-    sanitize_p.add_argument("input", help="the .vmx to sanitize (it is never modified)")
+    sanitize_p = sub.add_parser("sanitize", help="write a VMX or OVF descriptor a provider can load, and every change made")
+    sanitize_p.add_argument("input", help="the .vmx or .ovf to sanitize (it is never modified)")
     sanitize_p.add_argument("-o", "--output", required=True, metavar="OUT",
-                            help="the sanitized VMX; the changes go to OUT.changes.json")  # fmt: skip
+                            help="the sanitized descriptor; the changes go to OUT.changes.json")  # fmt: skip
 
     checks_p = sub.add_parser("checks", help="list the check catalog")
     checks_p.add_argument("--format", default="text", choices=["text", "json"])
@@ -224,6 +250,8 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
         baseline=load_baseline(args.baseline) if args.baseline else None,
         baseline_path=args.baseline,
         workdir_parent=args.workdir,
+        limits=_limits(args),
+        trust_anchors=load_trust_store(args.trust_store) if args.trust_store else None,
         progress=progress,
     )
     try:
@@ -257,27 +285,39 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
     return report.verdict.exit_code
 
 
+def _limits(args: argparse.Namespace) -> Limits:
+    given = {"max_members": args.max_members, "max_total_bytes": args.max_total_size,
+             "max_member_bytes": args.max_member_size, "max_virtual_bytes": args.max_virtual_size}  # fmt: skip
+    return replace(Limits(), **{k: v for k, v in given.items() if v is not None})
+
+
 def _sanitize(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.input):
         raise UsageError(f"{args.input}: no such file")
-    if not args.input.lower().endswith(".vmx"):
-        raise UsageError(f"{args.input}: sanitize takes a .vmx (OVF descriptors are not supported yet)")
+    kind = args.input.lower().rsplit(".", 1)[-1]
+    if kind not in ("vmx", "ovf"):
+        raise UsageError(f"{args.input}: sanitize takes a .vmx or an .ovf")
     changes_path = args.output + ".changes.json"
     for target in (args.output, changes_path):
         _check_output_path(target, directory=False)
         if os.path.exists(target) and os.path.samefile(target, args.input):
             raise UsageError(f"{target}: would overwrite the input")
+    limit = VMX_MAX_BYTES if kind == "vmx" else OVF_MAX_BYTES
     with open(args.input, "rb") as f:
-        data = f.read(VMX_MAX_BYTES + 1)
+        data = f.read(limit + 1)
     try:
-        pairs, changes = sanitize_vmx(parse_vmx(data))
+        if kind == "vmx":
+            pairs, changes = sanitize_vmx(parse_vmx(data))
+            text = render_vmx(pairs)
+        else:
+            text, changes = sanitize_ovf(data)
     except ParseError as exc:
         print(f"certify: {args.input}: rejected: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    _write(render_vmx(pairs), args.output)
+    _write(text, args.output)
     _write(json.dumps({"input": args.input, "output": args.output, "changes": [c.as_dict() for c in changes]},
                       indent=2, sort_keys=True) + "\n", changes_path)  # fmt: skip
-    print(f"certify: {len(changes)} change(s); sanitized VMX in {args.output}, changes in {changes_path}", file=sys.stderr)
+    print(f"certify: {len(changes)} change(s); sanitized {kind.upper()} in {args.output}, changes in {changes_path}", file=sys.stderr)
     return 0
 
 

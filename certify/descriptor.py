@@ -20,7 +20,7 @@ DISK_FILENAME_KEY = re.compile(r"^(scsi|ide|sata|nvme)\d+:\d+\.filename$", re.IG
 # shared folders, and files the VMM loads or writes beside the VM.
 PATH_KEY = re.compile(
     r"^((scsi|ide|sata|nvme)\d+:\d+\.filename|(floppy|serial|parallel)\d+\.filename|sharedfolder\d+\.hostpath"
-    r"|nvram|checkpoint\.vmstate|workingdir|suspend\.directory|extendedconfigfile)$",
+    r"|nvram|checkpoint\.vmstate|workingdir|suspend\.directory|redologdir|sched\.swap\.dir|extendedconfigfile)$",
     re.IGNORECASE,
 )
 # ovf:/disk/ID and ovf:/file/ID (the Home Assistant OS export drops the scheme: /disk/ID).
@@ -35,7 +35,8 @@ class ConfigEntry:
     key: str
     value: str
     location: Location
-    scope: str = ""  # the OVF VirtualSystem an ExtraConfig line belongs to
+    scope: str = ""  # the OVF VirtualSystem (and device) a vmw:ExtraConfig/vmw:Config entry belongs to
+    source: str = ""  # "" for a VMX line; "vmw:ExtraConfig" or "vmw:Config" in an OVF
 
     @property
     def norm(self) -> str:
@@ -59,7 +60,7 @@ class Setting:
     value: str
     location: Location
     secret: bool = False  # declared a password (ovf:password="true")
-    kind: str = ""  # an OVF property's ovf:type
+    kind: str = ""  # an OVF property's ovf:type; a hardware item's rasd:ResourceSubType
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class Descriptor:
     placeholders: tuple[Setting, ...] = ()  # unresolved template variables in the raw text
     devices: tuple[Setting, ...] = ()  # OVF hardware items: name = rasd:ResourceType, value = ElementName
     shared_folders: tuple[Setting, ...] = ()  # vbox:Machine SharedFolder host paths
+    networks: tuple[Setting, ...] = ()  # OVF NetworkSection: name = network name, value = its description
+    licenses: tuple[Setting, ...] = ()  # OVF EulaSection License texts (display only)
 
     def get(self, key: str) -> ConfigEntry | None:
         """The first entry for ``key``, case-insensitive."""
@@ -106,6 +109,8 @@ def outside_bundle_reason(ref: str) -> str | None:
 
     The name is judged as text only: the file it names is never opened.
     """
+    if any(ord(c) < 32 or ord(c) == 127 for c in ref):
+        return "contains control characters"
     if _DATASTORE.match(ref):
         return "is a datastore path"
     if _DRIVE.match(ref) or ref.startswith(("/", "\\")):
@@ -155,9 +160,9 @@ def _path_refs(entries: tuple[ConfigEntry, ...]) -> tuple[StorageRef, ...]:
 def from_ovf(name: str, ovf: OvfDescriptor, text: str = "") -> Descriptor:
     entries = tuple(
         ConfigEntry(key=e.key, value=e.value, location=Location(layer=Layer.DESCRIPTOR, file=name, key=e.key, line=e.line),
-                    scope=e.system)
+                    scope=e.system, source=f"vmw:{e.element}")
         for e in ovf.extra_config
-    )
+    )  # fmt: skip
     hrefs = tuple(
         StorageRef(
             # Percent-decoded once, as a deployer resolving the href would.
@@ -177,8 +182,17 @@ def from_ovf(name: str, ovf: OvfDescriptor, text: str = "") -> Descriptor:
                 location=Location(layer=Layer.DESCRIPTOR, file=name, key="vssd:VirtualSystemType", line=h.line))
         for h in ovf.hardware if any(f.startswith("vmx-") for f in h.value.lower().split())
     )  # fmt: skip
+    networks = tuple(
+        Setting(name=n.name, value=n.description,
+                location=Location(layer=Layer.DESCRIPTOR, file=name, key=f"Network[@ovf:name={n.name!r}]", line=n.line))
+        for n in ovf.networks
+    )  # fmt: skip
+    licenses = tuple(
+        Setting(name=e.system, value=e.text, location=Location(layer=Layer.DESCRIPTOR, file=name, key="EulaSection/License", line=e.line))
+        for e in ovf.eulas
+    )  # fmt: skip
     devices = tuple(
-        Setting(name=item.resource_type, value=item.name,
+        Setting(name=item.resource_type, value=item.name, kind=item.subtype,
                 location=Location(layer=Layer.DESCRIPTOR, file=name, key=f"Item[rasd:ResourceType={item.resource_type}]", line=item.line))
         for item in ovf.items
     )  # fmt: skip
@@ -191,7 +205,7 @@ def from_ovf(name: str, ovf: OvfDescriptor, text: str = "") -> Descriptor:
     # ExtraConfig lines become VMX lines: their paths are judged exactly as a VMX's.
     return Descriptor(kind="ovf", file=name, entries=entries, storage_refs=hrefs + _path_refs(entries) + host_resources,
                       properties=properties, hardware_versions=hardware, placeholders=find_placeholders(name, text),
-                      devices=devices, shared_folders=tuple(
+                      devices=devices, networks=networks, licenses=licenses, shared_folders=tuple(
                           Setting(name="vbox:SharedFolder", value=f.value,
                                   location=Location(layer=Layer.DESCRIPTOR, file=name, key="vbox:SharedFolder/@hostPath", line=f.line))
                           for f in ovf.vbox_shared_folders))  # fmt: skip

@@ -68,15 +68,48 @@ def _qcow2(read: Reader) -> DiskHeader:
         refs.append(f"backing file {name!r}")
     if _u32be(head, 32):
         raise ParseError("qcow2 image is encrypted")
+    cluster_bits = _u32be(head, 20)
+    if not 9 <= cluster_bits <= 21:  # qemu's own bounds: 512 bytes to 2 MiB clusters
+        raise ParseError(f"qcow2 cluster_bits {cluster_bits} is outside 9-21")
     if version == 3 and len(head) >= 104:
         incompatible = _u64be(head, 72)
         if incompatible & 0x04:
             refs.append("external data file")
+        if incompatible & 0x02:
+            raise ParseError("qcow2 image is marked corrupt")
         if incompatible & ~0x1F:
             raise ParseError(f"qcow2 has unknown incompatible features {incompatible:#x}")
         if _u64be(head, 88) & 0x02:
             refs.append("raw external data file")
+        refs += [r for r in _qcow2_extensions(read, _u32be(head, 100), 1 << cluster_bits) if r not in refs]
     return DiskHeader(format=QCOW2, subformat=f"v{version}", virtual_size=_u64be(head, 24), references=tuple(refs))
+
+
+_QCOW2_DATA_FILE_EXTENSION = 0x44415441
+_MAX_QCOW2_EXTENSIONS = 64
+
+
+def _qcow2_extensions(read: Reader, start: int, cluster: int) -> list[str]:
+    """Header extensions (type, length, data padded to 8) up to the end marker, inside the first cluster.
+
+    The external data file name (0x44415441) is a reference even without the
+    incompatible bit that should go with it: a reader must not have to guess.
+    """
+    if start < 104 or start % 8:
+        raise ParseError(f"qcow2 header_length {start} is not a multiple of 8 of at least 104")
+    area = read(start, max(0, min(cluster, 64 * 1024) - start))
+    refs, offset = [], 0
+    for _ in range(_MAX_QCOW2_EXTENSIONS):
+        if offset + 8 > len(area):
+            raise ParseError("qcow2 header extensions run past the first cluster")
+        kind, length = struct.unpack_from(">II", area, offset)
+        if kind == 0:
+            return refs
+        if kind == _QCOW2_DATA_FILE_EXTENSION:
+            name = area[offset + 8 : offset + 8 + min(length, 1023)].decode("utf-8", "replace")
+            refs.append(f"external data file {name!r}")
+        offset += 8 + (length + 7) // 8 * 8
+    raise ParseError(f"qcow2 has more than {_MAX_QCOW2_EXTENSIONS} header extensions")
 
 
 def parse_vmdk_descriptor(text: str) -> tuple[str, tuple[Extent, ...], tuple[str, ...]]:
@@ -109,7 +142,10 @@ def parse_vmdk_descriptor(text: str) -> tuple[str, tuple[Extent, ...], tuple[str
     return create_type, tuple(extents), tuple(refs)
 
 
-def _vmdk_sparse(read: Reader) -> DiskHeader:
+_GD_AT_END = 0xFFFFFFFFFFFFFFFF
+
+
+def _vmdk_sparse(read: Reader, size: int) -> DiskHeader:
     head = read(0, 512)
     if len(head) < 77:
         raise ParseError("VMDK sparse header is truncated")
@@ -120,6 +156,13 @@ def _vmdk_sparse(read: Reader) -> DiskHeader:
     if capacity == 0:
         # qemu then reads the embedded text as a full descriptor, extents and all.
         raise ParseError("VMDK sparse header has zero capacity (its embedded descriptor would name the extents)")
+    if desc_offset not in (0, 1) or desc_size > 2047:
+        raise ParseError(f"VMDK sparse descriptor at sector {desc_offset} ({desc_size} sectors): it belongs at sector 1, under 1 MiB")
+    flags, gd_offset = struct.unpack_from("<I", head, 8)[0], struct.unpack_from("<Q", head, 56)[0]
+    if flags & 0x10000 and struct.unpack_from("<H", head, 77)[0] != 1:
+        raise ParseError(f"VMDK compressed grains use algorithm {struct.unpack_from('<H', head, 77)[0]}, not deflate (1)")
+    if gd_offset == _GD_AT_END and read(size - 1024, 4) != b"KDMV":
+        raise ParseError("streamOptimized VMDK puts its grain directory in a footer, but has no footer")
     create_type, refs = "", []
     start, length = _SPARSE_DESCRIPTOR_AREA
     if _PARENT_HINT in read(start, length):
@@ -190,7 +233,7 @@ def _sniff(read: Reader, size: int) -> DiskHeader:
     if head[:4] == b"QFI\xfb":
         return _qcow2(read)
     if head[:4] == b"KDMV":
-        return _vmdk_sparse(read)
+        return _vmdk_sparse(read, size)
     if head[:4] == b"COWD":
         return DiskHeader(format="cowd", references=("VMDK3 parent disk",))
     if head.startswith(b"# Disk DescriptorFile"):

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from cryptography import x509
 
 from certify import diskformat, manifest, signature
 from certify.bundlefs import Limits, MissingFile, Staging, show
@@ -22,11 +25,12 @@ from certify.guest import GuestDisk
 from certify.manifest import ManifestEntry
 from certify.model import Layer, Location
 from certify.ova import extract
-from certify.ovf import OvfDescriptor, capacity_bytes, parse_ovf
+from certify.ovf import OvfDescriptor, OvfDisk, capacity_bytes, parse_ovf
 from certify.signature import Signer
 from certify.vmx import parse_vmx
 
 DESCRIPTOR_LIMIT = 8 * 1024 * 1024
+_PACKAGE_RESOURCE = re.compile(r"^(ovf:)?/(disk|file)/([^/]+)$")  # ovf:/disk/ID, ovf:/file/ID (or without the scheme)
 DISK_EXTENSIONS = tuple(diskformat.EXTENSION_FORMATS)
 # Split VMDKs whose extents are files of the bundle; device-mapping types are refused.
 SAFE_CREATE_TYPES = {"monolithicFlat", "monolithicSparse", "twoGbMaxExtentFlat", "twoGbMaxExtentSparse",
@@ -105,7 +109,31 @@ def identify(path: str) -> str:
     )
 
 
-def ingest(path: str, workdir: str, limits: Limits = Limits()) -> Bundle:
+@dataclass(frozen=True)
+class IngestPolicy:
+    """What a profile (and --trust-store) asks of an upload beyond being safe to read."""
+
+    strict_ova_order: bool = False  # reject an OVA not laid out per DSP0243 (else a note)
+    reject_sha1_manifest: bool = False  # reject a manifest with SHA1 digests (else a note)
+    anchors: tuple[x509.Certificate, ...] | None = None  # the trust store; None when none was given
+    require_trusted_signer: bool = False  # reject an upload no signer the anchors vouch for signed
+
+
+def ingest(path: str, workdir: str, limits: Limits = Limits(), policy: IngestPolicy = IngestPolicy()) -> Bundle:
+    """Bring the upload at ``path`` into ``workdir``, holding it to ``limits`` and ``policy``."""
+    bundle = _ingest(path, workdir, limits, policy)
+    if policy.require_trusted_signer:
+        signer = bundle.signer
+        if signer is None:
+            what = "a VMX or disk image carries no signature" if bundle.kind in ("vmx", "disk") else "the package is not signed"
+            raise InputRejected(f"{os.path.basename(path)}: {what}, and the profile requires a trusted signer")
+        if not signer.trusted:
+            raise InputRejected(f"{os.path.basename(path)}: signer {signer.subject} is not trusted ({signer.trust or 'no trust store'}), "
+                                "and the profile requires a trusted signer")  # fmt: skip
+    return bundle
+
+
+def _ingest(path: str, workdir: str, limits: Limits, policy: IngestPolicy) -> Bundle:
     if not os.path.lexists(path):
         raise UsageError(f"{path}: no such file or directory")
     kind = identify(path)
@@ -114,7 +142,7 @@ def ingest(path: str, workdir: str, limits: Limits = Limits()) -> Bundle:
     if not os.path.isfile(path):
         raise UsageError(f"{path}: not a regular file")
     if kind == "ova":
-        return _ingest_ova(path, workdir, limits)
+        return _ingest_ova(path, workdir, limits, policy)
     source, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     files = Staging(source, os.path.join(workdir, "bundle"), limits)
     if kind == "disk":
@@ -138,10 +166,10 @@ def ingest(path: str, workdir: str, limits: Limits = Limits()) -> Bundle:
             cert_name = mf_name[:-3] + ".cert"
             has_cert = os.path.lexists(os.path.join(source, cert_name))
             # Checked only now, so every file qemu will open (extents too) must be listed.
-            bundle.notes.extend(manifest.verify(entries, files.digests, exempt={mf_name, cert_name}))
+            bundle.notes.extend(_weak_digests(mf_name, entries, manifest.verify(entries, files.digests, exempt={mf_name, cert_name}), policy))
             bundle.manifest = mf_name
             if has_cert:
-                bundle.signer = _verify_signature(files, mf_name, cert_name)
+                bundle.signer = _verify_signature(files, mf_name, cert_name, policy.anchors)
     else:
         data = _read_descriptor(files, name)
         _attach_vmx(bundle, files, name, data)
@@ -284,17 +312,27 @@ def _dangling(bundle: Bundle, files: Staging, name: str, where: Location, what: 
 
 def _attach_ovf(bundle: Bundle, files: Staging, name: str, ovf: OvfDescriptor, data: bytes) -> None:
     bundle.descriptor = from_ovf(name, ovf, data.decode("utf-8", "replace"))
+    for section in ovf.optional_sections:
+        bundle.notes.append(f"{name}: optional section {show(section.name)} (line {section.line}) is not read; a deployer may ignore it too")
+    declared = {n.name for n in ovf.networks}
+    for item in ovf.items:
+        for network in item.connections:
+            if network not in declared:
+                bundle.notes.append(f"{name}: line {item.line}: connects to network {show(network)}, which NetworkSection does not declare")
     refs = {f.id: f for f in ovf.files}
     href_location = {r.location.line: r.location for r in bundle.descriptor.storage_refs}
-    disk_files = set()
+    disk_files: dict[str, str] = {}  # file id -> the Disk using it
     for disk in ovf.disks:
+        _check_disk_declaration(name, disk, files.limits)
+        if disk.file_ref and disk.file_ref in disk_files:
+            raise InputRejected(f"{name}: Disks {show(disk_files[disk.file_ref])} and {show(disk.disk_id)} both use file {show(disk.file_ref)}")
         ref = refs.get(disk.file_ref or "")
         if ref is None:
             where = Location(layer=Layer.DESCRIPTOR, file=name, key=f"Disk[@ovf:diskId={disk.disk_id!r}]/@ovf:fileRef", line=disk.line)
             bundle.disk_issues.append(DiskIssue(check="dangling-reference", file=disk.file_ref or "", location=where,
                                                 evidence=f"Disk {show(disk.disk_id)} names file id {show(disk.file_ref or '')}, which References does not list"))  # fmt: skip
             continue
-        disk_files.add(ref.id)
+        disk_files[ref.id] = disk.disk_id
         if outside_bundle_reason(ref.href):
             continue  # reported by storage-path-outside-bundle; never opened
         if ref.compression or ref.chunk_size:
@@ -305,6 +343,29 @@ def _attach_ovf(bundle: Bundle, files: Staging, name: str, ovf: OvfDescriptor, d
     for ref in ovf.files:  # ISOs and other files the package says it carries
         if ref.id not in disk_files and not outside_bundle_reason(ref.href):
             _dangling(bundle, files, ref.href, href_location[ref.line], "file")
+    declared = {"disk": {d.disk_id for d in ovf.disks}, "file": set(refs)}
+    for item in ovf.items:  # a device bound to a disk or file the package never declares
+        for resource in item.host_resources:
+            match = _PACKAGE_RESOURCE.match(resource)
+            if match and match.group(3) not in declared[match.group(2)]:
+                where = Location(layer=Layer.DESCRIPTOR, file=name, key="rasd:HostResource", line=item.line)
+                evidence = f"item {show(item.name)} uses {show(resource)}, which the package does not declare"
+                bundle.disk_issues.append(DiskIssue(check="dangling-reference", file=resource, location=where, evidence=evidence))
+
+
+def _check_disk_declaration(name: str, disk: OvfDisk, limits: Limits) -> None:
+    """A Disk must be standalone and declare a capacity in bytes within the quota."""
+    if disk.parent_ref:
+        raise InputRejected(f"{name}: Disk {show(disk.disk_id)} is a delta of {show(disk.parent_ref)} (ovf:parentRef); "
+                            "flatten it into one standalone disk")  # fmt: skip
+    if disk.capacity is None:
+        return
+    capacity = capacity_bytes(disk)
+    if capacity is None:
+        raise InputRejected(f"{name}: Disk {show(disk.disk_id)}: ovf:capacity {show(disk.capacity, 40)} in "
+                            f"{show(disk.capacity_units or 'byte', 40)} is not a whole number of bytes")  # fmt: skip
+    if capacity > limits.max_virtual_bytes:
+        raise InputRejected(f"{name}: Disk {show(disk.disk_id)} declares {capacity} bytes, over the {limits.max_virtual_bytes}-byte quota")
 
 
 def _attach_vmx(bundle: Bundle, files: Staging, name: str, data: bytes) -> None:
@@ -329,7 +390,7 @@ def _attach_vmx(bundle: Bundle, files: Staging, name: str, data: bytes) -> None:
 # --- OVA -----------------------------------------------------------------------------
 
 
-def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
+def _ingest_ova(path: str, workdir: str, limits: Limits, policy: IngestPolicy) -> Bundle:
     root = os.path.join(workdir, "bundle")
     ova = extract(path, root, limits, lambda name, digests: _manifest_entries(Staging(None, root, limits, digests), name))
     order, digests, mf_name, entries = ova.order, ova.digests, ova.manifest, ova.entries
@@ -338,24 +399,37 @@ def _ingest_ova(path: str, workdir: str, limits: Limits) -> Bundle:
         found = ", ".join(descriptors) or "none"
         raise InputRejected(f"{os.path.basename(path)}: an OVA must hold exactly one .ovf at its top level (found {found})")
     bundle = Bundle(kind="ova", sha256=ova.sha256, root=root, members=order)
+
+    def out_of_order(problem: str) -> None:  # DSP0243 order lets a deployer read the descriptor first
+        if policy.strict_ova_order:
+            raise InputRejected(f"{os.path.basename(path)}: {problem} (the profile requires DSP0243 member order)")
+        bundle.notes.append(problem)
+
     if order[0] != descriptors[0]:
-        bundle.notes.append(f"the OVF descriptor is not the first member of the OVA ({order[0]} is)")
+        out_of_order(f"the OVF descriptor is not the first member of the OVA ({show(order[0])} is)")
     certificates = [n for n in order if "/" not in n and n.lower().endswith(".cert")]
     if len(certificates) > 1:
         raise InputRejected(f"{os.path.basename(path)}: more than one .cert ({', '.join(map(show, certificates))})")
     if certificates and mf_name is None:
         raise InputRejected(f"{os.path.basename(path)}: a .cert without a manifest signs nothing")
     if entries is not None and mf_name is not None:
-        bundle.notes.extend(manifest.verify(entries, digests, exempt={mf_name, *certificates}))
+        bundle.notes.extend(_weak_digests(mf_name, entries, manifest.verify(entries, digests, exempt={mf_name, *certificates}), policy))
         bundle.manifest = mf_name
         if certificates:
-            bundle.signer = _verify_signature(Staging(None, root, limits, digests), mf_name, certificates[0])
+            bundle.signer = _verify_signature(Staging(None, root, limits, digests), mf_name, certificates[0], policy.anchors)
         if not _placed_per_spec(order, descriptors[0], mf_name, certificates):
-            bundle.notes.append("the manifest and certificate are not where DSP0243 puts them (right after the OVF, or last)")
+            out_of_order("the manifest and certificate are not where DSP0243 puts them (right after the OVF, or last)")
     files = Staging(None, root, limits, digests)
     data = _read_descriptor(files, descriptors[0])
     _attach_ovf(bundle, files, descriptors[0], _parse_ovf(descriptors[0], data), data)
     return bundle
+
+
+def _weak_digests(mf_name: str, entries: list[ManifestEntry], notes: list[str], policy: IngestPolicy) -> list[str]:
+    """The manifest's notes (on weak digests), or a rejection when the profile refuses SHA1."""
+    if policy.reject_sha1_manifest and any(e.algorithm == "SHA1" for e in entries):
+        raise InputRejected(f"{show(mf_name)} uses SHA1 digests, and the profile requires SHA256 or SHA512")
+    return notes
 
 
 def _placed_per_spec(order: list[str], ovf: str, mf: str, certs: list[str]) -> bool:
@@ -363,7 +437,7 @@ def _placed_per_spec(order: list[str], ovf: str, mf: str, certs: list[str]) -> b
     return order[1 : 1 + len(tail)] == tail and order[0] == ovf or order[-len(tail) :] == tail
 
 
-def _verify_signature(files: Staging, mf_name: str, cert_name: str) -> Signer:
+def _verify_signature(files: Staging, mf_name: str, cert_name: str, anchors=None) -> Signer:
     """The .cert must sign exactly this manifest's bytes; a bad signature rejects the upload."""
     if cert_name.rsplit(".", 1)[0] != mf_name.rsplit(".", 1)[0]:
         raise InputRejected(f"{show(cert_name)} does not belong to the manifest {show(mf_name)}")
@@ -375,7 +449,7 @@ def _verify_signature(files: Staging, mf_name: str, cert_name: str) -> Signer:
         parsed = signature.parse_signature_file(cert_data)
         if parsed.manifest != mf_name:
             raise ParseError(f"it signs {show(parsed.manifest)}, not {show(mf_name)}")
-        return signature.verify_signature(parsed, mf_data)
+        return signature.verify_signature(parsed, mf_data, anchors=anchors)
     except ParseError as exc:
         raise InputRejected(f"{show(cert_name)}: {exc}") from None
 

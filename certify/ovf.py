@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from xml.parsers.expat import ExpatError
 
@@ -18,6 +19,10 @@ from certify.errors import ParseError
 from certify.vmx import KEY as VMX_KEY
 
 MAX_BYTES = 8 * 1024 * 1024
+MAX_SYSTEMS = 64  # VirtualSystems in one package, nested ones included
+MAX_COLLECTION_DEPTH = 4  # VirtualSystemCollections inside one another
+MAX_LICENSE_CHARS = 256 * 1024  # one EulaSection License: display text, nothing more
+MAX_DEPTH = 64  # elements inside one another; real descriptors stay under 20
 
 OVF_NAMESPACES = {
     "http://schemas.dmtf.org/ovf/envelope/1": "1.x",
@@ -26,9 +31,28 @@ OVF_NAMESPACES = {
 OVF_09_NAMESPACE = "http://www.vmware.com/schema/ovf/1/envelope"
 VMW = "http://www.vmware.com/schema/ovf"
 VBOX = "http://www.virtualbox.org/ovf/machine"
+XINCLUDE = "http://www.w3.org/2001/XInclude"
 VSSD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData"
 
 _LINE = "{urn:certify:parse}line"
+
+# Sections this parser reads or knows to be harmless. Any other section the
+# descriptor marks required (ovf:required defaults to true, DSP0243) must make a
+# deployment fail; a certification cannot vouch for what it does not read.
+KNOWN_SECTIONS = {
+    "AnnotationSection", "DeploymentOptionSection", "DiskSection", "EulaSection", "InstallSection",
+    "NetworkSection", "OperatingSystemSection", "ProductSection", "ResourceAllocationSection",
+    "StartupSection", "VirtualHardwareSection", "BootDeviceSection", "EnvironmentFilesSection",
+    "SharedDiskSection", "ScaleOutSection", "PlacementGroupSection", "PlacementSection",
+}  # fmt: skip
+# Vendor sections real exports carry, often without ovf:required="false" (the
+# kubernetes image-builder template's vmw:BootOrderSection): known, read or harmless.
+KNOWN_VENDOR_SECTIONS = {
+    (VMW, "BootOrderSection"), (VMW, "IpAssignmentSection"), (VMW, "StorageGroupSection"),
+    (VMW, "StorageSection"), (VBOX, "Machine"),
+}  # fmt: skip
+# Children of an Envelope, VirtualSystem or VirtualSystemCollection that are not sections.
+_NOT_SECTIONS = {"Info", "Name", "References", "Strings", "VirtualSystem", "VirtualSystemCollection"}
 
 
 @dataclass(frozen=True)
@@ -49,16 +73,48 @@ class OvfDisk:
     format: str | None
     line: int
     capacity_units: str | None = None
+    parent_ref: str | None = None  # ovf:parentRef: a delta disk on another Disk
 
 
 @dataclass(frozen=True)
 class ExtraConfig:
-    """A ``vmw:ExtraConfig`` entry: a raw VMX line carried inside the OVF."""
+    """A ``vmw:ExtraConfig`` entry (a raw VMX line carried inside the OVF), or a ``vmw:Config`` one.
+
+    ``system`` scopes duplicates: the VirtualSystem, plus the hardware section
+    or Item a ``vmw:Config`` belongs to.
+    """
 
     key: str
     value: str
     line: int
     system: str
+    element: str = "ExtraConfig"  # or "Config": a VirtualMachineConfigSpec field
+
+
+@dataclass(frozen=True)
+class Network:
+    """A NetworkSection Network: a logical network the deployer maps to one of its own."""
+
+    name: str
+    description: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Eula:
+    """An EulaSection License: display text only."""
+
+    system: str
+    text: str
+    line: int
+
+
+@dataclass(frozen=True)
+class OptionalSection:
+    """A section this parser does not read, marked ovf:required="false": ignored, as a deployer may."""
+
+    name: str
+    line: int
 
 
 @dataclass(frozen=True)
@@ -88,6 +144,8 @@ class HardwareItem:
     host_resources: tuple[str, ...]
     name: str
     line: int
+    subtype: str = ""  # rasd:ResourceSubType, e.g. vmware.cdrom.atapi
+    connections: tuple[str, ...] = ()  # rasd:Connection: NetworkSection names
 
 
 @dataclass(frozen=True)
@@ -101,12 +159,22 @@ class OvfDescriptor:
     hardware: tuple[HardwareFamily, ...] = ()
     items: tuple[HardwareItem, ...] = ()
     vbox_shared_folders: tuple[HardwareFamily, ...] = ()  # hostPath of each vbox:Machine SharedFolder
+    networks: tuple[Network, ...] = ()
+    eulas: tuple[Eula, ...] = ()
+    optional_sections: tuple[OptionalSection, ...] = ()
 
 
 class _LineTreeBuilder(ET.TreeBuilder):
-    """Records the source line of every element as a private attribute."""
+    """Records the source line of every element as a private attribute, and the namespace prefixes declared."""
 
     expat = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefixes: list[tuple[str, str]] = []
+
+    def start_ns(self, prefix, uri):  # noqa: D102 - XMLParser target protocol
+        self.prefixes.append((prefix or "", uri))
 
     def start(self, tag, attrs):  # noqa: D102 - TreeBuilder protocol
         attrs = dict(attrs)
@@ -114,8 +182,20 @@ class _LineTreeBuilder(ET.TreeBuilder):
         return super().start(tag, attrs)
 
 
-def _parse_xml(data: bytes) -> ET.Element:
+def parse_tree(data: bytes) -> tuple[ET.Element, list[tuple[str, str]]]:
+    """The element tree (each element's source line under the private LINE_ATTR) and the (prefix, uri) pairs declared.
+
+    For rewriting a descriptor (certify sanitize); ParseError on anything parse_ovf would refuse at the XML level.
+    """
     builder = _LineTreeBuilder()
+    return _parse_xml(data, builder), builder.prefixes
+
+
+LINE_ATTR = _LINE
+
+
+def _parse_xml(data: bytes, builder: _LineTreeBuilder | None = None) -> ET.Element:
+    builder = builder or _LineTreeBuilder()
     parser = DefusedXMLParser(target=builder, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     builder.expat = parser.parser
     try:
@@ -185,22 +265,23 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
                 format=_attr(elem, ns, "format"),
                 line=line(elem),
                 capacity_units=_attr(elem, ns, "capacityAllocationUnits"),
+                parent_ref=_attr(elem, ns, "parentRef"),
             )
         )
 
+    for elem in root.iter():
+        if isinstance(elem.tag, str) and elem.tag.startswith(f"{{{XINCLUDE}}}"):
+            raise ParseError(f"line {line(elem)}: XInclude ({_local(elem.tag)}) is never resolved; a descriptor must be one file")
+    _check_structure(root, ns)
     systems, extra = [], []
     for system in root.iter(q("VirtualSystem")):
         system_id = _attr(system, ns, "id") or ""
         systems.append(system_id)
-        for elem in system.iter(f"{{{VMW}}}ExtraConfig"):
-            key = (elem.get(f"{{{VMW}}}key") or "").strip()
-            if not VMX_KEY.match(key):
-                raise ParseError(f"line {line(elem)}: vmw:ExtraConfig key {key[:60]!r} is not a VMX key")
-            extra.append(
-                ExtraConfig(key=key, value=elem.get(f"{{{VMW}}}value", ""), line=line(elem), system=system_id)
-            )
+        extra += _config_entries(system, system_id, line, q)
     if not systems:
         raise ParseError("no VirtualSystem in the descriptor")
+    if len(set(systems)) != len(systems):
+        raise ParseError("two VirtualSystems share one ovf:id")
     properties = []
     for elem in root.iter(q("Property")):
         key, kind = _attr(elem, ns, "key") or "", (_attr(elem, ns, "type") or "").strip().lower()
@@ -210,6 +291,15 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
         properties += [Property(key=key, value=value, password=password, type=kind, line=line(where)) for where, value in defaults]
     hardware = [HardwareFamily(value=(elem.text or "").strip(), line=line(elem)) for elem in root.iter(f"{{{VSSD}}}VirtualSystemType")]
     items = [_item(elem, line(elem)) for elem in root.iter() if _local(elem.tag) in ("Item", "StorageItem", "EthernetPortItem")]
+    networks = [Network(name=_attr(elem, ns, "name") or "", description=" ".join(elem.findtext(q("Description"), "").split())[:200],
+                        line=line(elem)) for elem in root.iterfind(f"{q('NetworkSection')}/{q('Network')}")]  # fmt: skip
+    eulas = []
+    for system in root.iter(q("VirtualSystem")):
+        for elem in system.iterfind(f"{q('EulaSection')}/{q('License')}"):
+            text = "".join(elem.itertext())
+            if len(text) > MAX_LICENSE_CHARS:
+                raise ParseError(f"line {line(elem)}: an EulaSection License of {len(text)} characters (limit {MAX_LICENSE_CHARS})")
+            eulas.append(Eula(system=_attr(system, ns, "id") or "", text=text.strip(), line=line(elem)))
     # A vbox:Machine block is a second, complete machine configuration; VirtualBox imports its shared folders.
     shared = [HardwareFamily(value=elem.get("hostPath", ""), line=line(elem))
               for machine in root.iter(f"{{{VBOX}}}Machine") for elem in machine.iter() if _local(elem.tag) == "SharedFolder"]  # fmt: skip
@@ -223,7 +313,97 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
         hardware=tuple(hardware),
         items=tuple(items),
         vbox_shared_folders=tuple(shared),
+        networks=tuple(networks),
+        eulas=tuple(eulas),
+        optional_sections=tuple(_optional_sections(root, ns, line)),
     )
+
+
+def _config_entries(system: ET.Element, system_id: str, line, q) -> list[ExtraConfig]:
+    """vmw:ExtraConfig and vmw:Config anywhere in a VirtualSystem, each scoped to what it configures.
+
+    Both become settings of the VM and must be keys a VMX could hold, so every
+    VMX rule can judge them. A ``vmw:Config`` inside an Item configures that
+    device: the same key on two devices is not a duplicate.
+    """
+    scopes: dict[int, str] = {}
+    for index, hardware in enumerate(system.iter(q("VirtualHardwareSection"))):
+        scope = system_id if index == 0 else f"{system_id}#{index}"
+        for elem in hardware.iter():
+            scopes[id(elem)] = scope
+        for number, item in enumerate(hardware):
+            if _local(item.tag) in ("Item", "StorageItem", "EthernetPortItem"):
+                for elem in item.iter():
+                    scopes[id(elem)] = f"{scope}/item{number}"
+    entries = []
+    for elem in system.iter():
+        if elem.tag not in (f"{{{VMW}}}ExtraConfig", f"{{{VMW}}}Config"):
+            continue
+        kind = _local(elem.tag)
+        key = (elem.get(f"{{{VMW}}}key") or "").strip()
+        if not VMX_KEY.match(key):
+            raise ParseError(f"line {line(elem)}: vmw:{kind} key {key[:60]!r} is not a VMX key")
+        scope = scopes.get(id(elem), system_id)
+        if kind == "ExtraConfig":  # VM-wide VMX lines, wherever written
+            scope = scope.split("/item")[0]
+        entries.append(ExtraConfig(key=key, value=elem.get(f"{{{VMW}}}value", ""), line=line(elem), system=scope, element=kind))
+    return entries
+
+
+def _required(elem: ET.Element, ns: str) -> bool:
+    """ovf:required defaults to true (DSP0243); only an explicit false makes a section optional."""
+    return (_attr(elem, ns, "required") or "true").strip().lower() not in ("false", "0")
+
+
+def _sections(root: ET.Element, ns: str) -> Iterator[ET.Element]:
+    """Section elements of the Envelope and of every VirtualSystem(Collection), wherever nested."""
+    holders = [root, *root.iter(f"{{{ns}}}VirtualSystem"), *root.iter(f"{{{ns}}}VirtualSystemCollection")]
+    for holder in holders:
+        for child in holder:
+            if isinstance(child.tag, str) and not (child.tag.startswith(f"{{{ns}}}") and _local(child.tag) in _NOT_SECTIONS):
+                yield child
+
+
+def _known(elem: ET.Element, ns: str) -> bool:
+    uri, _, local = elem.tag[1:].partition("}") if elem.tag.startswith("{") else ("", "", elem.tag)
+    return (uri == ns and local in KNOWN_SECTIONS) or (uri, local) in KNOWN_VENDOR_SECTIONS
+
+
+def unknown_sections(root: ET.Element) -> list[ET.Element]:
+    """Sections of a parsed Envelope this parser does not read (optional ones, once parse_ovf has accepted the document)."""
+    ns = root.tag[1:].partition("}")[0] if root.tag.startswith("{") else ""
+    return [e for e in _sections(root, ns) if not _known(e, ns)]
+
+
+def _optional_sections(root: ET.Element, ns: str, line) -> list[OptionalSection]:
+    return [OptionalSection(name=_local(e.tag), line=line(e)) for e in unknown_sections(root)]
+
+
+def _check_structure(root: ET.Element, ns: str) -> None:
+    """Bounded nesting, VirtualSystemCollections and systems; no required unknown section."""
+    stack = [(root, 1)]
+    while stack:  # iteratively: the depth is what is being bounded
+        elem, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ParseError(f"line {elem.get(_LINE)}: elements nested more than {MAX_DEPTH} deep")
+        stack.extend((child, depth + 1) for child in elem)
+
+    def walk(elem: ET.Element, depth: int) -> None:
+        for child in elem:
+            if child.tag == f"{{{ns}}}VirtualSystemCollection":
+                if depth + 1 > MAX_COLLECTION_DEPTH:
+                    raise ParseError(f"line {child.get(_LINE)}: VirtualSystemCollections nested more than {MAX_COLLECTION_DEPTH} deep")
+                walk(child, depth + 1)
+
+    walk(root, 0)
+    count = sum(1 for _ in root.iter(f"{{{ns}}}VirtualSystem"))
+    if count > MAX_SYSTEMS:
+        raise ParseError(f"{count} VirtualSystems in one package (limit {MAX_SYSTEMS})")
+    for elem in _sections(root, ns):
+        if not _known(elem, ns) and _required(elem, ns):
+            shown = _local(elem.tag)[:60]
+            raise ParseError(f"line {elem.get(_LINE)}: section {shown!r} is required (no ovf:required=\"false\") "
+                             "but not one this tool understands; a deployer must refuse it too")  # fmt: skip
 
 
 def _local(tag: object) -> str:
@@ -240,16 +420,31 @@ def _item(elem: ET.Element, line: int) -> HardwareItem:
         host_resources=tuple(v for v in fields.get("HostResource", []) if v),
         name=(fields.get("ElementName") or [""])[0],
         line=line,
+        subtype=(fields.get("ResourceSubType") or [""])[0],
+        connections=tuple(v for v in fields.get("Connection", []) if v),
     )
 
 
-_UNITS = re.compile(r"^byte(?:\s*\*\s*2\^(\d{1,2}))?$")
+# DSP0004 programmatic units as OVF writers use them: byte, byte * 2^N, byte * 10^N; and the names some tools write.
+_UNITS = re.compile(r"^byte(?:\s*\*\s*(2|10)\^(\d{1,2}))?$", re.IGNORECASE)
+_NAMED_UNITS = {"kb": 2**10, "mb": 2**20, "gb": 2**30, "tb": 2**40, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _unit_bytes(units: str | None) -> int | None:
+    text = " ".join((units or "byte").split())
+    named = _NAMED_UNITS.get(text.lower())
+    if named:
+        return named
+    match = _UNITS.match(text)
+    if match is None:
+        return None
+    return int(match.group(1)) ** int(match.group(2)) if match.group(1) else 1
 
 
 def capacity_bytes(disk: OvfDisk) -> int | None:
     """A Disk's declared capacity in bytes, or None when it is not a plain number (templates, odd units)."""
     text = (disk.capacity or "").strip()
-    units = _UNITS.match((disk.capacity_units or "byte").strip())
-    if not re.fullmatch(r"[0-9]{1,20}", text) or units is None:
+    unit = _unit_bytes(disk.capacity_units)
+    if not re.fullmatch(r"[0-9]{1,20}", text) or unit is None:
         return None
-    return int(text) << int(units.group(1) or 0)
+    return int(text) * unit

@@ -14,7 +14,7 @@ from certify import __version__
 from certify.baseline import mark_known
 from certify.errors import InputRejected, UsageError
 from certify.guest import GuestLaunchError, GuestNotInspectable, describe_os, open_guest
-from certify.ingest import Bundle, Limits, ingest
+from certify.ingest import Bundle, IngestPolicy, Limits, ingest
 from certify.model import Check, FactUnavailable, Facts, Report, Severity, Verdict, Waiver
 from certify.plugins.manager import Registry, load_registry
 from certify.profile import Profile, load_profile
@@ -37,6 +37,7 @@ class ScanOptions:
     today: datetime.date = field(default_factory=datetime.date.today)
     workdir_parent: str | None = None  # where the private work directory is made
     limits: Limits = field(default_factory=Limits)
+    trust_anchors: tuple | None = None  # certificates of --trust-store; None: no trust store
     progress: Progress = SILENT
 
     @property
@@ -64,6 +65,8 @@ class _Timer:
 def scan(path: str, options: ScanOptions | None = None, registry: Registry | None = None) -> Report:
     options = options or ScanOptions()
     registry = registry or load_registry()
+    if options.profile.require_trusted_signer and options.trust_anchors is None:
+        raise UsageError(f"profile {options.profile.name} requires a trusted signer: name the trust store with --trust-store PEM")
     timer = _Timer()
     try:
         workdir = tempfile.mkdtemp(prefix="certify-", dir=options.workdir_parent)
@@ -89,7 +92,10 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
     progress.step(f"reading {path}")
     try:
         with timer.stage("ingest"):
-            bundle = ingest(path, workdir, options.limits)
+            profile = options.profile
+            policy = IngestPolicy(strict_ova_order=profile.strict_ova_order, reject_sha1_manifest=profile.reject_sha1_manifest,
+                                  anchors=options.trust_anchors, require_trusted_signer=profile.require_trusted_signer)  # fmt: skip
+            bundle = ingest(path, workdir, options.limits, policy)
     except InputRejected as exc:
         progress.step(f"rejected: {exc}")
         return Report(**base, artifact_kind=None, artifact_sha256=None, verdict=Verdict.REJECTED,

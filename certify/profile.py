@@ -20,7 +20,11 @@ import yaml
 from certify.errors import UsageError
 from certify.model import Check, Severity
 
-_KEYS = {"name", "description", "extends", "fail_on", "display_min", "include", "exclude", "severity", "codes", "params"}
+_KEYS = {"name", "description", "extends", "fail_on", "display_min", "include", "exclude", "severity", "codes", "params",
+         "strict_ova_order", "reject_sha1_manifest", "require_trusted_signer"}  # fmt: skip
+
+
+SWITCHES = ("strict_ova_order", "reject_sha1_manifest", "require_trusted_signer")  # true/false policy keys
 
 
 class ProfileError(UsageError):
@@ -38,6 +42,13 @@ class Profile:
     severity: dict[str, Severity] = field(default_factory=dict)
     codes: dict[str, str] = field(default_factory=dict)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Reject an OVA whose descriptor is not its first member, or whose manifest and certificate are
+    # not right after it or last (DSP0243); when false, the upload is scanned and the report notes it.
+    strict_ova_order: bool = False
+    # Reject a manifest that uses SHA1 digests (they no longer resist forgery); when false, the report notes it.
+    reject_sha1_manifest: bool = False
+    # Reject any upload not signed by a signer the trust store (--trust-store) vouches for, valid now.
+    require_trusted_signer: bool = False
     # Check ids tuned by a user's file; shipped profiles are written for the whole roadmap.
     user_mentions: frozenset[str] = frozenset()
 
@@ -62,6 +73,9 @@ class Profile:
             "severity": {k: v.label for k, v in sorted(self.severity.items())}, "codes": dict(sorted(self.codes.items())),
             "params": {k: self.params[k] for k in sorted(self.params)},
         }  # fmt: skip
+        for switch in SWITCHES:  # only when set: existing policies keep their digests
+            if getattr(self, switch):
+                material[switch] = True
         return "sha256:" + hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
     def mentioned_checks(self) -> set[str]:
@@ -158,6 +172,10 @@ def _build(data: Any, source: str, shipped: bool, seen: tuple[str, ...]) -> Prof
     codes = mapping("codes")
     if not all(isinstance(v, str) and v for v in codes.values()):
         raise ProfileError(f"{source}: codes must map check ids to text codes")
+    switches = {k: data.get(k, getattr(base, k)) for k in SWITCHES}
+    for key, value in switches.items():
+        if not isinstance(value, bool):
+            raise ProfileError(f"{source}: {key} must be true or false, not {str(value)[:40]!r}")
     for check_id in params:
         if any(c in check_id for c in "*?["):
             raise ProfileError(f"{source}: params.{check_id}: parameters are set per check id, not by glob")
@@ -171,6 +189,7 @@ def _build(data: Any, source: str, shipped: bool, seen: tuple[str, ...]) -> Prof
         severity={**base.severity, **{k: severity(v, f"severity.{k}") for k, v in mapping("severity").items()}},
         codes={**base.codes, **codes},
         params={**base.params, **{k: dict(v) for k, v in params.items()}},
+        **switches,
         user_mentions=base.user_mentions | (frozenset() if shipped else frozenset(_ids(mapping("severity"), params))),
     )
 

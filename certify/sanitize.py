@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from certify.descriptor import DISK_FILENAME_KEY, outside_bundle_reason
+from certify.descriptor import DISK_FILENAME_KEY, PATH_KEY, outside_bundle_reason
 from certify.vmx import VmxEntry, VmxFile
 
 # (key pattern, reason, check id), first match wins. Namespaces like 'serial0.' go whole.
@@ -24,6 +24,7 @@ REMOVE = [
     (r"sound\..*", "host audio device", "host-device-passthrough"),
     (r"(debugstub\..*|monitor\.debugonstartguest(32|64))", "debugger endpoint on the host", "host-listener-or-pipe"),
     (r"vmsafe\..*", "introspection endpoint", "host-listener-or-pipe"),
+    (r"(vmci\d+\.unrestricted|allowunrestrictedcommunication)", "VMCI channel to other VMs on the host", "host-listener-or-pipe"),
     (r"ethernet\d+\.(vnet|bsdname|connectiontype|networkname|pvnid|dvs\..*|filter\d+\..*)", "binding to a host network",
      "host-device-passthrough"),
     (r"ethernet\d+\.(address|generatedaddress|generatedaddressoffset|checkmacaddress)", "MAC address: regenerated on deploy", ""),
@@ -82,6 +83,11 @@ def _device_namespaces(vmx: VmxFile) -> dict[str, tuple[str, str]]:
     return doomed
 
 
+def removal_for(key: str) -> tuple[str, str] | None:
+    """(reason, check id) when a VMX key (or an OVF vmw:ExtraConfig/vmw:Config key) must go, else None."""
+    return next(((reason, check) for rx, reason, check in _REMOVE if rx.match(key)), None)
+
+
 def _shown(entry: VmxEntry) -> str:
     return "(not shown)" if SECRET_KEYS.match(entry.key) and entry.value else entry.value
 
@@ -93,11 +99,13 @@ def sanitize_vmx(vmx: VmxFile) -> tuple[list[tuple[str, str]], list[Change]]:
     changes: list[Change] = []
     for entry in vmx.entries:
         namespace = entry.key.rsplit(".", 1)[0].lower()
-        rule = doomed.get(namespace) or next(((r, c) for rx, r, c in _REMOVE if rx.match(entry.key)), None)
+        rule = doomed.get(namespace) or removal_for(entry.key)
         if entry.norm == ".encoding":  # the output is always UTF-8 and says so on its first line
             if entry.value.strip().upper().replace("_", "-") not in ("UTF-8", "UTF8"):
                 changes.append(Change("remove", entry.key, entry.value, None, "re-encoded as UTF-8", "", entry.line))
             continue
+        if rule is None and PATH_KEY.match(entry.key) and entry.value and outside_bundle_reason(entry.value):
+            rule = (f"storage outside the bundle ({outside_bundle_reason(entry.value)})", "storage-path-outside-bundle")
         if rule is None and entry.norm in kept:
             rule = ("duplicate key: the first value is kept", "duplicate-descriptor-key")
         if rule:

@@ -24,9 +24,13 @@ _FIRST_LINE = re.compile(r"^(SHA1|SHA256|SHA512)\(([^()/\\]+)\)= ([0-9a-fA-F]+)\
 _HASHES = {"SHA1": hashes.SHA1, "SHA256": hashes.SHA256, "SHA512": hashes.SHA512}
 
 
+MAX_CHAIN = 6  # certificates from the signer to a trust anchor, both included
+_PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]{1,65536}?-----END CERTIFICATE-----")
+
+
 @dataclass(frozen=True)
 class Signer:
-    """Who signed the package, as the certificate says (not yet who vouches for them)."""
+    """Who signed the package, as the certificate says, and whether a trust store vouches for them."""
 
     subject: str
     issuer: str
@@ -35,6 +39,8 @@ class Signer:
     not_after: str
     expired: bool
     algorithm: str
+    trusted: bool | None = None  # None: no trust store was given, so nobody was asked
+    trust: str = ""  # how the chain ended: the anchor it reached, or why it reached none
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,25 @@ class SignatureFile:
     manifest: str
     signature: bytes
     certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...] = ()  # further certificates the file carries (intermediates)
+
+
+def parse_pem_certificates(data: bytes, what: str = "PEM bundle") -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle, in order; ParseError when one is unreadable or there is none."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise ParseError(f"{what} is not ASCII text") from None
+    blocks = _PEM_CERTIFICATE.findall(text)
+    if not blocks:
+        raise ParseError(f"{what} holds no PEM certificate")
+    certificates = []
+    for number, block in enumerate(blocks, start=1):
+        try:
+            certificates.append(x509.load_pem_x509_certificate(block.encode()))
+        except (ValueError, UnsupportedAlgorithm):
+            raise ParseError(f"{what}: certificate {number} is not readable") from None
+    return certificates
 
 
 def parse_signature_file(data: bytes) -> SignatureFile:
@@ -60,10 +85,13 @@ def parse_signature_file(data: bytes) -> SignatureFile:
     if len(hexsig) % 2:
         raise ParseError("certificate file: the signature has an odd number of hex digits")
     try:
-        certificate = x509.load_pem_x509_certificate(rest.strip().encode())
-    except (ValueError, UnsupportedAlgorithm):
+        certificates = parse_pem_certificates(rest.encode(), "certificate file")
+    except ParseError:
         raise ParseError("certificate file: no readable PEM certificate after the signature line") from None
-    return SignatureFile(algorithm=algorithm, manifest=manifest, signature=bytes.fromhex(hexsig), certificate=certificate)
+    if len(certificates) > MAX_CHAIN:
+        raise ParseError(f"certificate file carries {len(certificates)} certificates (at most {MAX_CHAIN})")
+    return SignatureFile(algorithm=algorithm, manifest=manifest, signature=bytes.fromhex(hexsig), certificate=certificates[0],
+                         chain=tuple(certificates[1:]))  # fmt: skip
 
 
 def _verify(public_key: object, signature: bytes, data: bytes, digest: hashes.HashAlgorithm) -> None:
@@ -82,8 +110,58 @@ def _validity(cert: x509.Certificate) -> tuple[datetime.datetime, datetime.datet
     return cert.not_valid_before.replace(tzinfo=utc), cert.not_valid_after.replace(tzinfo=utc)
 
 
-def verify_signature(sig: SignatureFile, manifest_bytes: bytes, now: datetime.datetime | None = None) -> Signer:
-    """The signer, once the signature over the manifest checks out; ParseError otherwise."""
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s key made ``cert``'s signature (names first, then the signature itself)."""
+    if cert.issuer != issuer.subject or cert.signature_hash_algorithm is None:
+        return False
+    try:
+        _verify(issuer.public_key(), cert.signature, cert.tbs_certificate_bytes, cert.signature_hash_algorithm)
+        return True
+    except (InvalidSignature, ParseError, TypeError, ValueError):
+        return False
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def trust_path(cert: x509.Certificate, chain: tuple[x509.Certificate, ...], anchors: tuple[x509.Certificate, ...],
+               now: datetime.datetime) -> tuple[bool, str]:  # fmt: skip
+    """(trusted, how): does ``cert`` chain, through ``chain``, to one of ``anchors``, every link valid ``now``?
+
+    An anchor is trusted as given (a pinned self-signed signer included);
+    an intermediate must be a CA by its BasicConstraints.
+    """
+    current, seen = cert, 0
+    while seen < MAX_CHAIN:
+        before, after = _validity(current)
+        if not before <= now <= after:
+            return False, f"{current.subject.rfc4514_string()} is not valid now ({before.date()} to {after.date()})"
+        if current in anchors:
+            return True, f"chains to the trust store's {current.subject.rfc4514_string()}"
+        anchor = next((a for a in anchors if _issued_by(current, a)), None)
+        if anchor is not None:
+            a_before, a_after = _validity(anchor)
+            if not a_before <= now <= a_after:
+                return False, f"the trust store's {anchor.subject.rfc4514_string()} is not valid now"
+            return True, f"chains to the trust store's {anchor.subject.rfc4514_string()}"
+        parent = next((c for c in chain if c != current and _is_ca(c) and _issued_by(current, c)), None)
+        if parent is None:
+            return False, f"no certificate in the trust store issued {current.issuer.rfc4514_string()}'s certificate" \
+                if current.issuer != current.subject else f"self-signed {current.subject.rfc4514_string()} is not in the trust store"
+        current, seen = parent, seen + 1
+    return False, f"no trust anchor within {MAX_CHAIN} certificates"
+
+
+def verify_signature(sig: SignatureFile, manifest_bytes: bytes, now: datetime.datetime | None = None,
+                     anchors: tuple[x509.Certificate, ...] | None = None) -> Signer:  # fmt: skip
+    """The signer, once the signature over the manifest checks out; ParseError otherwise.
+
+    With ``anchors`` (a trust store), the signer's certificate is also walked to one of them.
+    """
     cert = sig.certificate
     try:
         _verify(cert.public_key(), sig.signature, manifest_bytes, _HASHES[sig.algorithm]())
@@ -97,6 +175,7 @@ def verify_signature(sig: SignatureFile, manifest_bytes: bytes, now: datetime.da
             self_signed = False  # names match but the certificate does not sign itself
     now = now or datetime.datetime.now(datetime.timezone.utc)
     before, after = _validity(cert)
+    trusted, trust = (None, "") if anchors is None else trust_path(cert, sig.chain, anchors, now)
     return Signer(
         subject=cert.subject.rfc4514_string(),
         issuer=cert.issuer.rfc4514_string(),
@@ -105,4 +184,6 @@ def verify_signature(sig: SignatureFile, manifest_bytes: bytes, now: datetime.da
         not_after=after.isoformat(),
         expired=not before <= now <= after,
         algorithm=sig.algorithm,
+        trusted=trusted,
+        trust=trust,
     )

@@ -49,9 +49,11 @@ def manifest_missing(bundle: BundleFacts):
     references=("DMTF DSP0243: NAME.cert signs the manifest; vCenter warns on SELF_SIGNED, EXPIRED, UNTRUSTED",),
 )
 def unsigned_bundle(bundle: BundleFacts):
-    """No signature, or one whose certificate is self-signed or outside its validity period.
+    """No signature, or one whose certificate is self-signed, outside its validity period, or (with
+    --trust-store) not chained to the trust store.
 
-    A signature that does not match the manifest never gets here: it rejects the upload.
+    A signature that does not match the manifest never gets here: it rejects the upload. A profile with
+    require_trusted_signer rejects every upload this would fail.
     """
     if bundle.kind not in ("ova", "ovf"):
         yield not_applicable("only OVF packages are signed")
@@ -61,10 +63,12 @@ def unsigned_bundle(bundle: BundleFacts):
     if signer is None:
         yield fail(where, "no .cert: nothing ties the package to its vendor")
         return
-    if signer.self_signed:
+    if signer.self_signed and not signer.trusted:
         yield fail(where, f"signed by a self-signed certificate ({signer.subject}) that no authority vouches for")
     if signer.expired:
         yield fail(where, f"the signing certificate is valid {signer.not_before} to {signer.not_after}, not now")
+    elif signer.trusted is False and not signer.self_signed:
+        yield fail(where, f"the signer {signer.subject} is not vouched for by the trust store: {signer.trust}")
 
 
 SAVED_STATE = (".vmss", ".vmem", ".vmsn", ".vmsd", ".nvram")

@@ -13,6 +13,10 @@ from certify.plugins.hookspecs import hookimpl
 # CIM ResourceType numbers of OVF hardware items that bind host hardware (35: VirtualBox's sound card).
 HOST_ITEM_TYPES = {"14": "floppy drive", "21": "serial port", "22": "parallel port", "23": "USB controller", "35": "sound card"}
 _RAW_DEVICE_TYPES = {"cdrom-raw", "atapi-cdrom", "scsi-passthru", "rawdisk", "scsi-cdrom"}
+# rasd:ResourceSubType of an OVF item backed by a host (or console client) device rather than an image:
+# vmware.cdrom.atapi / remoteatapi / remotepassthrough (the OVF form of cdrom-raw), PCI pass-through,
+# vmware.soundcard.* (host audio, as sound.present in a VMX).
+HOST_ITEM_SUBTYPE = re.compile(r"(atapi|passthrough|passthru|soundcard)", re.IGNORECASE)
 
 
 @check(
@@ -21,8 +25,9 @@ _RAW_DEVICE_TYPES = {"cdrom-raw", "atapi-cdrom", "scsi-passthru", "rawdisk", "sc
     layer=Layer.DESCRIPTOR,
     title="VM configuration attaches host devices",
     remediation=(
-        "Remove host device bindings: raw CD-ROM/SCSI pass-through, floppy, serial and parallel ports backed "
-        "by host devices, USB auto-connect, PCI pass-through, sound and host NIC bindings "
+        "Remove host device bindings: raw CD-ROM/SCSI pass-through, floppy drives backed by host devices, "
+        "serial and parallel ports backed by host devices or writing host files, USB auto-connect, PCI pass-through, "
+        "sound and host NIC bindings "
         "(ethernetN.vnet/bsdName, bridged). The cloud attaches the devices and networks a tenant is given."
     ),
     references=("vSphere 8 VM STIG V-258722 (floppy), V-258724 (parallel), V-258725 (serial), V-258726 (USB), V-258727 (PCI)",),
@@ -33,8 +38,11 @@ def host_device_passthrough(descriptor: Descriptor) -> Iterator[Result]:
         if entry.value.strip().lower() in _RAW_DEVICE_TYPES:
             yield fail(entry.location, f"{entry.key} = {entry.value!r}: a host device passed through")
     for entry, m in descriptor.matching(r"^(floppy|serial|parallel)(\d+)\.filetype$"):
-        if entry.value.strip().lower() == "device":
+        kind = entry.value.strip().lower()
+        if kind == "device":
             yield fail(entry.location, f"{entry.key} = 'device': {m.group(1)} port backed by a host device")
+        elif m.group(1).lower() != "floppy" and kind in ("file", "thinprint"):  # network and pipe: host-listener-or-pipe
+            yield fail(entry.location, f"{entry.key} = {kind!r}: {m.group(1)} port output goes to the host")
     for entry, _ in descriptor.matching(r"^(usb\.autoconnect\.device\d+|usb\.generic\..+)$"):
         yield fail(entry.location, f"{entry.key}: host USB devices attach to the VM")
     for entry, _ in descriptor.matching(r"^(pcipassthru\d+|sound)\.present$"):
@@ -43,6 +51,8 @@ def host_device_passthrough(descriptor: Descriptor) -> Iterator[Result]:
     for item in descriptor.devices:
         if item.name in HOST_ITEM_TYPES:
             yield fail(item.location, f"hardware item {item.value or item.name!r}: a {HOST_ITEM_TYPES[item.name]} for the VM")
+        elif HOST_ITEM_SUBTYPE.search(item.kind):
+            yield fail(item.location, f"hardware item {item.value or item.name!r} ({item.kind}): a host device passed through")
     for entry, _ in descriptor.matching(r"^ethernet\d+\.(vnet|bsdname|connectiontype)$"):
         if entry.norm.endswith("connectiontype") and entry.value.strip().lower() not in ("bridged", "custom", "hostonly"):
             continue
@@ -56,10 +66,12 @@ def host_device_passthrough(descriptor: Descriptor) -> Iterator[Result]:
     title="VM configuration opens a listener or pipe on the host",
     remediation=(
         "Remove network and pipe serial ports (serialN.fileType = network/pipe, serialN.network.endPoint, "
-        "serialN.vspc), debug stubs (debugStub.*) and VMsafe endpoints (vmsafe.*): each opens a socket or pipe "
-        "in the host's hypervisor process that tenants must never reach."
+        "serialN.vspc), debug stubs (debugStub.*), VMsafe endpoints (vmsafe.*) and unrestricted VMCI "
+        "(vmciN.unrestricted): each opens a socket, pipe or channel in the host's hypervisor process that tenants "
+        "must never reach."
     ),
-    references=("vSphere 8 VM STIG V-258725 (serial ports)", "VMsafe: vSTIG ESXI5-VM-000052..54"),
+    references=("vSphere 8 VM STIG V-258725 (serial ports)", "VMsafe: vSTIG ESXI5-VM-000052..54",
+                "vmci0.unrestricted: vSTIG ESXI5-VM-000011"),
 )
 def host_listener_or_pipe(descriptor: Descriptor) -> Iterator[Result]:
     """A socket, pipe or debugger endpoint the hypervisor would open on the host for this VM."""
@@ -74,6 +86,9 @@ def host_listener_or_pipe(descriptor: Descriptor) -> Iterator[Result]:
     for entry, _ in descriptor.matching(r"^(debugstub\..+|monitor\.debugonstartguest(32|64)|vmsafe\.(enable|agentaddress|agentport))$"):
         if entry.norm.startswith("vmsafe.agent") or is_on(entry.value):
             yield fail(entry.location, f"{entry.key} = {entry.value!r}: debugger or introspection endpoint")
+    for entry, _ in descriptor.matching(r"^(vmci\d+\.unrestricted|allowunrestrictedcommunication)$"):  # the VMX key, the vmw:Config field
+        if is_on(entry.value):
+            yield fail(entry.location, f"{entry.key} = {entry.value!r}: a VMCI channel to every other VM on the host")
 
 
 @check(

@@ -13,6 +13,7 @@ from certify.checkdef import check
 from certify.descriptor import Descriptor, is_on, is_plainly_true
 from certify.model import Layer, Location, Result, Severity, fail, not_applicable
 from certify.plugins.hookspecs import hookimpl
+from certify.sanitize import HARDENING
 
 # Whole words only: 'passthrough', 'compass' and 'tokenizer' are not secrets.
 SECRET_NAME = re.compile(r"(?<![a-z])(pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|credentials?)(?![a-z])",
@@ -82,18 +83,18 @@ def descriptor_secret(descriptor: Descriptor) -> Iterator[Result]:
         if entry.value:
             yield fail(entry.location, f"{entry.key} holds a value (not shown)")
     for entry, _ in descriptor.matching(r"^guestinfo\..+$"):
-        if entry.value and (SECRET_NAME.search(entry.key) or _secret_content(entry.value)):
+        if entry.value and (SECRET_NAME.search(entry.key) or secret_content(entry.value)):
             yield fail(entry.location, f"{entry.key} holds a secret readable from inside the guest (value not shown)")
     for prop in descriptor.properties:
         if not prop.value:
             continue
         named = SECRET_NAME.search(prop.name) and not prop.kind.startswith(NOT_TEXT_TYPES)
-        if prop.secret or named or _secret_content(prop.value):
+        if prop.secret or named or secret_content(prop.value):
             kind = "password property" if prop.secret else "property named like a secret" if named else "property whose default holds credentials"
             yield fail(prop.location, f"{kind} {prop.name!r} has a default value (not shown)")
 
 
-def _secret_content(value: str) -> bool:
+def secret_content(value: str) -> bool:
     """Credentials in a value, also inside base64 (wrapped or not) and gzip, as cloud-init user data travels."""
     if _SECRET_CONTENT.search(value):
         return True
@@ -123,10 +124,14 @@ def _secret_content(value: str) -> bool:
     references=("vmware/govmomi vim25/types/hardware_version.go: vmx-13 is ESXi 6.5, vmx-21 ESXi 8.0 U2, vmx-22 VCF 9",),
 )
 def vmx_hardware_version(descriptor: Descriptor, params) -> Iterator[Result]:
-    """The VMX must state its hardware version; each vmx-NN an OVF lists must be in the window."""
+    """The VMX must state its hardware version (and be config.version 8); each vmx-NN an OVF lists must be in the window."""
     low, high = params["min_version"], params["max_version"]
     if descriptor.kind == "vmx" and not descriptor.hardware_versions:
         yield fail(Location(layer=Layer.DESCRIPTOR, file=descriptor.file), "no virtualHW.version: the hypervisor would choose one")
+    if descriptor.kind == "vmx":
+        for entry, _ in descriptor.matching(r"^config\.version$"):
+            if entry.value.strip() != "8":  # the only VMX file format version VMware writes and libvirt reads
+                yield fail(entry.location, f"config.version = {entry.value[:20]!r}: a VMX is version 8")
     for setting in descriptor.hardware_versions:
         versions = setting.value.split() or [""]
         # An OVF may list several families; the deployer picks one, so one in the window is enough.
@@ -181,6 +186,7 @@ def vmx_isolation_settings(descriptor: Descriptor) -> Iterator[Result]:
         yield fail(entry.location, f"{entry.key} is set: page sharing across VMs (STIG: must not exist)")
 
 
+_STIG_VALUES = {k.lower(): v for k, v in HARDENING.items()}
 DEFAULT_EXTRACONFIG_ALLOWED = [
     "cpuid.coresPerSocket", "svga.present", "svga.autodetect", "svga.vramSize", "svga.numDisplays",
     "tools.syncTime", "tools.upgrade.policy", "time.synchronize.*", "disk.EnableUUID", "numa.*",
@@ -201,12 +207,20 @@ DEFAULT_EXTRACONFIG_ALLOWED = [
     references=("vSphere REST Ovf_ExtraConfig: settings 'transferred directly to the .vmx file'",),
 )
 def extraconfig_smuggling(descriptor: Descriptor, params) -> Iterator[Result]:
-    """Every vmw:ExtraConfig key not on the allowed list (glob patterns, tunable by profile)."""
+    """Every vmw:ExtraConfig key not on the allowed list (glob patterns, tunable by profile).
+
+    A vSphere STIG isolation key set to exactly its STIG value (what ``certify
+    sanitize`` writes) hardens the VM and is not counted.
+    """
     if descriptor.kind != "ovf":
         yield not_applicable("only OVF descriptors carry vmw:ExtraConfig")
         return
     allowed = [p.lower() for p in params["allowed_keys"]]
     for entry in descriptor.entries:
+        if entry.source != "vmw:ExtraConfig":  # vmw:Config fields are VirtualMachineConfigSpec, not raw VMX lines
+            continue
+        if _STIG_VALUES.get(entry.norm) == entry.value:
+            continue
         if not any(fnmatch.fnmatchcase(entry.norm, p) for p in allowed):
             yield fail(entry.location, f"vmw:ExtraConfig {entry.key} would be written into the VMX")
 

@@ -255,3 +255,67 @@ def test_a_hostile_scan_writes_only_its_report_and_reads_no_file_it_names(tmp_pa
     assert not any("host-secret" in path or path.endswith("shadow") for path, _ in outcome["events"])
     assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
     assert list(work.iterdir()) == []  # the work directory is removed when the scan ends
+
+
+# --- ingest limits and OVA order: policy from the command line and the profile -------------------
+
+
+def _ova(path, names):
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in names:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            import io
+
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_ingest_limits_come_from_the_command_line(tmp_path):
+    ova = _ova(tmp_path / "a.ova", [(f"f{i}.txt", b"x" * 100) for i in range(5)])
+    for args, reason in ((["--max-members", "3"], "more than 3 members"), (["--max-member-size", "50"], "size limit"),
+                         (["--max-total-size", "250B"], "size limit")):  # fmt: skip
+        out = tmp_path / "r.json"
+        result = run_certify("scan", str(ova), "--format", "json", "-o", str(out), "-q", *args)
+        assert result.returncode == 2, result.stderr
+        assert reason in json.loads(out.read_text())["rejection"]["reason"]
+    # Generous limits let the same upload through ingestion (it then fails for holding no descriptor).
+    result = run_certify("scan", str(ova), "-q", "--max-members", "10", "--max-total-size", "1K", "--format", "json")
+    assert result.returncode == 2 and "exactly one .ovf" in json.loads(result.stdout)["rejection"]["reason"]
+
+
+def test_bad_limit_values_are_one_line_usage_errors(tmp_path):
+    for args in (["--max-members", "0"], ["--max-members", "many"], ["--max-total-size", "12Q"], ["--max-member-size", "-5"],
+                 ["--max-virtual-size", ""]):  # fmt: skip
+        result = run_certify("scan", str(tmp_path / "a.ova"), *args)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert args[0] in result.stderr and "Traceback" not in result.stderr
+
+
+def test_strict_ova_order_is_a_profile_switch(tmp_path):
+    from certify import sample
+
+    ovf = sample.ovf_descriptor("vm", "vm-disk1.vmdk", None, 4096).encode()
+    ova = _ova(tmp_path / "late.ova", [("vm-disk1.vmdk", b"\0" * 4096), ("vm.ovf", ovf)])
+    profile = tmp_path / "strict.yaml"
+    profile.write_text("extends: default\nstrict_ova_order: true\n")
+    result = run_certify("scan", str(ova), "-q", "--profile", str(profile), "--format", "json")
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["rejection"]["reason"] == (
+        "late.ova: the OVF descriptor is not the first member of the OVA ('vm-disk1.vmdk' is) (the profile requires DSP0243 member order)")
+
+
+def test_sha1_manifests_are_refused_under_a_profile_that_says_so(tmp_path):
+    import hashlib
+
+    from certify import sample
+
+    ovf = sample.ovf_descriptor("vm", "vm-disk1.vmdk", None, 4096).encode()
+    disk = b"\0" * 4096
+    manifest = f"SHA1(vm.ovf)= {hashlib.sha1(ovf).hexdigest()}\nSHA1(vm-disk1.vmdk)= {hashlib.sha1(disk).hexdigest()}\n".encode()
+    ova = _ova(tmp_path / "old.ova", [("vm.ovf", ovf), ("vm.mf", manifest), ("vm-disk1.vmdk", disk)])
+    profile = tmp_path / "sha2-only.yaml"
+    profile.write_text("extends: default\nreject_sha1_manifest: true\n")
+    result = run_certify("scan", str(ova), "-q", "--profile", str(profile), "--format", "json")
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["rejection"]["reason"] == "'vm.mf' uses SHA1 digests, and the profile requires SHA256 or SHA512"

@@ -49,6 +49,8 @@ def test_a_clean_vmx_passes_every_descriptor_check():
     [
         ('ide1:0.deviceType = "cdrom-raw"\nide1:0.fileName = "auto detect"\n', {("host-device-passthrough", "ide1:0.deviceType")}),
         ('floppy0.fileType = "device"\n', {("host-device-passthrough", "floppy0.fileType")}),
+        ('serial0.fileType = "file"\nserial0.fileName = "serial.log"\n', {("host-device-passthrough", "serial0.fileType")}),
+        ('floppy0.fileType = "file"\nfloppy0.fileName = "boot.flp"\n', set()),
         ('usb.autoConnect.device0 = "vid:0x0781 pid:0x5581"\n', {("host-device-passthrough", "usb.autoConnect.device0")}),
         ('pciPassthru0.present = "TRUE"\n', {("host-device-passthrough", "pciPassthru0.present")}),
         ('ethernet0.vnet = "/dev/vmnet0"\n', {("host-device-passthrough", "ethernet0.vnet")}),
@@ -276,3 +278,21 @@ def test_vbox_machine_shared_folders():
     assert ("shared-folder", "vbox:SharedFolder/@hostPath") in found
     real = (CORPUS / "cot-virtualbox-ovf2.ovf").read_bytes()  # an empty <SharedFolders/>: nothing shared
     assert not any(c == "shared-folder" for c, _ in failing(from_ovf("x.ovf", parse_ovf(real), real.decode())))
+
+
+def test_vmw_config_goes_through_the_vmx_rules_but_is_not_extra_config():
+    config = ('<vmw:Config ovf:required="false" vmw:key="RemoteDisplay.vnc.enabled" vmw:value="true"/>'
+              '<vmw:Config ovf:required="false" vmw:key="nestedHVEnabled" vmw:value="false"/>'
+              '<vmw:Config ovf:required="false" vmw:key="nestedHVEnabled" vmw:value="true"/>')  # fmt: skip
+    text = ovf_descriptor("vm", "d.vmdk", 1, 1).replace("    </VirtualHardwareSection>", config + "\n    </VirtualHardwareSection>")
+    found = failing(from_ovf("a.ovf", parse_ovf(text.encode()), text))
+    assert found == {("vmx-vnc-enabled", "RemoteDisplay.vnc.enabled"), ("duplicate-descriptor-key", "nestedHVEnabled")}
+
+
+def test_ovf_items_backed_by_host_devices_by_subtype():
+    item = ('<Item ovf:required="false"><rasd:ElementName>CD/DVD drive 1</rasd:ElementName><rasd:InstanceID>9</rasd:InstanceID>'
+            '<rasd:ResourceSubType>{}</rasd:ResourceSubType><rasd:ResourceType>15</rasd:ResourceType></Item>')  # fmt: skip
+    for subtype, bad in (("vmware.cdrom.atapi", True), ("vmware.cdrom.remotepassthrough", True), ("vmware.cdrom.iso", False)):
+        text = ovf_descriptor("vm", "d.vmdk", 1, 1).replace("    </VirtualHardwareSection>", item.format(subtype) + "\n    </VirtualHardwareSection>")
+        found = failing(from_ovf("a.ovf", parse_ovf(text.encode()), text))
+        assert (("host-device-passthrough", "Item[rasd:ResourceType=15]") in found) == bad, subtype

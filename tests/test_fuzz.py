@@ -78,6 +78,7 @@ def image_seeds(tmp_path_factory) -> list[bytes]:
     commands = [
         ["create", "-q", "-f", "qcow2", "a.qcow2", "1M"],
         ["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "b.qcow2"],
+        ["create", "-q", "-f", "qcow2", "-o", "data_file=data.raw", "c.qcow2", "1M"],
         ["create", "-q", "-f", "vmdk", "s.vmdk", "1M"],
         ["convert", "-q", "-O", "vmdk", "-o", "subformat=streamOptimized", "base.raw", "so.vmdk"],
         ["convert", "-q", "-O", "vmdk", "-o", "subformat=monolithicFlat", "base.raw", "flat.vmdk"],
@@ -87,7 +88,7 @@ def image_seeds(tmp_path_factory) -> list[bytes]:
     for args in commands:
         subprocess.run(["qemu-img", *args], check=True, capture_output=True, cwd=d)
     # Headers and descriptors live in the first few hundred KiB; keep seeds small.
-    return [p.read_bytes()[: 320 * 1024] for p in sorted(d.iterdir()) if p.name != "base.raw"]
+    return [p.read_bytes()[: 320 * 1024] for p in sorted(d.iterdir()) if p.name not in ("base.raw", "data.raw")]
 
 
 def test_disk_header_sniffer(image_seeds):
@@ -120,3 +121,46 @@ def test_authorized_keys_and_private_keys_never_raise(text):
     parse_authorized_keys(text)
     private_key_public(text.encode("utf-8", "replace"))
     private_key_public(b"-----BEGIN OPENSSH PRIVATE KEY-----\n" + text.encode("utf-8", "replace") + b"\n-----END OPENSSH PRIVATE KEY-----\n")
+
+
+@pytest.fixture(scope="module")
+def pem_seed() -> bytes:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "seed")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))  # fmt: skip
+    return b"SHA256(vm.mf)= " + b"ab" * 64 + b"\n" + cert.public_bytes(serialization.Encoding.PEM) * 2
+
+
+def test_signature_file_and_pem_bundle_parsers(pem_seed):
+    from certify.signature import parse_pem_certificates, parse_signature_file
+
+    @FUZZ
+    @given(mutated([pem_seed]))
+    def run(data):
+        for parse in (parse_signature_file, parse_pem_certificates):
+            try:
+                parse(data)
+            except ParseError:
+                pass
+
+    run()
+
+
+@FUZZ
+@given(st.text(max_size=40))
+def test_size_parser_only_raises_value_error(text):
+    from certify.units import parse_size
+
+    try:
+        assert parse_size(text) > 0
+    except ValueError:
+        pass

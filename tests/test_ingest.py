@@ -12,7 +12,7 @@ import pytest
 
 from certify import sample
 from certify.errors import InputRejected, UsageError
-from certify.ingest import Limits, identify, ingest
+from certify.ingest import IngestPolicy, Limits, identify, ingest
 from certify.ova import check_member_name
 
 
@@ -598,3 +598,14 @@ def test_capacity_units():
     assert capacity_bytes(disk("10", "byte * 2^30")) == 10 * 2**30
     assert capacity_bytes(disk("4096", None)) == 4096
     assert capacity_bytes(disk("${SIZE}", "byte")) is None and capacity_bytes(disk("1", "furlongs")) is None
+
+
+def test_manifest_placement_is_a_note_or_with_strict_order_a_rejection(tmp_path, vmdk_bytes):
+    ovf, readme = ovf_for("vm-disk1.vmdk"), b"hello\n"
+    manifest = mf(*(f"SHA256({n})= {sha('sha256', d)}" for n, d in (("vm.ovf", ovf), ("vm-disk1.vmdk", vmdk_bytes), ("readme.txt", readme))))
+    ova = make_tar(tmp_path / "a.ova", [("vm.ovf", ovf), ("vm-disk1.vmdk", vmdk_bytes), ("vm.mf", manifest), ("readme.txt", readme)])
+    assert any("not where DSP0243 puts them" in n for n in ingest(str(ova), fresh(tmp_path)).notes)
+    with pytest.raises(InputRejected, match="not where DSP0243 puts them .* requires DSP0243 member order"):
+        ingest(str(ova), fresh(tmp_path), policy=IngestPolicy(strict_ova_order=True))
+    in_order = make_tar(tmp_path / "b.ova", [("vm.ovf", ovf), ("vm.mf", manifest), ("vm-disk1.vmdk", vmdk_bytes), ("readme.txt", readme)])
+    assert ingest(str(in_order), fresh(tmp_path), policy=IngestPolicy(strict_ova_order=True)).notes == []

@@ -242,3 +242,110 @@ def test_private_key_public_half_without_decrypting():
     assert private_key_public(b"-----BEGIN OPENSSH PRIVATE KEY-----\n!!!\n-----END OPENSSH PRIVATE KEY-----\n") is None
     assert private_key_public(b"not a key") is None
     assert fingerprint(b"") == "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"
+
+
+# --- OVF structure: collections, sections, networks, licences, vmw:Config ---------------------
+
+ENVELOPE = ('<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" '
+            'xmlns:vmw="http://www.vmware.com/schema/ovf">{}</Envelope>')  # fmt: skip
+
+
+def _system(sid: str, body: str = "") -> str:
+    return f'<VirtualSystem ovf:id="{sid}"><Info>vm</Info>{body}</VirtualSystem>'
+
+
+def _nested(depth: int) -> bytes:
+    inner = _system("vm")
+    for level in range(depth):
+        inner = f'<VirtualSystemCollection ovf:id="c{level}"><Info>vApp</Info>{inner}</VirtualSystemCollection>'
+    return ENVELOPE.format(inner).encode()
+
+
+def test_nesting_is_bounded_before_anything_recurses():
+    from certify.ovf import MAX_DEPTH
+    from certify.sanitize_ovf import sanitize_ovf
+
+    def nested(depth):
+        return sample.ovf_descriptor("vm", "d.vmdk", 1, 1).replace("  </VirtualSystem>", "<AnnotationSection><Info>x</Info><Annotation>"
+                                                                    + "<b>" * depth + "</b>" * depth + "</Annotation></AnnotationSection></VirtualSystem>").encode()  # fmt: skip
+
+    assert parse_ovf(nested(MAX_DEPTH - 6)).systems == ("vm",)  # Envelope, VirtualSystem, AnnotationSection, Annotation above
+    for depth in (MAX_DEPTH, 100_000):
+        for parse in (parse_ovf, sanitize_ovf):
+            with pytest.raises(ParseError, match=f"nested more than {MAX_DEPTH} deep"):
+                parse(nested(depth))
+
+
+def test_virtual_system_collections_are_bounded():
+    from certify.ovf import MAX_COLLECTION_DEPTH, MAX_SYSTEMS
+
+    assert parse_ovf(_nested(MAX_COLLECTION_DEPTH)).systems == ("vm",)
+    with pytest.raises(ParseError, match=f"nested more than {MAX_COLLECTION_DEPTH} deep"):
+        parse_ovf(_nested(MAX_COLLECTION_DEPTH + 1))
+    many = "".join(_system(f"vm{i}") for i in range(MAX_SYSTEMS + 1))
+    collection = f'<VirtualSystemCollection ovf:id="c"><Info>vApp</Info>{many}</VirtualSystemCollection>'
+    with pytest.raises(ParseError, match=f"{MAX_SYSTEMS + 1} VirtualSystems"):
+        parse_ovf(ENVELOPE.format(collection).encode())
+    fine = "".join(_system(f"vm{i}") for i in range(3))
+    assert parse_ovf(ENVELOPE.format(f'<VirtualSystemCollection ovf:id="c"><Info>v</Info>{fine}</VirtualSystemCollection>').encode()).systems == ("vm0", "vm1", "vm2")
+
+
+@pytest.mark.parametrize(
+    "section, where, refused",
+    [
+        ('<AcmeSection><Info>x</Info></AcmeSection>', "envelope", True),
+        ('<AcmeSection ovf:required="true"><Info>x</Info></AcmeSection>', "system", True),
+        ('<acme:Magic xmlns:acme="urn:acme"><Info>x</Info></acme:Magic>', "system", True),
+        ('<AcmeSection ovf:required="false"><Info>x</Info></AcmeSection>', "system", False),
+        ('<acme:Magic xmlns:acme="urn:acme" ovf:required="false"/>', "envelope", False),
+        ('<vmw:BootOrderSection vmw:type="disk"><Info>boot order</Info></vmw:BootOrderSection>', "system", False),
+        ('<EulaSection><Info>x</Info><License>be nice</License></EulaSection>', "system", False),
+    ],
+)
+def test_unknown_required_sections_are_refused_known_and_optional_ones_are_not(section, where, refused):
+    data = ENVELOPE.format(section + _system("vm") if where == "envelope" else _system("vm", section)).encode()
+    if refused:
+        with pytest.raises(ParseError, match="is required .* not one this tool understands"):
+            parse_ovf(data)
+    else:
+        optional = parse_ovf(data).optional_sections
+        assert [s.name for s in optional] == (["AcmeSection"] if "Acme" in section else ["Magic"] if "Magic" in section else [])
+
+
+def test_networks_licences_and_item_details_are_facts():
+    body = ('<EulaSection><Info>x</Info><License>\n  Use it kindly.\n</License></EulaSection>'
+            '<VirtualHardwareSection><Info>hw</Info>'
+            '<Item xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">'
+            '<rasd:Connection>VM Network</rasd:Connection><rasd:ElementName>nic</rasd:ElementName><rasd:InstanceID>1</rasd:InstanceID>'
+            '<rasd:ResourceSubType>VmxNet3</rasd:ResourceSubType><rasd:ResourceType>10</rasd:ResourceType></Item>'
+            '</VirtualHardwareSection>')  # fmt: skip
+    networks = '<NetworkSection><Info>n</Info><Network ovf:name="VM Network"><Description>the  LAN</Description></Network></NetworkSection>'
+    ovf = parse_ovf(ENVELOPE.format(networks + _system("vm", body)).encode())
+    assert [(n.name, n.description) for n in ovf.networks] == [("VM Network", "the LAN")]
+    assert [(e.system, e.text) for e in ovf.eulas] == [("vm", "Use it kindly.")]
+    assert [(i.subtype, i.connections) for i in ovf.items] == [("VmxNet3", ("VM Network",))]
+    descriptor = from_ovf("a.ovf", ovf)
+    assert [n.name for n in descriptor.networks] == ["VM Network"] and descriptor.licenses[0].value == "Use it kindly."
+    from certify.ovf import MAX_LICENSE_CHARS
+
+    huge = ENVELOPE.format(_system("vm", f"<EulaSection><Info>x</Info><License>{'x' * (MAX_LICENSE_CHARS + 1)}</License></EulaSection>"))
+    with pytest.raises(ParseError, match="EulaSection License"):
+        parse_ovf(huge.encode())
+
+
+def test_vmw_config_is_read_like_extra_config_and_scoped_per_device():
+    hw = ('<VirtualHardwareSection><Info>hw</Info>'
+          '<Item><Info>a</Info><vmw:Config vmw:key="slotInfo.pciSlotNumber" vmw:value="32"/></Item>'
+          '<Item><Info>b</Info><vmw:Config vmw:key="slotInfo.pciSlotNumber" vmw:value="33"/></Item>'
+          '<vmw:Config vmw:key="firmware" vmw:value="efi"/>'
+          '<vmw:ExtraConfig vmw:key="firmware" vmw:value="bios"/></VirtualHardwareSection>')  # fmt: skip
+    ovf = parse_ovf(ENVELOPE.format(_system("vm", hw)).encode())
+    assert [(e.element, e.key, e.value) for e in ovf.extra_config] == [
+        ("Config", "slotInfo.pciSlotNumber", "32"), ("Config", "slotInfo.pciSlotNumber", "33"),
+        ("Config", "firmware", "efi"), ("ExtraConfig", "firmware", "bios")]  # fmt: skip
+    scopes = [e.system for e in ovf.extra_config]
+    assert scopes[0] != scopes[1] and scopes[2] == scopes[3] == "vm"
+    assert [e.source for e in from_ovf("a.ovf", ovf).entries] == ["vmw:Config"] * 3 + ["vmw:ExtraConfig"]
+    bad = ENVELOPE.format(_system("vm", '<VirtualHardwareSection><Info>hw</Info><vmw:Config vmw:key="a b" vmw:value="x"/></VirtualHardwareSection>'))
+    with pytest.raises(ParseError, match="vmw:Config key 'a b' is not a VMX key"):
+        parse_ovf(bad.encode())

@@ -108,6 +108,8 @@ def test_user_profile_extends_a_shipped_one_and_notes_unknown_checks(tmp_path, v
         ("params:\n  storage-path-outside-bundle:\n    allow_subdirectories: 'no'\n", "must be a bool"),
         ("extends: p.yaml\n", "loop"),
         ("a: [\n", "not valid YAML"),
+        ("strict_ova_order: sometimes\n", "strict_ova_order must be true or false"),
+        ("reject_sha1_manifest: 1\n", "reject_sha1_manifest must be true or false"),
     ],
 )
 def test_bad_profiles_are_one_line_usage_errors(tmp_path, vnc_vmx, profile_file, text, message):

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
 
 from certify.descriptor import from_vmx
+from certify.errors import ParseError
 from certify.model import Facts
 from certify.plugins.manager import load_registry
 from certify.runner import run_checks
 from certify.sanitize import render_vmx, sanitize_vmx
 from certify.vmx import parse_vmx
 from conftest import run_certify
+from test_fuzz import FUZZ, VMX_SEEDS, mutated
 from test_parsers import CORPUS
 
 SCOURED = {"vmx-vnc-enabled", "shared-folder", "host-device-passthrough", "host-listener-or-pipe", "descriptor-secret",
@@ -97,6 +100,18 @@ def test_sanitize_command(tmp_path):
     assert run_certify("sanitize", str(source), "-o", str(source)).returncode == 2
     (tmp_path / "a.ovf").write_text("<x/>")
     refused = run_certify("sanitize", str(tmp_path / "a.ovf"), "-o", str(tmp_path / "o.ovf"))
-    assert refused.returncode == 2 and "takes a .vmx" in refused.stderr
+    assert refused.returncode == 2 and "rejected: root element is 'x', not an OVF" in refused.stderr
     (tmp_path / "bad.vmx").write_text("not a vmx line\n")
     assert run_certify("sanitize", str(tmp_path / "bad.vmx"), "-o", str(tmp_path / "o.vmx")).returncode == 2
+
+
+@FUZZ
+@given(mutated([*VMX_SEEDS, HOSTILE.encode()]))
+def test_sanitized_vmx_is_clean_and_a_fixed_point_for_any_vmx_the_parser_accepts(data):
+    try:
+        vmx = parse_vmx(data)
+    except ParseError:
+        return
+    once, _ = sanitized(data.decode(vmx.encoding))
+    assert sanitized(once) == (once, [])
+    assert findings(once) == set()
