@@ -17,7 +17,7 @@ from certify.certificate import CertificateInvalid, canonical, verify
 from certify.errors import CertifyError, UsageError
 from certify.isolation import deploy, render
 from certify.isolation import verify as verification
-from certify.isolation.model import ModelError, Provider, Service, Workload, allocate_address, check_workload_fits, mac_for
+from certify.isolation.model import NAME, ModelError, Provider, Service, Workload, allocate_address, check_workload_fits, mac_for
 from certify.isolation.registry import Registry
 
 
@@ -36,7 +36,8 @@ def model_with_admissions(provider: Provider, registry: Registry) -> Provider:
     try:
         return provider.with_workloads(registry.workloads())
     except ModelError as exc:
-        raise UsageError(f"the provider file and the admission registry {registry.path} disagree: {exc}") from None
+        raise UsageError(f"the provider file and the admission registry {registry.path} disagree: {exc} "
+                         "(give the provider file's workload an explicit address, or evict the admission)") from None
 
 
 def default_name(artifact: str) -> str:
@@ -65,6 +66,8 @@ def admit(provider: Provider, registry: Registry, artifact: str, cert: str, vdc:
     if vdc not in provider.vdcs:
         raise UsageError(f"{vdc}: no such vDC in the provider file (have: {', '.join(sorted(provider.vdcs))})")
     name = name or default_name(artifact)
+    if not NAME.fullmatch(name):
+        raise UsageError(f"--name {name!r}: lower-case letters, digits and '-', at most 32, starting with a letter")
     record = _certificate(cert, artifact, keys)
     cert_id = "sha256:" + hashlib.sha256(canonical(record) + record["signature"]["value"].encode()).hexdigest()
     existing = registry.find(vdc, name)
@@ -102,14 +105,19 @@ def admit(provider: Provider, registry: Registry, artifact: str, cert: str, vdc:
 
 
 def evict(provider: Provider, registry: Registry, vdc: str, name: str) -> dict[str, Any]:
+    """Evict from the registry row alone, so an admission the provider file no longer agrees with
+    (an address the file now allocates, a vDC it dropped) can still be removed."""
     found = registry.find(vdc, name)
     if found is None:
         if provider.workload(vdc, name) is not None:
             raise UsageError(f"{name} in {vdc} comes from the provider file: remove it there and run 'certify isolation apply'")
         raise UsageError(f"{name}: not admitted in {vdc} (see 'certify admissions')")
-    model = model_with_admissions(provider, registry)
-    workload = model.workload(vdc, name)
-    assert workload is not None
-    deploy.evict(model.without_workload(vdc, name), workload)
+    admitted = registry.workloads()
+    workload = next(w for w in admitted if (w.vdc, w.name) == (vdc, name))
+    try:
+        after = provider.with_workloads(w for w in admitted if w is not workload)
+    except ModelError as exc:
+        raise UsageError(f"the provider file and the admission registry {registry.path} disagree: {exc}") from None
+    deploy.evict(after, workload)
     registry.evicted(vdc, name)
     return found

@@ -236,7 +236,8 @@ def spoof(job: dict[str, Any]) -> int:
 
     conf.verb = 0
     copies = int(job.get("copies", 3))
-    gateway_mac = getmacbyip(job["gateway"]) if job.get("gateway") else None
+    # The router tells us its port's MAC; asking ARP from here can time out under load.
+    gateway_mac = job.get("gateway_mac") or (getmacbyip(job["gateway"]) if job.get("gateway") else None)
     l3 = conf.L3socket()
     l2 = conf.L2socket(iface="eth0") if gateway_mac else None
     sent = 0
@@ -245,7 +246,7 @@ def spoof(job: dict[str, Any]) -> int:
             segment = IP(src=p["src"], dst=p["dst"]) / TCP(sport=p["sport"], dport=p["dport"], flags="S")
             if p.get("src_mac"):
                 if l2 is None:
-                    continue
+                    raise OSError(f"no MAC for the gateway {job.get('gateway')}: cannot send a forged frame")
                 frame = Ether(src=p["src_mac"], dst=gateway_mac) / segment
                 for _ in range(copies):
                     l2.send(frame)

@@ -157,11 +157,18 @@ def _run(args: argparse.Namespace, provider: Provider, registry: Registry) -> in
         _print(args, change.as_dict(), "\n".join(lines))
         return 0
     if sub == "verify":
+        if args.output:  # refused before minutes of probing, not after
+            parent = os.path.dirname(os.path.abspath(args.output))
+            if not os.path.isdir(parent) or not os.access(parent, os.W_OK) or os.path.isdir(args.output):
+                raise UsageError(f"{args.output}: cannot write the result there (no such directory, or not writable)")
         result = verify.verify(model, spoofing=not args.no_spoof)
         data = verify.as_json(result)
         if args.output:
-            with open(args.output, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2, sort_keys=True)
+            try:
+                with open(args.output, "w", encoding="utf-8") as f:
+                    json.dump(data, f, indent=2, sort_keys=True)
+            except OSError as exc:
+                raise UsageError(f"{args.output}: cannot write the result: {exc.strerror}") from None
         _print(args, data, verify.summary(result))
         return 0 if result.ok else 1
     if sub == "status":

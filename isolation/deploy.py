@@ -48,6 +48,7 @@ def reconcile(provider: Provider) -> Change:
     change = Change()
     if netns.ensure_router(provider):
         change.created.append(provider.router_ns)
+    netns.sync_blackholes(provider)
     wanted = {provider.workload_ns(w): w for w in provider.workloads}
     for ns in netns.project_namespaces(provider.prefix):
         if ns.startswith(f"{provider.prefix}-w-") and ns not in wanted:
@@ -67,10 +68,14 @@ def reconcile(provider: Provider) -> Change:
     change.drift = state.base_chain_problems(have) + state.drift(state.desired(render.full(provider)), have)
     if change.drift:
         managed = [name for (table, name) in have.chains if table == render.MANAGED]
-        ruleset.apply(render.full(provider, managed))
+        # The router namespace is the project's: a table it did not make could bypass or undo its own.
+        foreign = [{"delete": {"table": {"family": family, "name": name}}} for family, name in have.foreign]
+        ruleset.apply(foreign + render.full(provider, managed))
         change.ruleset_applied = True
         _read_back(ruleset, provider)
-        netns.forget_flows(provider.router_ns)
+        if state.removes(state.desired(render.full(provider)), have):
+            netns.forget_flows(provider.router_ns)
+    netns.enable_forwarding(provider)
     return change
 
 
@@ -139,19 +144,29 @@ def undo(before: Provider, workload: Workload) -> None:
 
 
 def evict(after: Provider, workload: Workload) -> None:
-    """Remove one workload (``after`` is the model without it): rules first, then its namespace."""
+    """Remove one workload (``after`` is the model without it): its bindings, its namespace, its flows.
+
+    Once its port leaves the sets the provider table drops whatever still comes
+    from it, so each step leaves the host closed, never open.
+    """
     netns.require_root()
-    if netns.exists(after.router_ns):
-        ruleset = Ruleset(after.router_ns)
-        try:
-            ruleset.apply(render.evict(after, workload))
-            _read_back_workload(ruleset, after, workload, present=False)
-        except IsolationError:
-            # The kernel had drifted (an element already gone): make it match the model instead.
-            netns.remove_namespace(after.workload_ns(workload))
-            reconcile(after)
-        netns.forget_flows(after.router_ns, str(workload.address))
+    if not netns.exists(after.router_ns):
+        netns.remove_namespace(after.workload_ns(workload))
+        return
+    if workload.vdc not in after.vdcs:  # its vDC left the provider file: only a full reconcile knows what to drop
+        netns.remove_namespace(after.workload_ns(workload))
+        reconcile(after)
+        return
+    ruleset = Ruleset(after.router_ns)
+    try:
+        ruleset.apply(render.evict(after, workload))
+        _read_back_workload(ruleset, after, workload, present=False)
+    except IsolationError:
+        # The kernel had drifted (an element already gone): make it match the model instead.
+        netns.remove_namespace(after.workload_ns(workload))
+        reconcile(after)
     netns.remove_namespace(after.workload_ns(workload))
+    netns.forget_flows(after.router_ns, str(workload.address))
 
 
 def status(provider: Provider) -> dict[str, Any]:

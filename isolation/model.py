@@ -23,6 +23,8 @@ NAME = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]|[a-z]")
 PREFIX = re.compile(r"[a-z][a-z0-9]{0,11}")
 MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 PROTOCOLS = ("tcp", "udp", "icmp")
+# RFC 1918 and the shared address space (RFC 6598): never loopback, multicast or anything routed elsewhere.
+TENANT_SPACES = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"))
 # The verifier probes this port everywhere: no listener, no rule may open it.
 CONTROL_PORT = 9
 
@@ -202,15 +204,50 @@ def load_provider(path: str) -> Provider:
 
 
 def parse_provider(data: bytes | str, source: str = "<provider>") -> Provider:
+    return _Loader(source).provider(_load_yaml(data, source))
+
+
+MAX_DEPTH = 32
+MAX_NODES = 500_000
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load_yaml(data: bytes | str, source: str) -> Any:
+    """YAML without the parts that hurt: no anchors or aliases (an alias bomb expands a small file into
+    gigabytes), no duplicate keys (the last one would silently win), bounded nesting (libyaml's composer
+    recurses in C, past Python's recursion guard). Checked on the event stream, which is iterative."""
+
+    def fail(message: str, event: Any) -> ModelError:
+        mark = getattr(event, "start_mark", None)
+        return ModelError(f"{source}: {message}" + (f" (line {mark.line + 1})" if mark else ""))
+
     try:
-        doc = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        stack: list[list[Any]] = []  # per open collection: [is_mapping, expecting_key, keys seen]
+        for count, event in enumerate(yaml.parse(data, Loader=_LOADER)):
+            if count > MAX_NODES:
+                raise fail("too large a document", event)
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise fail("anchors and aliases are not allowed", event)
+            if isinstance(event, (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent)) and stack and stack[-1][0]:
+                frame = stack[-1]
+                if frame[1] and isinstance(event, yaml.ScalarEvent):
+                    if event.value in frame[2]:
+                        raise fail(f"duplicate key {event.value!r}", event)
+                    frame[2].add(event.value)
+                frame[1] = not frame[1]
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                stack.append([isinstance(event, yaml.MappingStartEvent), True, set()])
+                if len(stack) > MAX_DEPTH:
+                    raise fail(f"nested deeper than {MAX_DEPTH} levels", event)
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                stack.pop()
+        return yaml.load(data, Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise ModelError(f"{source}: not valid YAML{where}") from None
     except (ValueError, RecursionError):
         raise ModelError(f"{source}: not valid YAML") from None
-    return _Loader(source).provider(doc)
 
 
 class _Loader:
@@ -265,6 +302,9 @@ class _Loader:
         uplink = self.network(head.get("uplink", "192.0.2.0/30"), "provider.uplink")
         if uplink.prefixlen != 30:
             raise self.fail("provider.uplink", "must be a /30 (the router and the uplink peer)")
+        if uplink.is_multicast or uplink.is_loopback or uplink.is_link_local or uplink.is_unspecified or uplink.is_reserved \
+                or uplink.overlaps(ipaddress.IPv4Network("0.0.0.0/8")):  # fmt: skip
+            raise self.fail("provider.uplink", f"{uplink} is not a unicast network a router can use")
         registry = head.get("registry")
         if registry is not None and not isinstance(registry, str):
             raise self.fail("provider.registry", "must be a path")
@@ -355,8 +395,9 @@ class _Loader:
         if self.name(item["account"], f"{where}.account") not in accounts:
             raise self.fail(f"{where}.account", f"{item['account']!r} is not a defined account")
         cidr = self.network(item["cidr"], f"{where}.cidr")
-        if not cidr.is_private or cidr.prefixlen > 29 or cidr.prefixlen < 8:
-            raise self.fail(f"{where}.cidr", f"{cidr} must be a private IPv4 network between /8 and /29")
+        if not any(cidr.subnet_of(space) for space in TENANT_SPACES) or cidr.prefixlen > 29:
+            raise self.fail(f"{where}.cidr", f"{cidr} must be a network of at most /29 inside 10.0.0.0/8, 172.16.0.0/12, "
+                                             "192.168.0.0/16 or 100.64.0.0/10")  # fmt: skip
         intra = item.get("intra_vdc", "open")
         if intra not in ("open", "rules"):
             raise self.fail(f"{where}.intra_vdc", f"{intra!r} must be 'open' (every workload reaches every other) or 'rules'")

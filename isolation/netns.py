@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -103,32 +104,59 @@ def _sysctl(ns: str, key: str, value: str) -> None:
 
 
 def ensure_router(provider: Provider) -> bool:
-    """The router and uplink namespaces, linked; True when they had to be made."""
-    made = False
+    """The router and uplink namespaces, linked; True when they had to be made.
+
+    A new router does not forward until ``enable_forwarding``: the caller turns
+    it on once the ruleset is in place and read back. What this call made is
+    removed again if a later step of it fails.
+    """
     rtr, up = provider.router_ns, provider.uplink_ns
-    if not exists(rtr):
-        ip("netns", "add", rtr)
-        ip("-n", rtr, "link", "set", "lo", "up")
-        made = True
-    _sysctl(rtr, "net.ipv4.ip_forward", "1")
-    if not exists(up):
-        ip("netns", "add", up)
-        _quiet_ratelimit(up)
-        made = True
-    if ip("-n", rtr, "link", "show", UPLINK_PORT, check=False).returncode != 0:
-        ip("-n", rtr, "link", "add", UPLINK_PORT, "type", "veth", "peer", "name", "eth0", "netns", up)
-        plen = provider.uplink.prefixlen
-        ip("-n", up, batch=[f"addr add {provider.uplink_peer_address}/{plen} dev eth0", "link set eth0 up", "link set lo up",
-                            f"route add default via {provider.uplink_router_address}"])  # fmt: skip
-        ip("-n", rtr, batch=[f"addr add {provider.uplink_router_address}/{plen} dev {UPLINK_PORT}", f"link set {UPLINK_PORT} up",
-                             f"route replace default via {provider.uplink_peer_address}"])  # fmt: skip
-        made = True
-    return made
+    made: list[str] = []
+    try:
+        if not exists(rtr):
+            ip("netns", "add", rtr)
+            made.append(rtr)
+            ip("-n", rtr, "link", "set", "lo", "up")
+        if not exists(up):
+            ip("netns", "add", up)
+            made.append(up)
+            _quiet_ratelimit(up)
+        if ip("-n", rtr, "link", "show", UPLINK_PORT, check=False).returncode != 0:
+            ip("-n", rtr, "link", "add", UPLINK_PORT, "type", "veth", "peer", "name", "eth0", "netns", up)
+            plen = provider.uplink.prefixlen
+            ip("-n", up, batch=[f"addr add {provider.uplink_peer_address}/{plen} dev eth0", "link set eth0 up", "link set lo up",
+                                f"route add default via {provider.uplink_router_address}"])  # fmt: skip
+            ip("-n", rtr, batch=[f"addr add {provider.uplink_router_address}/{plen} dev {UPLINK_PORT}",
+                                 f"link set {UPLINK_PORT} up", f"route replace default via {provider.uplink_peer_address}"])  # fmt: skip
+            made.append(UPLINK_PORT)
+    except BaseException:
+        for name in made:
+            if name != UPLINK_PORT:
+                remove_namespace(name)
+        raise
+    return bool(made)
+
+
+def enable_forwarding(provider: Provider) -> None:
+    # New namespaces start with forwarding off, which is what we want until the tables hold.
+    _sysctl(provider.router_ns, "net.ipv4.ip_forward", "1")
 
 
 def _quiet_ratelimit(ns: str) -> None:
     # Port-unreachable answers are rate limited per peer (1/s): a verifier would read a closed port as blocked.
     _sysctl(ns, "net.ipv4.icmp_ratelimit", "0")
+
+
+def sync_blackholes(provider: Provider) -> None:
+    """A blackhole route per vDC network in the router: an unassigned tenant address is nowhere,
+    rather than behind the default route to the uplink (where it would leak, or loop)."""
+    done = ip("-j", "-n", provider.router_ns, "route", "show", "type", "blackhole")
+    have = {r.get("dst") for r in json.loads(done.stdout or "[]")}
+    want = {str(v.cidr) for v in provider.vdcs.values()}
+    batch = [f"route replace blackhole {net}" for net in sorted(want - have)]
+    batch += [f"route del blackhole {net}" for net in sorted(have - want) if net]
+    if batch:
+        ip("-n", provider.router_ns, batch=batch)
 
 
 def add_workload(provider: Provider, w: Workload) -> None:

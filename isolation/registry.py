@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from certify.errors import UsageError
-from certify.isolation.model import Service, Workload
+from certify.isolation.model import NAME, ModelError, Service, Workload, parse_mac
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS admissions (
@@ -97,20 +97,35 @@ class Registry:
 
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         out = []
-        for row in self.db.execute(sql, args):
-            item = dict(zip(COLUMNS, row))
-            item["services"] = json.loads(item["services"])
-            item["verification"] = json.loads(item["verification"])
-            out.append(item)
+        try:
+            for row in self.db.execute(sql, args):
+                item = dict(zip(COLUMNS, row))
+                item["services"] = json.loads(item["services"])
+                item["verification"] = json.loads(item["verification"])
+                out.append(item)
+        except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
+            raise UsageError(f"{self.path}: the admission registry is damaged ({exc})") from None
         return out
 
     def workloads(self) -> list[Workload]:
-        """The admitted workloads, as the model takes them."""
-        return [
-            Workload(r["workload"], r["vdc"], ipaddress.IPv4Address(r["address"]), r["mac"],
-                     tuple(Service.parse(s, "registry") for s in r["services"]), origin="admission")  # fmt: skip
-            for r in self.active()
-        ]
+        """The admitted workloads, held to the same rules as the provider file's before anything uses them."""
+        out = []
+        for r in self.active():
+            where = f"{self.path}: admission {r['id']}"
+            try:
+                if not all(isinstance(r[k], str) and NAME.fullmatch(r[k]) for k in ("workload", "vdc")):
+                    raise ModelError(f"{where}: workload and vDC must be names")
+                services = r["services"] if isinstance(r["services"], list) else None
+                if services is None:
+                    raise ModelError(f"{where}: services must be a list")
+                out.append(Workload(r["workload"], r["vdc"], ipaddress.IPv4Address(str(r["address"])),
+                                    parse_mac(r["mac"], f"{where}.mac"),
+                                    tuple(Service.parse(s, f"{where}.services") for s in services), origin="admission"))  # fmt: skip
+            except ValueError as exc:  # ipaddress errors
+                raise UsageError(f"{where}: the registry row is damaged ({exc})") from None
+            except ModelError as exc:
+                raise UsageError(f"the admission registry is damaged: {exc}") from None
+        return out
 
     def record(self, w: Workload, account: str, certificate: dict[str, Any], certificate_id: str, ruleset_digest: str,
                verification: dict[str, Any]) -> dict[str, Any]:  # fmt: skip

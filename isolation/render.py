@@ -56,6 +56,7 @@ BASE_SETS = {
 }
 DISPATCH = {"dispatch_in": "daddr", "dispatch_out": "saddr"}
 ANTI_SPOOF = "provider: anti-spoof (port, MAC, address)"
+UNKNOWN_PORT = "provider: nothing from a port that is not a listed tenant"
 CROSS_VDC = "provider: no cross-vDC traffic"
 
 # ---------------------------------------------------------------------------- expression helpers
@@ -103,8 +104,11 @@ def base_rules() -> list[dict[str, Any]]:
     proto_port = {"concat": [_meta("l4proto"), _payload("th", "dport")]}
     uplink_in = _match(_meta("iifname"), UPLINK_PORT)
     uplink_out = _match(_meta("oifname"), UPLINK_PORT)
-    original = _match(_ct("direction"), "original")
     return [
+        # Fail closed: a port the sets do not list (a workload half admitted or half evicted) is not a
+        # tenant the rules below would hold to its binding, so nothing from it goes anywhere.
+        _rule(BASE, "base_pre", UNKNOWN_PORT, _match(_meta("iifname"), "lo", "!="), _match(_meta("iifname"), UPLINK_PORT, "!="),
+              _match(_meta("iifname"), "@tenant_ports", "!="), COUNTER, DROP),
         _rule(BASE, "base_pre", "provider: no IPv6 from tenants (not offered)",
               FROM_TENANT, _match(_meta("nfproto"), "ipv6"), COUNTER, DROP),
         _rule(BASE, "base_pre", ANTI_SPOOF, FROM_TENANT,
@@ -112,10 +116,14 @@ def base_rules() -> list[dict[str, Any]]:
               COUNTER, DROP),
         _rule(BASE, "base_pre", "provider: tenant addresses never arrive from the uplink",
               uplink_in, _match(_payload("ip", "saddr"), "@tenant_nets"), COUNTER, DROP),
+        # Stateless like every provider invariant: no conntrack entry (or a missing one) can bypass them.
+        _rule(BASE, "base_forward", "provider: tenant networks never leave by the uplink",
+              uplink_out, _match(_payload("ip", "daddr"), "@tenant_nets"), COUNTER, DROP),
+        _rule(BASE, "base_forward", "provider: nothing turns back to the uplink", uplink_in, uplink_out, COUNTER, DROP),
         _rule(BASE, "base_forward", "provider: ports tenants may never reach on the uplink",
-              FROM_TENANT, uplink_out, original, _match(proto_port, "@blocked_egress"), COUNTER, DROP),
+              FROM_TENANT, uplink_out, _match(proto_port, "@blocked_egress"), COUNTER, DROP),
         _rule(BASE, "base_forward", "provider: ports never opened to the uplink",
-              uplink_in, TO_TENANT, original, _match(proto_port, "@blocked_ingress"), COUNTER, DROP),
+              uplink_in, TO_TENANT, _match(proto_port, "@blocked_ingress"), COUNTER, DROP),
         _rule(BASE, "base_forward", "provider: allowed vDC pair",
               FROM_TENANT, TO_TENANT, _match({"concat": [_payload("ip", "saddr"), _payload("ip", "daddr")]}, "@vdc_pairs"),
               ACCEPT),

@@ -28,6 +28,8 @@ class ChainState:
 @dataclass
 class RulesetState:
     tables: set[str] = field(default_factory=set)
+    table_flags: dict[str, list[str]] = field(default_factory=dict)  # any flag (dormant: every chain of it off)
+    foreign: list[tuple[str, str]] = field(default_factory=list)  # (family, name) of other tables in the router namespace
     chains: dict[tuple[str, str], ChainState] = field(default_factory=dict)
     elements: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
@@ -80,13 +82,18 @@ def observed(listing: dict[str, Any]) -> RulesetState:
     state = RulesetState()
     for item in listing.get("nftables", []):
         kind, obj = next(iter(item.items()))
-        if kind == "metainfo" or obj.get("family") != FAMILY:
+        if kind == "metainfo":
             continue
         table = obj.get("name") if kind == "table" else obj.get("table")
-        if table not in TABLES:
+        if obj.get("family") != FAMILY or table not in TABLES:
+            if kind == "table":  # anything else hooked into the router could bypass or undo ours
+                state.foreign.append((str(obj.get("family")), str(table)))
             continue
         if kind == "table":
             state.tables.add(table)
+            # nft 1.0.6 prints a garbage string as the flags' value: only their presence is reliable.
+            if "flags" in obj:
+                state.table_flags[table] = ["set"]
         elif kind == "chain":
             chain = state.chains.setdefault((table, obj["name"]), ChainState())
             chain.hook, chain.prio, chain.policy = obj.get("hook"), obj.get("prio"), obj.get("policy")
@@ -105,11 +112,13 @@ def observed(listing: dict[str, Any]) -> RulesetState:
 
 def drift(want: RulesetState, have: RulesetState) -> list[str]:
     """Every way the kernel differs from the model, one line each; empty when they match."""
-    out = []
+    out = [f"table {family} {name} in the router namespace is not the provider's" for family, name in have.foreign]
     for table in TABLES:
         if table in want.tables and table not in have.tables:
             out.append(f"table {FAMILY} {table} is missing")
-    if out:
+        elif have.table_flags.get(table):
+            out.append(f"table {FAMILY} {table} has flags (dormant turns every chain of it off; the model sets none)")
+    if any("is missing" in line for line in out):
         return out
     for key in sorted(set(want.chains) | set(have.chains)):
         name = f"chain {key[0]} {key[1]}"
@@ -141,6 +150,19 @@ def drift(want: RulesetState, have: RulesetState) -> list[str]:
         elif w_el != h_el:
             out.append(f"{name}: {len(w_el - h_el)} element(s) missing, {len(h_el - w_el)} not in the model")
     return out
+
+
+def removes(want: RulesetState, have: RulesetState) -> bool:
+    """Whether making ``have`` into ``want`` takes anything away (a rule, an element, a chain).
+
+    Only then may an established flow have lost its allowance, so only then is
+    conntrack state dropped: a flush also costs allowed UDP flows their state.
+    """
+    for key, chain in have.chains.items():
+        wanted = want.chains.get(key)
+        if wanted is None or Counter(chain.rules) - Counter(wanted.rules):
+            return True
+    return any(elements - want.elements.get(key, set()) for key, elements in have.elements.items())
 
 
 def base_chain_problems(have: RulesetState) -> list[str]:

@@ -20,11 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from certify.isolation import agent, expect
+from certify.isolation import agent, expect, render, state
 from certify.isolation.expect import ROUTER, UPLINK, Cell, Endpoint
 from certify.isolation.model import CONTROL_PORT, Provider, allocate_address
 from certify.isolation.netns import IsolationError, exists
-from certify.isolation.render import ANTI_SPOOF, BASE
 from certify.isolation.ruleset import Ruleset
 
 PROBE_TIMEOUT = 1.5
@@ -58,6 +57,10 @@ class SpoofCase:
     sport: int
     expect_delivered: bool
     delivered: bool | None = None
+
+    @property
+    def forged(self) -> bool:
+        return not self.case.startswith("control")
 
 
 @dataclass
@@ -103,9 +106,12 @@ class _Listeners:
         self.procs: dict[str, subprocess.Popen] = {}
         ports: dict[str, dict[str, set[int]]] = {}
         for c in cells:
-            if c.dst == ROUTER or c.service.protocol == "icmp" or c.service.port == CONTROL_PORT:
+            if c.dst == ROUTER:
                 continue
-            ports.setdefault(c.dst, {"tcp": set(), "udp": set()})[c.service.protocol].add(c.service.port)
+            # Every destination gets a listener, ports or not: its sniffer is what sees a forged packet arrive.
+            svc = ports.setdefault(c.dst, {"tcp": set(), "udp": set()})
+            if c.service.protocol != "icmp" and c.service.port != CONTROL_PORT:
+                svc[c.service.protocol].add(c.service.port)
         self.provider = provider
         self.ports = ports
 
@@ -174,6 +180,12 @@ def _address(provider: Provider, src: Endpoint, dst: str) -> str:
     return str(w.address)
 
 
+def _port_macs(provider: Provider) -> dict[str, str]:
+    """Router port name -> its MAC, in one call."""
+    done = subprocess.run(["ip", "-j", "-n", provider.router_ns, "link", "show"], capture_output=True, text=True)
+    return {link["ifname"]: link.get("address") for link in json.loads(done.stdout or "[]")}
+
+
 def _probe(provider: Provider, cells: list[Cell], spoof: list[SpoofCase], parallel: int) -> tuple[dict[tuple[str, str, str], Observation], int]:
     """One agent per source: its probes (negatives retried once), then its forged packets."""
     points = {e.name: e for e in expect.endpoints(provider)}
@@ -193,7 +205,8 @@ def _probe(provider: Provider, cells: list[Cell], spoof: list[SpoofCase], parall
             w = points[src].workload
             job["spoof"] = {"packets": [{"src": c.src, "src_mac": c.src_mac, "dst": c.dst, "dport": c.dport, "sport": c.sport}
                                         for c in spoof_by_src[src]],
-                            "copies": SPOOF_COPIES, "gateway": str(w.router_address) if w else None}  # fmt: skip
+                            "copies": SPOOF_COPIES, "gateway": str(w.router_address) if w else None,
+                            "gateway_mac": port_macs.get(w.port) if w else None}  # fmt: skip
         answer = _run_agent(_ns_of(provider, src), "probe", job, timeout=120)
         out = {}
         for i, c in enumerate(batch):
@@ -203,6 +216,7 @@ def _probe(provider: Provider, cells: list[Cell], spoof: list[SpoofCase], parall
     observed: dict[tuple[str, str, str], Observation] = {}
     sent = 0
     sources = sorted(set(by_src) | set(spoof_by_src))
+    port_macs = _port_macs(provider) if spoof else {}
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         for part, n in pool.map(run, sources):
             observed.update(part)
@@ -213,12 +227,16 @@ def _probe(provider: Provider, cells: list[Cell], spoof: list[SpoofCase], parall
 # ---------------------------------------------------------------------------- spoofing
 
 
+def _spoof_target(cells: list[Cell], src: str) -> Cell | None:
+    """Where a source's forged packets go: a TCP service it may reach if there is one (so the honest
+    control must arrive), a listened-on port before the control port; else anywhere but the router."""
+    mine = [c for c in cells if c.src == src and c.dst != ROUTER and c.service.protocol == "tcp"]
+    mine.sort(key=lambda c: (not c.expected, c.service.port == CONTROL_PORT, c.dst, c.service))
+    return mine[0] if mine else None
+
+
 def spoof_cases(provider: Provider, cells: list[Cell], focus: str | None = None) -> list[SpoofCase]:
-    """For each tenant source, forged packets towards a destination it may reach, plus one honest control."""
-    open_tcp: dict[str, Cell] = {}
-    for c in cells:
-        if c.expected and c.service.protocol == "tcp" and c.src not in open_tcp:
-            open_tcp[c.src] = c
+    """For every tenant source, forged packets towards one destination, plus one honest control."""
     cases: list[SpoofCase] = []
     sports = iter(agent.SPOOF_SPORTS)
     workloads = list(provider.workloads)
@@ -227,7 +245,7 @@ def spoof_cases(provider: Provider, cells: list[Cell], focus: str | None = None)
     for w in workloads:
         if focus is not None and w.key != focus:
             continue
-        target = open_tcp.get(w.key)
+        target = _spoof_target(cells, w.key)
         if target is None:
             continue
         dst = _address(provider, points[w.key], target.dst)
@@ -235,7 +253,7 @@ def spoof_cases(provider: Provider, cells: list[Cell], focus: str | None = None)
         other = next((o for o in workloads if o.vdc != w.vdc), None)
         neighbour = next((o for o in workloads if o.vdc == w.vdc and o.key != w.key and o.key != target.dst), None)
         free = allocate_address(vdc, taken)
-        forged = [("control: own address and MAC", str(w.address), None, True)]
+        forged = [("control: own address and MAC", str(w.address), None, target.expected)]
         if other:
             forged.append((f"another tenant's address ({other.key})", str(other.address), None, False))
         if neighbour:
@@ -261,8 +279,8 @@ def spoof_cases(provider: Provider, cells: list[Cell], focus: str | None = None)
 
 
 def _anti_spoof_count(ruleset: Ruleset) -> int:
-    chain = ruleset.observed().chains.get((BASE, "base_pre"))
-    return chain.counters.get(ANTI_SPOOF, (0, 0))[0] if chain else 0
+    chain = ruleset.observed_objects([("chain", render.BASE, "base_pre")]).chains.get((render.BASE, "base_pre"))
+    return chain.counters.get(render.ANTI_SPOOF, (0, 0))[0] if chain else 0
 
 
 # ---------------------------------------------------------------------------- the whole verification
@@ -280,8 +298,13 @@ def verify(provider: Provider, focus: str | None = None, parallel: int = 8, spoo
     if not any(c.expected for c in cells) or all(c.expected for c in cells):
         result.problems.append("the model gives no expected-open or no expected-blocked cell: a probe would prove nothing")
     ruleset = Ruleset(provider.router_ns)
+    # State before packets (cyclonus checks the cluster first): probes alone miss a rule that opens
+    # a port nobody listens on, or a binding of a port with nothing to spoof from.
+    have = ruleset.observed()
+    want = state.desired(render.full(provider))
+    result.problems += [f"the kernel differs from the model: {d}" for d in state.base_chain_problems(have) + state.drift(want, have)]
     result.spoof = spoof_cases(provider, cells, focus) if spoofing else []
-    result.anti_spoof_expected = SPOOF_COPIES * sum(1 for c in result.spoof if c.sender != UPLINK and not c.expect_delivered)
+    result.anti_spoof_expected = SPOOF_COPIES * sum(1 for c in result.spoof if c.sender != UPLINK and c.forged)
     with _Listeners(provider, cells) as listeners:
         before = _anti_spoof_count(ruleset)
         result.observed, _ = _probe(provider, cells, result.spoof, parallel)

@@ -338,3 +338,55 @@ def test_removing_a_rule_cuts_established_flows(prefix):
             if proc is not None:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_port_missing_from_the_sets_is_dropped_and_reported(prefix):
+    """Half admitted or half evicted: a live port the sets do not list must not be a way around anti-spoof."""
+    p = _provider(prefix)
+    deploy.reconcile(p)
+    b1 = p.workload("b", "b1")
+    _nft(p.router_ns, "delete", "element", "inet", render.BASE, "port_src", f"{{ {b1.port} . {b1.mac} . {b1.address} }}")
+    _nft(p.router_ns, "delete", "element", "inet", render.BASE, "tenant_ports", f"{{ {b1.port} }}")
+    result = verification.verify(p)
+    assert any("set certify_base tenant_ports" in problem for problem in result.problems)
+    from_b1 = [s for s in result.spoof if s.sender == "b.b1"]
+    assert from_b1 and not [s for s in from_b1 if s.delivered]  # forged or not, nothing from it arrives
+    assert not result.ok
+
+
+def test_dormant_and_foreign_tables_are_drift_and_apply_repairs_them(prefix):
+    p = _provider(prefix)
+    deploy.reconcile(p)
+    _nft(p.router_ns, "add", "table", "inet", render.BASE, "{ flags dormant ; }")
+    _nft(p.router_ns, "add", "table", "ip", "sneaky")
+    drift = deploy.status(p)["drift"]
+    assert "table inet certify_base has flags (dormant turns every chain of it off; the model sets none)" in drift
+    assert "table ip sneaky in the router namespace is not the provider's" in drift
+    assert deploy.reconcile(p).ruleset_applied
+    assert deploy.status(p)["drift"] == []
+    assert "sneaky" not in _nft(p.router_ns, "list", "tables")
+
+
+def test_unassigned_tenant_addresses_do_not_leave_by_the_uplink(prefix):
+    p = _provider(prefix)
+    deploy.reconcile(p)
+    a1 = p.workload("a", "a1")
+    python = __import__("sys").executable
+    agent = [python, "-m", "certify.isolation.agent"]
+    sniffer = subprocess.Popen(["ip", "netns", "exec", p.uplink_ns, *agent, "listen", '{"tcp": [], "udp": []}'],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert sniffer.stdout.readline().strip() == "ready"
+        packets = [{"src": str(a1.address), "dst": dst, "dport": 80, "sport": sport}
+                   for dst, sport in ((str(p.uplink_peer_address), 41000), ("10.61.1.99", 41001), ("10.61.2.99", 41002))]
+        job = {"targets": [], "spoof": {"packets": packets, "copies": 2, "gateway": str(a1.router_address)}}
+        subprocess.run(["ip", "netns", "exec", p.workload_ns(a1), *agent, "probe"], input=json.dumps(job), text=True,
+                       check=True, capture_output=True)  # fmt: skip
+        __import__("time").sleep(0.5)
+        sniffer.stdin.write("report\n")
+        sniffer.stdin.flush()
+        seen = {m["sport"] for m in json.loads(sniffer.stdout.readline())["marked"]}
+        assert seen == {41000}  # the honest packet to the uplink arrives; unassigned tenant addresses go nowhere
+    finally:
+        sniffer.kill()
+        sniffer.wait()

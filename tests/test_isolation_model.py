@@ -265,9 +265,9 @@ INVALID = [
     pytest.param(push(("vdcs",), {"name": "c", "account": "acme", "cidr": "10.2.0.0/24"}), "vdcs",
                  "b (10.2.0.0/24) and c (10.2.0.0/24) overlap", id="overlap-equal"),
     pytest.param(push(("vdcs",), {"name": "c", "account": "acme", "cidr": "8.8.8.0/24"}), "vdcs[c].cidr",
-                 "8.8.8.0/24 must be a private IPv4 network between /8 and /29", id="cidr-public"),
+                 "8.8.8.0/24 must be a network of at most /29 inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10", id="cidr-public"),
     pytest.param(push(("vdcs",), {"name": "c", "account": "acme", "cidr": "10.3.0.0/30"}), "vdcs[c].cidr",
-                 "10.3.0.0/30 must be a private IPv4 network between /8 and /29", id="cidr-too-small"),
+                 "10.3.0.0/30 must be a network of at most /29 inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10", id="cidr-too-small"),
     pytest.param(push(("vdcs",), {"name": "c", "account": "acme", "cidr": "10.3.0.1/24"}), "vdcs[c].cidr",
                  "'10.3.0.1/24' is not an IPv4 network", id="cidr-host-bits"),
     pytest.param(put(("provider", "uplink"), "10.1.0.252/30"), "vdcs",
@@ -858,6 +858,11 @@ def test_observed_reads_counters_and_matches_desired_form() -> None:
         {"add": {"element": {"family": "inet", "table": BASE, "name": "tenant_ports", "elem": ["vi-bbbbbbbbbb", "vi-aaaaaaaaaa"]}}},
     ])  # fmt: skip
     assert want.chains[(BASE, "base_input")].rules == chain.rules
+    # Other tables in the router namespace are drift: they could bypass or undo the provider's.
+    assert have.foreign == [("inet", "filter"), ("ip", BASE)]
+    assert state.drift(want, have) == ["table inet filter in the router namespace is not the provider's",
+                                       f"table ip {BASE} in the router namespace is not the provider's"]  # fmt: skip
+    have.foreign = []
     assert state.drift(want, have) == []
     assert state.drift(want, state.observed({"nftables": []})) == ["table inet certify_base is missing"]
 
@@ -982,3 +987,62 @@ def test_focus_keeps_only_cells_touching_it(focus: str) -> None:
     assert focused == [c for c in everything if focus in (c.src, c.dst)]
     assert {c.src for c in focused} | {c.dst for c in focused} == {*ADDRESSES, "uplink", "router"}
     assert 0 < len(focused) < len(everything)
+
+
+# ---------------------------------------------------------------------------- hostile provider files
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("accounts: " + "[" * 100_000 + "]" * 100_000, "nested deeper than 32 levels"),
+        ("x: &a [1, 2]\naccounts: [*a, *a]\nvdcs: []", "anchors and aliases are not allowed"),
+        ("accounts: [{name: a}]\nvdcs: [{name: v, account: a, cidr: 10.0.0.0/24, egress: false, egress: true}]",
+         "duplicate key 'egress'"),
+    ],
+)  # fmt: skip
+def test_hostile_yaml_is_refused_before_it_is_built(text: str, message: str) -> None:
+    assert message in model_error(text)
+
+
+@pytest.mark.parametrize("cidr", ["127.0.0.0/29", "0.0.0.0/29", "255.255.255.0/29", "224.0.0.0/24", "192.0.2.0/24"])
+def test_vdc_networks_are_tenant_address_space(cidr: str) -> None:
+    doc = base_doc()
+    put(("vdcs", 0, "cidr"), cidr)(doc)
+    assert "must be a network of at most /29 inside 10.0.0.0/8" in model_error(yaml.safe_dump(doc))
+
+
+@pytest.mark.parametrize("uplink", ["224.0.0.0/30", "0.0.0.0/30", "127.0.0.0/30", "255.255.255.252/30", "169.254.0.0/30"])
+def test_uplink_is_a_unicast_network(uplink: str) -> None:
+    doc = base_doc()
+    put(("provider", "uplink"), uplink)(doc)
+    assert "is not a unicast network a router can use" in model_error(yaml.safe_dump(doc))
+
+
+def test_dormant_table_is_drift() -> None:
+    want = state.desired(render.full(provider()))
+    have = copy.deepcopy(want)
+    have.table_flags[BASE] = ["set"]
+    assert state.drift(want, have) == ["table inet certify_base has flags (dormant turns every chain of it off; the model sets none)"]
+
+
+def test_removes_is_true_only_when_something_goes() -> None:
+    want = state.desired(render.full(provider()))
+    have = copy.deepcopy(want)
+    assert not state.removes(want, have)
+    have.chains[(BASE, "base_input")].rules.pop()  # the kernel lacks a rule: applying adds it
+    assert not state.removes(want, have)
+    have = copy.deepcopy(want)
+    have.elements[(BASE, "tenant_ports")].add('"vi-0000000000"')  # the kernel holds a port the model dropped
+    assert state.removes(want, have)
+
+
+def test_unlisted_ports_are_dropped_first() -> None:
+    """Fail closed: the first provider rule drops what comes from a port the tenant sets do not list."""
+    first = rules_of(render.full(provider()), "base_pre")[0]
+    assert first["comment"] == render.UNKNOWN_PORT
+    assert first["expr"][:3] == [
+        {"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "lo"}},
+        {"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "uplink"}},
+        {"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "@tenant_ports"}},
+    ] and first["expr"][-1] == {"drop": None}
