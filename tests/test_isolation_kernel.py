@@ -390,3 +390,21 @@ def test_unassigned_tenant_addresses_do_not_leave_by_the_uplink(prefix):
     finally:
         sniffer.kill()
         sniffer.wait()
+
+
+def test_evict_works_when_the_provider_file_now_disagrees(prefix, applied):
+    config, artifact, cert, public, _, base = applied
+    bad_name = run_certify("admit", str(artifact), "--certificate", str(cert), "--vdc", "a", "--key", public,
+                           "--name", "UPPER;$(id)", *base)  # fmt: skip
+    assert bad_name.returncode == 2 and "--name" in bad_name.stderr
+    assert not [n for n in netns.project_namespaces(prefix) if "UPPER" in n]
+    done = run_certify("admit", str(artifact), "--certificate", str(cert), "--vdc", "a", "--key", public, *base)
+    assert done.returncode == 0, done.stderr
+    # The file now gains a workload without an address: it is allocated the admission's /30.
+    config.write_text(MODEL.format(prefix=prefix) + "  - {name: a3, vdc: a}\n")
+    status = run_certify("isolation", "status", *base)
+    assert status.returncode == 2 and "give the provider file's workload an explicit address" in status.stderr
+    gone = run_certify("evict", "appliance", "--vdc", "a", *base)
+    assert gone.returncode == 0, gone.stderr
+    assert run_certify("isolation", "apply", *base).returncode == 0
+    assert run_certify("isolation", "status", *base).returncode == 0
