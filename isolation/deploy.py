@@ -43,11 +43,27 @@ def _read_back(ruleset: Ruleset, provider: Provider) -> None:
 
 
 def reconcile(provider: Provider) -> Change:
-    """Router, uplink, one namespace per workload, and both tables exactly as the model says."""
+    """Router, uplink, one namespace per workload, and both tables exactly as the model says.
+
+    If the kernel refuses the ruleset, the namespaces this call made are removed
+    again; what stood before (namespaces and tables) is left as it was.
+    """
     netns.require_root()
     change = Change()
-    if netns.ensure_router(provider):
+    router_made = netns.ensure_router(provider)
+    if router_made:
         change.created.append(provider.router_ns)
+    try:
+        _reconcile(provider, change)
+    except BaseException:
+        made = [n for n in change.created if n != provider.router_ns]
+        for ns in made + ([provider.router_ns, provider.uplink_ns] if router_made else []):
+            netns.remove_namespace(ns)
+        raise
+    return change
+
+
+def _reconcile(provider: Provider, change: Change) -> None:
     netns.sync_blackholes(provider)
     wanted = {provider.workload_ns(w): w for w in provider.workloads}
     for ns in netns.project_namespaces(provider.prefix):
@@ -76,7 +92,6 @@ def reconcile(provider: Provider) -> Change:
         if state.removes(state.desired(render.full(provider)), have):
             netns.forget_flows(provider.router_ns)
     netns.enable_forwarding(provider)
-    return change
 
 
 def _router_ports(provider: Provider) -> dict[str, str]:

@@ -109,6 +109,7 @@ class Policy:
     cross_vdc: frozenset[tuple[str, str]] = frozenset()  # (from, to) the provider permits
     blocked_egress: tuple[Service, ...] = ()  # never reachable on the uplink from a tenant
     blocked_ingress: tuple[Service, ...] = ()  # never opened to the uplink
+    max_flows_per_workload: int = 4096  # tracked connections one workload may open: conntrack is shared
 
 
 @dataclass(frozen=True)
@@ -372,7 +373,7 @@ class _Loader:
         return replace(base, workloads=tuple(workloads), notes=notes)
 
     def policy(self, raw: Any) -> Policy:
-        item = self.mapping(raw, "policy", {"cross_vdc", "blocked_egress", "blocked_ingress"})
+        item = self.mapping(raw, "policy", {"cross_vdc", "blocked_egress", "blocked_ingress", "max_flows_per_workload"})
         pairs = set()
         for i, p in enumerate(self.sequence(item.get("cross_vdc"), "policy.cross_vdc")):
             pair = self.mapping(p, f"policy.cross_vdc[{i}]", {"from", "to"}, ("from", "to"))
@@ -386,7 +387,10 @@ class _Loader:
             if any(s.protocol == "icmp" for s in services):
                 raise self.fail(f"policy.{key}", "takes tcp/PORT and udp/PORT entries only")
             blocked[key] = tuple(services)
-        return Policy(frozenset(pairs), blocked["blocked_egress"], blocked["blocked_ingress"])
+        flows = item.get("max_flows_per_workload", 4096)
+        if isinstance(flows, bool) or not isinstance(flows, int) or not 16 <= flows <= 1_000_000:
+            raise self.fail("policy.max_flows_per_workload", f"{flows!r} must be a number of connections from 16 to 1000000")
+        return Policy(frozenset(pairs), blocked["blocked_egress"], blocked["blocked_ingress"], flows)
 
     def vdc(self, raw: Any, where: str, accounts: dict[str, Account], vdc_names: set[str], policy: Policy) -> Vdc:
         item = self.mapping(raw, where, _VDC_KEYS, ("name", "account", "cidr"))

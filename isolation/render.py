@@ -99,8 +99,8 @@ def _rule(table: str, chain: str, comment: str, *expr: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- desired state
 
 
-def base_rules() -> list[dict[str, Any]]:
-    """The provider table's rules: the same for every model; the sets carry the data."""
+def base_rules(max_flows: int = 4096) -> list[dict[str, Any]]:
+    """The provider table's rules: the same for every model but the flow limit; the sets carry the data."""
     proto_port = {"concat": [_meta("l4proto"), _payload("th", "dport")]}
     uplink_in = _match(_meta("iifname"), UPLINK_PORT)
     uplink_out = _match(_meta("oifname"), UPLINK_PORT)
@@ -116,6 +116,12 @@ def base_rules() -> list[dict[str, Any]]:
               COUNTER, DROP),
         _rule(BASE, "base_pre", "provider: tenant addresses never arrive from the uplink",
               uplink_in, _match(_payload("ip", "saddr"), "@tenant_nets"), COUNTER, DROP),
+        # Conntrack is one table for the whole router: no tenant may fill it for the others.
+        _rule(BASE, "base_forward", f"provider: at most {max_flows} tracked connections per workload",
+              FROM_TENANT, _match(_ct("state"), "new", "in"),
+              # A meter: libnftables 1.0.6 JSON cannot declare the dynamic set a named one would need.
+              {"meter": {"name": "tenant_flows", "key": _payload("ip", "saddr"), "size": 65535,
+                         "stmt": {"ct count": {"val": max_flows, "inv": True}}}}, COUNTER, DROP),
         # Stateless like every provider invariant: no conntrack entry (or a missing one) can bypass them.
         _rule(BASE, "base_forward", "provider: tenant networks never leave by the uplink",
               uplink_out, _match(_payload("ip", "daddr"), "@tenant_nets"), COUNTER, DROP),
@@ -275,11 +281,11 @@ def full(provider: Provider, existing_managed_chains: Iterable[str] = ()) -> lis
         cmds.append({"delete": _obj("chain", MANAGED, name)})
     for name in wanted:
         cmds.append({"flush": _obj("chain", MANAGED, name)})
-    for name, elements in base_elements(provider).items():
+    for name, elements in base_elements(provider).items():  # no elements for the kernel's own sets
         cmds += _add_elements("set", BASE, name, elements)
     for name, elements in dispatch_elements(provider).items():
         cmds += _add_elements("map", MANAGED, name, elements)
-    cmds += base_rules()
+    cmds += base_rules(provider.policy.max_flows_per_workload)
     for vdc in sorted(provider.vdcs.values(), key=lambda v: v.name):
         cmds += vdc_rules(provider, vdc)
     return cmds

@@ -408,3 +408,51 @@ def test_evict_works_when_the_provider_file_now_disagrees(prefix, applied):
     assert gone.returncode == 0, gone.stderr
     assert run_certify("isolation", "apply", *base).returncode == 0
     assert run_certify("isolation", "status", *base).returncode == 0
+
+
+HOLDER = """
+import socket, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", 80)); s.listen(64)
+held = []
+print("ready", flush=True)
+while True:
+    conn, _ = s.accept()
+    held.append(conn)
+"""
+OPENER = """
+import socket, sys
+held, opened = [], 0
+for _ in range(int(sys.argv[2])):
+    try:
+        held.append(socket.create_connection((sys.argv[1], 80), timeout=1)); opened += 1
+    except OSError:
+        pass
+print(opened, flush=True)
+"""
+
+
+def test_a_workload_cannot_fill_the_routers_conntrack_table(prefix):
+    p = _provider(prefix, MODEL.format(prefix=prefix).replace("  blocked_ingress: [tcp/23]\n",
+                                                              "  blocked_ingress: [tcp/23]\n  max_flows_per_workload: 16\n"))
+    assert p.policy.max_flows_per_workload == 16
+    deploy.reconcile(p)
+    a1 = p.workload("a", "a1")
+    python = __import__("sys").executable
+    holder = subprocess.Popen(["ip", "netns", "exec", p.uplink_ns, python, "-c", HOLDER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        opened = subprocess.run(["ip", "netns", "exec", p.workload_ns(a1), python, "-c", OPENER, str(p.uplink_peer_address), "24"],
+                                capture_output=True, text=True, timeout=60).stdout.strip()  # fmt: skip
+        assert opened == "16"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_refused_first_apply_leaves_nothing_behind(prefix):
+    p = _provider(prefix)
+    refused = mock.patch.object(__import__("certify.isolation.ruleset", fromlist=["Ruleset"]).Ruleset, "apply",
+                                side_effect=netns.IsolationError("nftables rejected the transaction (simulated)"))  # fmt: skip
+    with refused, pytest.raises(netns.IsolationError, match="simulated"):
+        deploy.reconcile(p)
+    assert netns.project_namespaces(prefix) == []

@@ -248,7 +248,7 @@ INVALID = [
     pytest.param(put(("vdcs", 1, "rules", 1, "port"), 22), "vdcs[b].rules[1]",
                  "unknown key 'port' (allowed: from, name, ports, protocol, to)", id="unknown-rule"),
     pytest.param(put(("policy", "blocked"), ["tcp/25"]), "policy",
-                 "unknown key 'blocked' (allowed: blocked_egress, blocked_ingress, cross_vdc)", id="unknown-policy"),
+                 "unknown key 'blocked' (allowed: blocked_egress, blocked_ingress, cross_vdc, max_flows_per_workload)", id="unknown-policy"),
     pytest.param(put(("policy", "cross_vdc", 0, "too"), "b"), "policy.cross_vdc[0]", "unknown key 'too' (allowed: from, to)",
                  id="unknown-cross-vdc-pair"),
     pytest.param(put(("workloads", 2, "ip"), "10.2.0.2"), "workloads[2]",
@@ -1010,6 +1010,13 @@ def test_vdc_networks_are_tenant_address_space(cidr: str) -> None:
     doc = base_doc()
     put(("vdcs", 0, "cidr"), cidr)(doc)
     assert "must be a network of at most /29 inside 10.0.0.0/8" in model_error(yaml.safe_dump(doc))
+
+
+@pytest.mark.parametrize("flows", [0, 15, 1_000_001, True, "many"])
+def test_flow_limit_is_a_sane_number(flows: object) -> None:
+    doc = base_doc()
+    put(("policy", "max_flows_per_workload"), flows)(doc)
+    assert "must be a number of connections from 16 to 1000000" in model_error(yaml.safe_dump(doc))
 
 
 @pytest.mark.parametrize("uplink", ["224.0.0.0/30", "0.0.0.0/30", "127.0.0.0/30", "255.255.255.252/30", "169.254.0.0/30"])
