@@ -71,6 +71,7 @@ class Result:
     anti_spoof_delta: int | None = None
     anti_spoof_expected: int = 0
     problems: list[str] = field(default_factory=list)  # state checks and completeness
+    focus: str | None = None  # only the pairs involving this workload were probed
 
     def cell_key(self, c: Cell) -> tuple[str, str, str]:
         return (c.src, c.dst, str(c.service))
@@ -289,7 +290,7 @@ def _anti_spoof_count(ruleset: Ruleset) -> int:
 def verify(provider: Provider, focus: str | None = None, parallel: int = 8, spoofing: bool = True) -> Result:
     """Probe the live namespaces against the model; ``focus`` limits it to the cells of one workload."""
     cells = expect.expected_cells(provider, focus)
-    result = Result(cells, {})
+    result = Result(cells, {}, focus=focus)
     for ns in [provider.router_ns, provider.uplink_ns, *(provider.workload_ns(w) for w in provider.workloads)]:
         if not exists(ns):
             result.problems.append(f"network namespace {ns} is missing")
@@ -352,7 +353,8 @@ def truth_table(result: Result) -> str:
     lines = [f"{corner:<{width}}  " + "  ".join(f"{d:<{colw[d]}}" for d in cols)]
     for r in rows:
         lines.append(f"{r:<{width}}  " + "  ".join(f"{(text_cells.get((r, d)) or ('-' if r == d else '')):<{colw[d]}}" for d in cols))
-    legend = ["", "services per destination (one character each, in this order):"]
+    legend = [f"(only pairs involving {result.focus} were probed; other cells are blank)"] if result.focus else []
+    legend += ["", "services per destination (one character each, in this order):"]
     for d in cols:
         services = sorted({c.service for c in result.cells if c.dst == d})
         legend.append(f"  {d}: " + " ".join(str(s) for s in services))
