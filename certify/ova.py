@@ -81,6 +81,10 @@ def check_member_name(name: str) -> str | None:
     """Why a tar member name is unsafe to extract, or None."""
     if not name or name in (".", "./"):
         return "is empty"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # tarfile keeps undecodable bytes as surrogates
+        return "is not valid UTF-8"
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         return "contains control characters"
     if "\\" in name:
@@ -94,6 +98,20 @@ def check_member_name(name: str) -> str | None:
         return "is not in normal form"
     if len(name) > 255:
         return "is longer than 255 characters"
+    return None
+
+
+def _sparse_reason(member: tarfile.TarInfo) -> str | None:
+    """Why a member is sparse though its type says regular file (PAX GNU.sparse.* headers), or None.
+
+    tarfile fills a sparse member's holes on extraction, so a few bytes in the
+    archive could become gigabytes on disk.
+    """
+    keys = sorted(k for k in member.pax_headers if k.startswith("GNU.sparse."))
+    if keys:
+        return f"PAX header {keys[0]}"
+    if getattr(member, "sparse", None) is not None:
+        return "GNU sparse map"
     return None
 
 
@@ -123,6 +141,9 @@ def extract(path: str, root: str, limits: Limits, read_manifest: Callable[[str, 
                     if member.type in _MEMBER_TYPES or not (member.isfile() or member.isdir()):
                         what = _MEMBER_TYPES.get(member.type, f"of tar type {member.type!r}")
                         raise InputRejected(f"OVA member {show(name)} is {what}; only regular files are accepted")
+                    sparse = _sparse_reason(member)
+                    if sparse:
+                        raise InputRejected(f"OVA member {show(name)} is a sparse file ({sparse}); only regular files are accepted")
                     name = name.rstrip("/")
                     if name.lower() in seen_folded:
                         raise InputRejected(f"OVA member {show(name)} appears twice (or differs only in case)")
@@ -170,9 +191,16 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, algorit
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except OSError:  # a folder of that name was made for an earlier member
         raise InputRejected(f"OVA member {show(member.name)} is both a file and a folder") from None
+    written = 0
     with os.fdopen(fd, "wb") as out:
         while chunk := source.read(CHUNK):
+            written += len(chunk)
+            if written > member.size:
+                break
             for h in hs.values():
                 h.update(chunk)
             out.write(chunk)
+    if written != member.size:
+        stored = f"more than {member.size}" if written > member.size else str(written)
+        raise InputRejected(f"OVA member {show(member.name)} stores {stored} bytes, not the {member.size} its header declares")
     return {a: h.hexdigest() for a, h in hs.items()}

@@ -391,6 +391,13 @@ def _member(name, kind=tarfile.REGTYPE, link=""):
     return info
 
 
+def _pax_sparse(headers):
+    """A regular-file member that PAX headers turn sparse: a few archive bytes, a large file on extraction."""
+    info = tarfile.TarInfo("vm-disk1.vmdk")
+    info.pax_headers = headers
+    return info
+
+
 def _pax_rename():
     info = tarfile.TarInfo("disk1.vmdk")
     info.pax_headers = {"path": "../x"}
@@ -407,16 +414,25 @@ def _pax_rename():
         ([(_member("dev", tarfile.BLKTYPE), None)], tarfile.USTAR_FORMAT, "is a block device"),
         ([(_member("fifo", tarfile.FIFOTYPE), None)], tarfile.USTAR_FORMAT, "is a FIFO"),
         ([(_pax_rename(), b"x")], tarfile.PAX_FORMAT, "OVA member '../x' climbs out"),
+        ([("vm.ovf", b"<x/>"), (_pax_sparse({"GNU.sparse.map": "0,0", "GNU.sparse.size": str(64 << 20)}), b"")], tarfile.PAX_FORMAT,
+         r"OVA member 'vm-disk1.vmdk' is a sparse file \(PAX header GNU.sparse.map\)"),
+        ([("vm.ovf", b"<x/>"), (_pax_sparse({"GNU.sparse.size": str(64 << 20)}), b"x")], tarfile.PAX_FORMAT,
+         r"OVA member 'vm-disk1.vmdk' is a sparse file \(PAX header GNU.sparse.size\)"),
+        ([("vm.ovf", b"<x/>"), ("x\udcff.log", b"hi")], tarfile.USTAR_FORMAT, r"OVA member 'x\\udcff.log' is not valid UTF-8"),
         ([("a.ovf", b"<x/>"), ("b.ovf", b"<x/>")], tarfile.USTAR_FORMAT, r"exactly one \.ovf at its top level \(found a.ovf, b.ovf\)"),
         ([("vm.ovf", b"<x/>"), ("disk1.vmdk", b"a"), ("disk1.vmdk", b"b")], tarfile.USTAR_FORMAT, "'disk1.vmdk' appears twice"),
     ],
-    ids=["48-traversal", "48-absolute", "48-symlink", "48-hardlink", "48-device", "48-fifo", "48-pax-rename",
+    ids=["48-traversal", "48-absolute", "48-symlink", "48-hardlink", "48-device", "48-fifo", "48-pax-rename", "48-pax-sparse-map",
+         "48-pax-sparse-size", "48-name-not-utf8",
          "49-two-descriptors", "49-duplicate-member"],
 )
 def test_48_49_hostile_members(tmp_path, members, fmt, match):
+    work = fresh(tmp_path)
     with pytest.raises(InputRejected, match=match):
-        ingest(str(make_tar(tmp_path / "evil.ova", members, fmt=fmt)), fresh(tmp_path))
+        ingest(str(make_tar(tmp_path / "evil.ova", members, fmt=fmt)), work)
     assert not (tmp_path / "evil").exists() and not (tmp_path.parent / "evil").exists()
+    written = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file() and f.name != "evil.ova")
+    assert written < 1 << 20  # a sparse member is refused before its holes are filled
 
 
 def _signed(tmp_path, vmdk_bytes, order, name="a.ova", cert_days=(-1, 365), issuer=None):
