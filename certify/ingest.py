@@ -169,7 +169,7 @@ def _ingest(path: str, workdir: str, limits: Limits, policy: IngestPolicy) -> Bu
             bundle.notes.extend(_weak_digests(mf_name, entries, manifest.verify(entries, files.digests, exempt={mf_name, cert_name}), policy))
             bundle.manifest = mf_name
             if has_cert:
-                bundle.signer = _verify_signature(files, mf_name, cert_name, policy.anchors)
+                bundle.signer = _verify_signature(files, mf_name, cert_name, policy)
     else:
         data = _read_descriptor(files, name)
         _attach_vmx(bundle, files, name, data)
@@ -416,7 +416,7 @@ def _ingest_ova(path: str, workdir: str, limits: Limits, policy: IngestPolicy) -
         bundle.notes.extend(_weak_digests(mf_name, entries, manifest.verify(entries, digests, exempt={mf_name, *certificates}), policy))
         bundle.manifest = mf_name
         if certificates:
-            bundle.signer = _verify_signature(Staging(None, root, limits, digests), mf_name, certificates[0], policy.anchors)
+            bundle.signer = _verify_signature(Staging(None, root, limits, digests), mf_name, certificates[0], policy)
         if not _placed_per_spec(order, descriptors[0], mf_name, certificates):
             out_of_order("the manifest and certificate are not where DSP0243 puts them (right after the OVF, or last)")
     files = Staging(None, root, limits, digests)
@@ -437,8 +437,8 @@ def _placed_per_spec(order: list[str], ovf: str, mf: str, certs: list[str]) -> b
     return order[1 : 1 + len(tail)] == tail and order[0] == ovf or order[-len(tail) :] == tail
 
 
-def _verify_signature(files: Staging, mf_name: str, cert_name: str, anchors=None) -> Signer:
-    """The .cert must sign exactly this manifest's bytes; a bad signature rejects the upload."""
+def _verify_signature(files: Staging, mf_name: str, cert_name: str, policy: IngestPolicy) -> Signer:
+    """The .cert must sign exactly this manifest's bytes; a bad signature rejects the upload (a SHA1 one too, when the profile refuses SHA1)."""
     if cert_name.rsplit(".", 1)[0] != mf_name.rsplit(".", 1)[0]:
         raise InputRejected(f"{show(cert_name)} does not belong to the manifest {show(mf_name)}")
     with files.open(cert_name, signature.MAX_BYTES) as f:
@@ -449,7 +449,9 @@ def _verify_signature(files: Staging, mf_name: str, cert_name: str, anchors=None
         parsed = signature.parse_signature_file(cert_data)
         if parsed.manifest != mf_name:
             raise ParseError(f"it signs {show(parsed.manifest)}, not {show(mf_name)}")
-        return signature.verify_signature(parsed, mf_data, anchors=anchors)
+        if policy.reject_sha1_manifest and parsed.algorithm == "SHA1":
+            raise ParseError("the signature uses SHA1, and the profile requires SHA256 or SHA512")
+        return signature.verify_signature(parsed, mf_data, anchors=policy.anchors)
     except ParseError as exc:
         raise InputRejected(f"{show(cert_name)}: {exc}") from None
 

@@ -110,6 +110,22 @@ def _validity(cert: x509.Certificate) -> tuple[datetime.datetime, datetime.datet
     return cert.not_valid_before.replace(tzinfo=utc), cert.not_valid_after.replace(tzinfo=utc)
 
 
+_WEAK_SIGNATURE_HASHES = ("md5", "sha1")
+MIN_RSA_BITS = 2048
+# What reading a hostile certificate may raise: unknown algorithms, malformed or repeated extensions.
+_CERTIFICATE_ERRORS = (UnsupportedAlgorithm, ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
+def usable_certificate(cert: x509.Certificate, what: str) -> None:
+    """ParseError unless every part a chain check reads (key, signature algorithm, extensions) can be read."""
+    try:
+        cert.public_key()
+        cert.signature_hash_algorithm  # noqa: B018 - raises on an unknown algorithm
+        cert.extensions  # noqa: B018 - raises on a repeated or malformed extension
+    except _CERTIFICATE_ERRORS as exc:
+        raise ParseError(f"{what} is not usable: {_reason(exc)}") from None
+
+
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Whether ``issuer``'s key made ``cert``'s signature (names first, then the signature itself)."""
     if cert.issuer != issuer.subject or cert.signature_hash_algorithm is None:
@@ -128,32 +144,102 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+def _name(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string()
+
+
+def _cannot_issue(issuer: x509.Certificate, below: int) -> str | None:
+    """Why ``issuer`` may not sign a certificate with ``below`` CA certificates between it and the signer, or None.
+
+    An issuer (a trust anchor included) must be a CA by BasicConstraints, assert
+    keyCertSign in KeyUsage, and allow that many CAs below it by its pathLen.
+    """
+    try:
+        constraints = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return f"{_name(issuer)} is not a CA (no BasicConstraints)"
+    if not constraints.ca:
+        return f"{_name(issuer)} is not a CA (BasicConstraints CA=false)"
+    try:
+        usage = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return f"{_name(issuer)} has no KeyUsage allowing it to sign certificates (keyCertSign)"
+    if not usage.key_cert_sign:
+        return f"{_name(issuer)} has no keyCertSign in its KeyUsage"
+    if constraints.path_length is not None and below > constraints.path_length:
+        return f"{_name(issuer)} allows {constraints.path_length} CA certificate(s) below it (pathLen), the chain has {below}"
+    return None
+
+
+def _weak(cert: x509.Certificate) -> str | None:
+    """Why ``cert``'s own key is too weak to be part of a chain, or None."""
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        return f"{_name(cert)} has a {key.key_size}-bit RSA key (at least {MIN_RSA_BITS} required)"
+    return None
+
+
+def _weak_signature(cert: x509.Certificate) -> str | None:
+    algorithm = cert.signature_hash_algorithm
+    if algorithm is not None and algorithm.name.lower() in _WEAK_SIGNATURE_HASHES:
+        return f"{_name(cert)} is signed with {algorithm.name.upper()}, which no longer resists forgery"
+    return None
+
+
 def trust_path(cert: x509.Certificate, chain: tuple[x509.Certificate, ...], anchors: tuple[x509.Certificate, ...],
                now: datetime.datetime) -> tuple[bool, str]:  # fmt: skip
     """(trusted, how): does ``cert`` chain, through ``chain``, to one of ``anchors``, every link valid ``now``?
 
-    An anchor is trusted as given (a pinned self-signed signer included);
-    an intermediate must be a CA by its BasicConstraints.
+    A certificate equal to an anchor is trusted as given (a pinned signer).
+    Any certificate that issues another, an anchor included, must be a CA
+    with keyCertSign whose pathLen allows the CAs below it; no link may be
+    signed with MD5 or SHA1, and no RSA key in the chain may be under 2048 bits.
+    Unreadable certificates raise ParseError.
     """
+    try:
+        return _trust_path(cert, chain, anchors, now)
+    except _CERTIFICATE_ERRORS as exc:
+        raise ParseError(f"a certificate of the chain is not usable: {_reason(exc)}") from None
+
+
+def _trust_path(cert: x509.Certificate, chain: tuple[x509.Certificate, ...], anchors: tuple[x509.Certificate, ...],
+                now: datetime.datetime) -> tuple[bool, str]:  # fmt: skip
     current, seen = cert, 0
     while seen < MAX_CHAIN:
         before, after = _validity(current)
         if not before <= now <= after:
-            return False, f"{current.subject.rfc4514_string()} is not valid now ({before.date()} to {after.date()})"
+            return False, f"{_name(current)} is not valid now ({before.date()} to {after.date()})"
+        weak = _weak(current)
+        if weak:
+            return False, weak
         if current in anchors:
-            return True, f"chains to the trust store's {current.subject.rfc4514_string()}"
-        anchor = next((a for a in anchors if _issued_by(current, a)), None)
-        if anchor is not None:
-            a_before, a_after = _validity(anchor)
-            if not a_before <= now <= a_after:
-                return False, f"the trust store's {anchor.subject.rfc4514_string()} is not valid now"
-            return True, f"chains to the trust store's {anchor.subject.rfc4514_string()}"
+            return True, f"chains to the trust store's {_name(current)}"
+        issuers = [a for a in anchors if _issued_by(current, a)]
+        if issuers:
+            refusals = []
+            for anchor in issuers:
+                a_before, a_after = _validity(anchor)
+                refused = _weak_signature(current) or _weak(anchor) or _cannot_issue(anchor, seen) or (
+                    None if a_before <= now <= a_after else f"the trust store's {_name(anchor)} is not valid now")
+                if not refused:
+                    return True, f"chains to the trust store's {_name(anchor)}"
+                refusals.append(refused)
+            return False, refusals[0]
         parent = next((c for c in chain if c != current and _is_ca(c) and _issued_by(current, c)), None)
         if parent is None:
             return False, f"no certificate in the trust store issued {current.issuer.rfc4514_string()}'s certificate" \
-                if current.issuer != current.subject else f"self-signed {current.subject.rfc4514_string()} is not in the trust store"
+                if current.issuer != current.subject else f"self-signed {_name(current)} is not in the trust store"
+        refused = _weak_signature(current) or _cannot_issue(parent, seen)
+        if refused:
+            return False, refused
         current, seen = parent, seen + 1
     return False, f"no trust anchor within {MAX_CHAIN} certificates"
+
+
+def _reason(exc: Exception) -> str:
+    message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    text = message.splitlines()[0][:120] if message else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def verify_signature(sig: SignatureFile, manifest_bytes: bytes, now: datetime.datetime | None = None,
@@ -167,12 +253,16 @@ def verify_signature(sig: SignatureFile, manifest_bytes: bytes, now: datetime.da
         _verify(cert.public_key(), sig.signature, manifest_bytes, _HASHES[sig.algorithm]())
     except InvalidSignature:
         raise ParseError("the package signature does not match the manifest") from None
+    except _CERTIFICATE_ERRORS as exc:
+        raise ParseError(f"the signer's certificate is not usable: {_reason(exc)}") from None
     self_signed = cert.issuer == cert.subject
     if self_signed:
         try:
             _verify(cert.public_key(), cert.signature, cert.tbs_certificate_bytes, cert.signature_hash_algorithm)
         except (InvalidSignature, ParseError, TypeError):
             self_signed = False  # names match but the certificate does not sign itself
+        except _CERTIFICATE_ERRORS as exc:
+            raise ParseError(f"the signer's certificate is not usable: {_reason(exc)}") from None
     now = now or datetime.datetime.now(datetime.timezone.utc)
     before, after = _validity(cert)
     trusted, trust = (None, "") if anchors is None else trust_path(cert, sig.chain, anchors, now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cryptography import x509
 
 from certify.errors import ParseError, UsageError
-from certify.signature import parse_pem_certificates
+from certify.signature import parse_pem_certificates, usable_certificate
 
 MAX_BYTES = 4 * 1024 * 1024
 
@@ -20,6 +20,9 @@ def load_trust_store(path: str) -> tuple[x509.Certificate, ...]:
     if len(data) > MAX_BYTES:
         raise UsageError(f"{path}: the trust store is larger than {MAX_BYTES} bytes")
     try:
-        return tuple(parse_pem_certificates(data, "the trust store"))
+        certificates = tuple(parse_pem_certificates(data, "the trust store"))
+        for number, certificate in enumerate(certificates, start=1):
+            usable_certificate(certificate, f"the trust store: certificate {number}")
     except ParseError as exc:
         raise UsageError(f"{path}: {exc}") from None
+    return certificates

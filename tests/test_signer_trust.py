@@ -21,16 +21,26 @@ from test_ingest import fresh, make_tar, mf, ovf_for, sha, vmdk_bytes  # noqa: F
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
 
-def cert(name: str, issuer=None, ca: bool = False, days=(-1, 365)):
-    """(key, certificate) for ``name``, signed by ``issuer`` (key, cert) or by itself."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def _usage(cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                         key_agreement=False, key_cert_sign=cert_sign, crl_sign=cert_sign, encipher_only=False, decipher_only=False)
+
+
+def cert(name: str, issuer=None, ca: bool = False, days=(-1, 365), path_length=None, key_usage=True, key=None, digest=hashes.SHA256):
+    """(key, certificate) for ``name``, signed by ``issuer`` (key, cert) or by itself.
+
+    A CA gets KeyUsage keyCertSign unless ``key_usage`` is False (no KeyUsage) or None (KeyUsage without keyCertSign).
+    """
+    key = key or ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer[1].subject if issuer else subject)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(NOW + datetime.timedelta(days=days[0])).not_valid_after(NOW + datetime.timedelta(days=days[1])))  # fmt: skip
     if ca:
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-    return key, builder.sign(issuer[0] if issuer else key, hashes.SHA256())
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        if key_usage is not False:
+            builder = builder.add_extension(_usage(key_usage is True), critical=True)
+    return key, builder.sign(issuer[0] if issuer else key, digest())
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +131,120 @@ def test_trust_store_and_the_profile_switch_on_the_command_line(tmp_path, vmdk_b
     profile.write_text("extends: default\nrequire_trusted_signer: yes please\n")
     bad = run_certify("scan", str(stranger), "-q", "--profile", str(profile), "--trust-store", str(store))
     assert bad.returncode == 2 and "require_trusted_signer must be true or false" in bad.stderr
+
+
+def test_every_issuer_must_be_a_ca_allowed_to_sign_certificates(pki):
+    root = pki["root"]
+    # A pinned signer (not a CA) vouches for itself only: not for what its key signs, even under its own name.
+    pinned = cert("Solo Vendor")
+    assert trust_path(cert("Mallory", issuer=pinned)[1], (), (pinned[1],), NOW) == (False, "CN=Solo Vendor is not a CA (no BasicConstraints)")
+    reissued = cert("Solo Vendor", issuer=pinned)[1]  # same name and key as the pinned certificate, not the same certificate
+    assert trust_path(reissued, (), (pinned[1],), NOW)[0] is False
+    vendor = cert("Vendor Leaf", issuer=root)  # a signer the store pins, itself issued by a CA
+    assert trust_path(cert("Mallory", issuer=vendor)[1], (), (vendor[1],), NOW)[0] is False
+    # An anchor or intermediate CA without keyCertSign issues nothing.
+    no_usage = cert("Root Without KeyUsage", ca=True, key_usage=False)
+    assert trust_path(cert("Vendor", issuer=no_usage)[1], (), (no_usage[1],), NOW) == (
+        False, "CN=Root Without KeyUsage has no KeyUsage allowing it to sign certificates (keyCertSign)")
+    mid = cert("Signing CA", issuer=root, ca=True, key_usage=None)
+    trusted, why = trust_path(cert("Vendor", issuer=mid)[1], (mid[1],), (root[1],), NOW)
+    assert not trusted and why == "CN=Signing CA has no keyCertSign in its KeyUsage"
+
+
+def test_path_length_is_enforced():
+    for path_length, trusted in ((0, False), (1, True), (None, True)):
+        root = cert("Root", ca=True, path_length=path_length)
+        mid = cert("Signing CA", issuer=root, ca=True)
+        leaf = cert("Vendor", issuer=mid)[1]
+        result = trust_path(leaf, (mid[1],), (root[1],), NOW)
+        assert result[0] is trusted, (path_length, result)
+        if not trusted:
+            assert result[1] == "CN=Root allows 0 CA certificate(s) below it (pathLen), the chain has 1"
+    root = cert("Root", ca=True, path_length=0)
+    assert trust_path(cert("Vendor", issuer=root)[1], (), (root[1],), NOW)[0] is True  # the signer itself is not counted
+
+
+def test_weak_signatures_and_keys_break_the_chain():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    root = cert("Root", ca=True)
+    sha1_leaf = cert("Vendor", issuer=root, digest=hashes.SHA1)[1]
+    assert trust_path(sha1_leaf, (), (root[1],), NOW) == (False, "CN=Vendor is signed with SHA1, which no longer resists forgery")
+    mid = cert("Signing CA", issuer=root, ca=True, digest=hashes.SHA1)
+    assert "CN=Signing CA is signed with SHA1" in trust_path(cert("Vendor", issuer=mid)[1], (mid[1],), (root[1],), NOW)[1]
+    small = cert("Small Root", ca=True, key=rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    assert trust_path(cert("Vendor", issuer=small)[1], (), (small[1],), NOW) == (
+        False, "CN=Small Root has a 1024-bit RSA key (at least 2048 required)")
+    big = cert("Big Root", ca=True, key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    assert trust_path(cert("Vendor", issuer=big)[1], (), (big[1],), NOW)[0] is True
+    try:
+        md5_leaf = cert("Vendor", issuer=big, digest=hashes.MD5)[1]
+    except Exception:  # an OpenSSL that refuses to make MD5 signatures
+        return
+    assert trust_path(md5_leaf, (), (big[1],), NOW)[1] == "CN=Vendor is signed with MD5, which no longer resists forgery"
+
+
+def _rsa_signed_ova(tmp_path, vmdk_bytes, certificate_pem: bytes, key, name="a.ova", algorithm="SHA256"):
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    ovf = ovf_for("vm-disk1.vmdk")
+    manifest = mf(f"SHA256(vm.ovf)= {sha('sha256', ovf)}", f"SHA256(vm-disk1.vmdk)= {sha('sha256', vmdk_bytes)}")
+    signature = key.sign(manifest, padding.PKCS1v15(), getattr(hashes, algorithm)())
+    cert_file = f"{algorithm}(vm.mf)= {signature.hex()}\n".encode() + certificate_pem
+    return make_tar(tmp_path / name, [("vm.ovf", ovf), ("vm.mf", manifest), ("vm.cert", cert_file), ("vm-disk1.vmdk", vmdk_bytes)])
+
+
+def _patched(certificate, old: bytes, new: bytes) -> bytes:
+    """The PEM of ``certificate`` with a DER substring (an OID) swapped: what no library would issue."""
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    assert old in der
+    return x509.load_der_x509_certificate(der.replace(old, new)).public_bytes(serialization.Encoding.PEM)
+
+
+SHA256_WITH_RSA = bytes.fromhex("06092a864886f70d01010b")
+RSA_ENCRYPTION = bytes.fromhex("06092a864886f70d010101")
+UNKNOWN_OID = bytes.fromhex("06092a864886f70d010163")  # 1.2.840.113549.1.1.99: assigned to nothing
+
+
+def test_unreadable_certificates_reject_the_upload_on_one_line(tmp_path, vmdk_bytes):
+    from test_ingest import _signer
+
+    key, self_signed = _signer("Vendor")
+    unknown_signature = _rsa_signed_ova(tmp_path, vmdk_bytes, _patched(self_signed, SHA256_WITH_RSA, UNKNOWN_OID), key, "alg.ova")
+    with pytest.raises(InputRejected, match="'vm.cert': the signer's certificate is not usable: UnsupportedAlgorithm"):
+        ingest(str(unknown_signature), fresh(tmp_path))
+    unknown_key = _rsa_signed_ova(tmp_path, vmdk_bytes, _patched(self_signed, RSA_ENCRYPTION, UNKNOWN_OID), key, "key.ova")
+    with pytest.raises(InputRejected, match="'vm.cert': the signer's certificate is not usable"):
+        ingest(str(unknown_key), fresh(tmp_path))
+    # An intermediate that repeats an extension, read only when a trust store walks the chain.
+    root_key, root = _signer("Root")
+    mid_key, _ = _signer("Inter")
+    mid = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Inter")])).issuer_name(root.subject)
+           .public_key(mid_key.public_key()).serial_number(1).not_valid_before(NOW - datetime.timedelta(days=1))
+           .not_valid_after(NOW + datetime.timedelta(days=30))
+           .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4"), b"\x05\x00"), critical=False)
+           .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.5"), b"\x05\x00"), critical=False)
+           .sign(root_key, hashes.SHA256()))  # fmt: skip
+    leaf_key, leaf = _signer("Leaf", issuer_key=mid_key, issuer_name=mid.subject)
+    duplicate = _patched(mid, bytes.fromhex("06032a0305"), bytes.fromhex("06032a0304"))
+    dup = _rsa_signed_ova(tmp_path, vmdk_bytes, leaf.public_bytes(serialization.Encoding.PEM) + duplicate, leaf_key, "dup.ova")
+    with pytest.raises(InputRejected, match="'vm.cert': a certificate of the chain is not usable: DuplicateExtension"):
+        ingest(str(dup), fresh(tmp_path), policy=IngestPolicy(anchors=(root,)))
+    for ova in (unknown_signature, unknown_key):
+        result = run_certify("scan", str(ova), "-q")
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
+    store = tmp_path / "dup.pem"
+    store.write_bytes(duplicate)
+    result = run_certify("scan", str(unknown_key), "-q", "--trust-store", str(store))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"certify: {store}: the trust store: certificate 1 is not usable: DuplicateExtension: Duplicate 1.2.3.4 extension found"], result.stderr
+
+
+def test_a_sha1_signature_is_refused_when_the_profile_refuses_sha1(tmp_path, vmdk_bytes):
+    from test_ingest import _signer
+
+    key, certificate = _signer("Vendor")
+    ova = _rsa_signed_ova(tmp_path, vmdk_bytes, certificate.public_bytes(serialization.Encoding.PEM), key, algorithm="SHA1")
+    assert ingest(str(ova), fresh(tmp_path)).signer.algorithm == "SHA1"
+    with pytest.raises(InputRejected, match="'vm.cert': the signature uses SHA1, and the profile requires SHA256 or SHA512"):
+        ingest(str(ova), fresh(tmp_path), policy=IngestPolicy(reject_sha1_manifest=True))
