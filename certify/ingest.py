@@ -304,6 +304,19 @@ def _add_disk(bundle: Bundle, files: Staging, name: str, declared: str | None, w
     bundle.disk_facts.append(facts)
 
 
+MAX_SIZE_DIGITS = 20  # 10**20 bytes is beyond any disk; more digits only make int() slow or refuse
+
+
+def _declared_size(descriptor: str, href: str, text: str | None) -> int | None:
+    """A File's ovf:size in bytes; None when it is not a plain number (a template); InputRejected when absurdly long."""
+    digits = (text or "").strip()
+    if not re.fullmatch(r"[0-9]+", digits):
+        return None
+    if len(digits) > MAX_SIZE_DIGITS:
+        raise InputRejected(f"{descriptor}: file {show(href)} declares an ovf:size of {len(digits)} digits (at most {MAX_SIZE_DIGITS})")
+    return int(digits)
+
+
 def _dangling(bundle: Bundle, files: Staging, name: str, where: Location, what: str) -> None:
     if not files.exists(name):
         bundle.disk_issues.append(DiskIssue(check="dangling-reference", file=name, location=where,
@@ -337,7 +350,7 @@ def _attach_ovf(bundle: Bundle, files: Staging, name: str, ovf: OvfDescriptor, d
             continue  # reported by storage-path-outside-bundle; never opened
         if ref.compression or ref.chunk_size:
             raise InputRejected(f"{name}: disk file {show(ref.href)} is compressed or chunked, which is not supported yet")
-        size = int(ref.size) if ref.size and ref.size.strip().isascii() and ref.size.strip().isdigit() else None
+        size = _declared_size(name, ref.href, ref.size)
         _add_disk(bundle, files, ref.href, diskformat.format_from_ovf(disk.format), href_location[ref.line],
                   capacity=capacity_bytes(disk), size=size)  # fmt: skip
     for ref in ovf.files:  # ISOs and other files the package says it carries

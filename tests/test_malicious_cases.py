@@ -317,6 +317,12 @@ def test_35_36_compressed_and_chunked_files_are_refused(tmp_path, attribute, mat
 def test_37_size_that_is_not_the_member_size(tmp_path, vmdk_bytes):
     with pytest.raises(InputRejected, match=f"is {len(vmdk_bytes)} bytes, but the OVF's ovf:size says {len(vmdk_bytes) + 1}"):
         ingest(str(_ova(tmp_path, ovf_for("vm-disk1.vmdk", size=len(vmdk_bytes) + 1), vmdk_bytes)), fresh(tmp_path))
+    huge = ovf_for("vm-disk1.vmdk").replace(b'ovf:href="vm-disk1.vmdk"', b'ovf:href="vm-disk1.vmdk" ovf:size="' + b"9" * 5000 + b'"')
+    with pytest.raises(InputRejected, match=r"vm.ovf: file 'vm-disk1.vmdk' declares an ovf:size of 5000 digits \(at most 20\)"):
+        ingest(str(_ova(tmp_path, huge, vmdk_bytes, "huge.ova")), fresh(tmp_path))
+    ova = _ova(tmp_path, ovf_for("vm-disk1.vmdk").replace(b'ovf:href="vm-disk1.vmdk"', b'ovf:href="vm-disk1.vmdk" ovf:size="${SIZE}"'),
+               vmdk_bytes, "template.ova")
+    assert ingest(str(ova), fresh(tmp_path)).disks  # a template placeholder is not a size: not compared
 
 
 @pytest.mark.parametrize(
