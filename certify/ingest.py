@@ -9,6 +9,7 @@ before anything reaches qemu.
 
 from __future__ import annotations
 
+import codecs
 import os
 import posixpath
 import re
@@ -317,6 +318,26 @@ def _declared_size(descriptor: str, href: str, text: str | None) -> int | None:
     return int(digits)
 
 
+_XML_ENCODING = re.compile(rb"""^<\?xml[^>]{0,200}?\bencoding\s*=\s*["']([A-Za-z][A-Za-z0-9._\-]{0,40})["']""")
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"), (b"<\0?\0", "utf-16-le"), (b"\0<\0?", "utf-16-be"))  # fmt: skip
+
+
+def xml_text(data: bytes) -> str:
+    """An XML document's text in the encoding it is written in (BOM, then XML declaration, else UTF-8), for searching.
+
+    The parser has already accepted the document, so its encoding is known to Python; an undecodable byte becomes U+FFFD.
+    """
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), None)
+    if encoding is None:
+        match = _XML_ENCODING.match(data)
+        encoding = match.group(1).decode("ascii") if match else "utf-8"
+    try:
+        return data.decode(encoding, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
+
+
 def _dangling(bundle: Bundle, files: Staging, name: str, where: Location, what: str) -> None:
     if not files.exists(name):
         bundle.disk_issues.append(DiskIssue(check="dangling-reference", file=name, location=where,
@@ -324,7 +345,7 @@ def _dangling(bundle: Bundle, files: Staging, name: str, where: Location, what: 
 
 
 def _attach_ovf(bundle: Bundle, files: Staging, name: str, ovf: OvfDescriptor, data: bytes) -> None:
-    bundle.descriptor = from_ovf(name, ovf, data.decode("utf-8", "replace"))
+    bundle.descriptor = from_ovf(name, ovf, xml_text(data))
     for section in ovf.optional_sections:
         bundle.notes.append(f"{name}: optional section {show(section.name)} (line {section.line}) is not read; a deployer may ignore it too")
     declared = {n.name for n in ovf.networks}

@@ -314,6 +314,15 @@ def test_35_36_compressed_and_chunked_files_are_refused(tmp_path, attribute, mat
         ingest(str(_ova(tmp_path, ovf, b"\x1f\x8b" + b"\0" * 100)), fresh(tmp_path))
 
 
+@pytest.mark.parametrize("encoding", ["UTF-8", "UTF-16", "UTF-16LE", "UTF-16BE", "ISO-8859-1"])
+def test_47_placeholders_are_found_in_any_encoding_the_descriptor_declares(tmp_path, vmdk_bytes, encoding):
+    text = ovf_for("vm-disk1.vmdk", extra={"annotation.note": "${ADMIN_PW}"}).decode()
+    text = text.replace('encoding="UTF-8"', f'encoding="{encoding}"', 1)
+    data = text.encode({"UTF-16": "utf-16"}.get(encoding, encoding))
+    bundle = ingest(str(_ova(tmp_path, data, vmdk_bytes)), fresh(tmp_path))
+    assert [(p.name, p.location.line) for p in bundle.descriptor.placeholders] == [("${ADMIN_PW}", text[: text.index("${")].count("\n") + 1)]
+
+
 def test_37_size_that_is_not_the_member_size(tmp_path, vmdk_bytes):
     with pytest.raises(InputRejected, match=f"is {len(vmdk_bytes)} bytes, but the OVF's ovf:size says {len(vmdk_bytes) + 1}"):
         ingest(str(_ova(tmp_path, ovf_for("vm-disk1.vmdk", size=len(vmdk_bytes) + 1), vmdk_bytes)), fresh(tmp_path))
