@@ -49,8 +49,8 @@ def manifest_missing(bundle: BundleFacts):
     references=("DMTF DSP0243: NAME.cert signs the manifest; vCenter warns on SELF_SIGNED, EXPIRED, UNTRUSTED",),
 )
 def unsigned_bundle(bundle: BundleFacts):
-    """No signature, or one whose certificate is self-signed, outside its validity period, or (with
-    --trust-store) not chained to the trust store.
+    """No signature, or one whose certificate is self-signed, outside its validity period, (with
+    --trust-store) not chained to the trust store, or (without one) issued by an authority nobody verified.
 
     A signature that does not match the manifest never gets here: it rejects the upload. A profile with
     require_trusted_signer rejects every upload this would fail.
@@ -69,6 +69,10 @@ def unsigned_bundle(bundle: BundleFacts):
         yield fail(where, f"the signing certificate is valid {signer.not_before} to {signer.not_after}, not now")
     elif signer.trusted is False and not signer.self_signed:
         yield fail(where, f"the signer {signer.subject} is not vouched for by the trust store: {signer.trust}")
+    elif signer.trusted is None and not signer.self_signed:
+        # Any issuer name can be written into a certificate; without a trust store nothing checked it.
+        yield fail(where, f"issuer not verified: the signer {signer.subject} names {signer.issuer} as its issuer, "
+                          "and no trust store (--trust-store) was given to verify it")  # fmt: skip
 
 
 SAVED_STATE = (".vmss", ".vmem", ".vmsn", ".vmsd", ".nvram")

@@ -164,7 +164,8 @@ def test_unsigned_bundle():
         return Signer(**(base | kw))
 
     assert run(None) == [("fail", "no")]
-    assert run(signer()) == []
+    assert run(signer()) == [("fail", "issuer")]  # no trust store: nobody verified CN=CA
+    assert run(signer(trusted=True, trust="chains to the trust store's CN=CA")) == []
     assert run(signer(self_signed=True, issuer="CN=ACME")) == [("fail", "signed")]
     assert run(signer(expired=True)) == [("fail", "the")]
     assert run(None, kind="vmx") == [("not-applicable", "only")]

@@ -248,3 +248,20 @@ def test_a_sha1_signature_is_refused_when_the_profile_refuses_sha1(tmp_path, vmd
     assert ingest(str(ova), fresh(tmp_path)).signer.algorithm == "SHA1"
     with pytest.raises(InputRejected, match="'vm.cert': the signature uses SHA1, and the profile requires SHA256 or SHA512"):
         ingest(str(ova), fresh(tmp_path), policy=IngestPolicy(reject_sha1_manifest=True))
+
+
+def test_without_a_trust_store_an_unverified_issuer_fails_unsigned_bundle(tmp_path, vmdk_bytes):
+    from certify.model import Severity
+
+    check = REGISTRY.checks["unsigned-bundle"]
+    fake_ca = cert("VMware Code Signing CA", ca=True)  # made by whoever made the package; not shipped, not in any store
+    bundle = ingest(str(_signed_ova(tmp_path, vmdk_bytes, cert("VMware, Inc.", issuer=fake_ca))), fresh(tmp_path))
+    assert bundle.signer.trusted is None and not bundle.signer.self_signed
+    results = [r for r in check.evaluate(bundle=bundle.facts()) if r.status.value == "fail"]
+    assert [r.evidence for r in results] == [
+        "issuer not verified: the signer CN=VMware\\, Inc. names CN=VMware Code Signing CA as its issuer, "
+        "and no trust store (--trust-store) was given to verify it"]  # fmt: skip
+    assert check.id == "unsigned-bundle" and check.severity is Severity.INFO
+    # The same chain vouched for by a trust store holding that CA passes.
+    trusted = ingest(str(tmp_path / "a.ova"), fresh(tmp_path), policy=IngestPolicy(anchors=(fake_ca[1],)))
+    assert trusted.signer.trusted is True and [r for r in check.evaluate(bundle=trusted.facts()) if r.status.value == "fail"] == []
