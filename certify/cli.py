@@ -56,7 +56,7 @@ def _severity(text: str) -> Severity:
 def _size(text: str) -> int:
     try:
         return parse_size(text)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 

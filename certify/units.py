@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 _SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]?)(i?B)?$", re.IGNORECASE)
 _POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
+MAX_SIZE = 2**63 - 1  # what a file offset can hold: 8 EiB
+MAX_DIGITS = 40  # a number longer than this is no size anyone means
 
 
 def parse_size(text: str) -> int:
@@ -14,7 +17,11 @@ def parse_size(text: str) -> int:
     if not match or (match.group(3) and match.group(3).lower() == "ib" and not match.group(2)):
         raise ValueError(f"{text[:40]!r} is not a size (e.g. 4096, 512M, 20G, 1.5TiB)")
     number, unit = match.group(1), match.group(2).upper()
-    value = int(float(number) * 1024 ** _POWERS[unit]) if "." in number else int(number) * 1024 ** _POWERS[unit]
+    if len(number) > MAX_DIGITS:
+        raise ValueError(f"{text[:40]!r}... is too long for a size (at most {MAX_DIGITS} digits)")
+    value = int(Fraction(number) * 1024 ** _POWERS[unit])  # exact: no float to overflow or round
     if value <= 0:
         raise ValueError(f"{text[:40]!r} must be more than zero bytes")
+    if value > MAX_SIZE:
+        raise ValueError(f"{text[:40]!r} is too large (at most {MAX_SIZE} bytes, 8 EiB)")
     return value

@@ -161,6 +161,18 @@ def test_size_parser_only_raises_value_error(text):
     from certify.units import parse_size
 
     try:
-        assert parse_size(text) > 0
+        assert 0 < parse_size(text) < 2**63
     except ValueError:
         pass
+
+
+def test_size_parser_bounds():
+    import pytest
+
+    from certify.units import parse_size
+
+    assert parse_size("1.5T") == 3 << 39 and parse_size("0.5K") == 512 and parse_size("8191P") == 8191 << 50
+    assert parse_size(str(2**63 - 1)) == 2**63 - 1
+    for text, reason in ((str(2**63), "too large"), ("8192P", "too large"), ("1" + "0" * 400 + ".5", "too long"), ("1e5", "not a size")):
+        with pytest.raises(ValueError, match=reason):
+            parse_size(text)
