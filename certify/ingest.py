@@ -181,7 +181,13 @@ def _ingest(path: str, workdir: str, limits: Limits, policy: IngestPolicy) -> Bu
 def _listing(directory: str, limit: int = 10_000) -> list[str]:
     """Names of the regular files beside the descriptor (names only: nothing is opened)."""
     with os.scandir(directory) as entries:
-        return sorted(e.name for _, e in zip(range(limit), entries) if e.is_file(follow_symlinks=False))
+        names = sorted(e.name for _, e in zip(range(limit), entries) if e.is_file(follow_symlinks=False))
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes, kept by Python as surrogates
+            raise InputRejected(f"file {show(name)} beside the descriptor: its name is not valid UTF-8") from None
+    return names
 
 
 def _descriptor_in(directory: str) -> tuple[str, str]:

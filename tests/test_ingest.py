@@ -296,6 +296,22 @@ def test_manifest_mismatches_are_rejected(tmp_path, vmdk_bytes, lines, extra, ma
         ingest(str(ova), str(work))
 
 
+def test_a_file_name_that_is_not_utf8_beside_the_descriptor_is_refused(tmp_path, vmdk_bytes):
+    bundle_dir = tmp_path / "bundle"
+    bundle_dir.mkdir()
+    (bundle_dir / "vm.ovf").write_bytes(ovf_for("vm-disk1.vmdk"))
+    (bundle_dir / "vm-disk1.vmdk").write_bytes(vmdk_bytes)
+    with open(os.path.join(os.fsencode(bundle_dir), b"x\xff.log"), "wb") as f:
+        f.write(b"hi")
+    with pytest.raises(InputRejected, match=r"file 'x\\udcff.log' beside the descriptor: its name is not valid UTF-8"):
+        ingest(str(bundle_dir / "vm.ovf"), fresh(tmp_path))
+    from conftest import run_certify
+
+    for fmt in ("json", "sarif"):
+        result = run_certify("scan", str(bundle_dir / "vm.ovf"), "-q", "--format", fmt, "-o", str(tmp_path / f"r.{fmt}"))
+        assert result.returncode == 2 and "not valid UTF-8" in result.stderr and "internal error" not in result.stderr, result.stderr
+
+
 def test_ova_without_manifest_and_ovf_directory_with_one(tmp_path, vmdk_bytes):
     ova = make_tar(tmp_path / "a.ova", [("vm.ovf", ovf_for("vm-disk1.vmdk")), ("vm-disk1.vmdk", vmdk_bytes)])
     (tmp_path / "w").mkdir()
