@@ -101,6 +101,11 @@ def check_member_name(name: str) -> str | None:
     return None
 
 
+# PAX keys a tar writer may set (POSIX, GNU tar, bsdtar); any other could change how tarfile reads a member.
+_PAX_KEYS = {"path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "atime", "ctime", "comment", "charset", "hdrcharset"}
+_PAX_PREFIXES = ("SCHILY.", "LIBARCHIVE.")  # extended attributes and file flags; tarfile ignores them
+
+
 def _sparse_reason(member: tarfile.TarInfo) -> str | None:
     """Why a member is sparse though its type says regular file (PAX GNU.sparse.* headers), or None.
 
@@ -113,6 +118,10 @@ def _sparse_reason(member: tarfile.TarInfo) -> str | None:
     if getattr(member, "sparse", None) is not None:
         return "GNU sparse map"
     return None
+
+
+def _unexpected_pax_key(member: tarfile.TarInfo) -> str | None:
+    return next((k for k in sorted(member.pax_headers) if k not in _PAX_KEYS and not k.startswith(_PAX_PREFIXES)), None)
 
 
 def extract(path: str, root: str, limits: Limits, read_manifest: Callable[[str, Digests], list[ManifestEntry]]) -> OvaContents:
@@ -144,6 +153,9 @@ def extract(path: str, root: str, limits: Limits, read_manifest: Callable[[str, 
                     sparse = _sparse_reason(member)
                     if sparse:
                         raise InputRejected(f"OVA member {show(name)} is a sparse file ({sparse}); only regular files are accepted")
+                    key = _unexpected_pax_key(member)
+                    if key is not None:
+                        raise InputRejected(f"OVA member {show(name)} carries PAX header {show(key, 40)}, which is not accepted")
                     name = name.rstrip("/")
                     if name.lower() in seen_folded:
                         raise InputRejected(f"OVA member {show(name)} appears twice (or differs only in case)")

@@ -434,11 +434,13 @@ def _pax_rename():
         ([("vm.ovf", b"<x/>"), (_pax_sparse({"GNU.sparse.size": str(64 << 20)}), b"x")], tarfile.PAX_FORMAT,
          r"OVA member 'vm-disk1.vmdk' is a sparse file \(PAX header GNU.sparse.size\)"),
         ([("vm.ovf", b"<x/>"), ("x\udcff.log", b"hi")], tarfile.USTAR_FORMAT, r"OVA member 'x\\udcff.log' is not valid UTF-8"),
+        ([("vm.ovf", b"<x/>"), (_pax_sparse({"VENDOR.realsize": "1"}), b"x")], tarfile.PAX_FORMAT,
+         "OVA member 'vm-disk1.vmdk' carries PAX header 'VENDOR.realsize', which is not accepted"),
         ([("a.ovf", b"<x/>"), ("b.ovf", b"<x/>")], tarfile.USTAR_FORMAT, r"exactly one \.ovf at its top level \(found a.ovf, b.ovf\)"),
         ([("vm.ovf", b"<x/>"), ("disk1.vmdk", b"a"), ("disk1.vmdk", b"b")], tarfile.USTAR_FORMAT, "'disk1.vmdk' appears twice"),
     ],
     ids=["48-traversal", "48-absolute", "48-symlink", "48-hardlink", "48-device", "48-fifo", "48-pax-rename", "48-pax-sparse-map",
-         "48-pax-sparse-size", "48-name-not-utf8",
+         "48-pax-sparse-size", "48-name-not-utf8", "48-pax-unknown-key",
          "49-two-descriptors", "49-duplicate-member"],
 )
 def test_48_49_hostile_members(tmp_path, members, fmt, match):
@@ -448,6 +450,12 @@ def test_48_49_hostile_members(tmp_path, members, fmt, match):
     assert not (tmp_path / "evil").exists() and not (tmp_path.parent / "evil").exists()
     written = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file() and f.name != "evil.ova")
     assert written < 1 << 20  # a sparse member is refused before its holes are filled
+
+
+def test_48_pax_keys_tar_writers_set_are_accepted(tmp_path, vmdk_bytes):
+    disk = _pax_sparse({"path": "vm-disk1.vmdk", "atime": "1700000000.5", "SCHILY.xattr.user.note": "x", "LIBARCHIVE.creationtime": "1"})
+    ova = make_tar(tmp_path / "a.ova", [("vm.ovf", ovf_for("vm-disk1.vmdk")), (disk, vmdk_bytes)], fmt=tarfile.PAX_FORMAT)
+    assert [d.name for d in ingest(str(ova), fresh(tmp_path)).disks] == ["vm-disk1.vmdk"]
 
 
 def _signed(tmp_path, vmdk_bytes, order, name="a.ova", cert_days=(-1, 365), issuer=None):
