@@ -124,12 +124,25 @@ def outside_bundle_reason(ref: str) -> str | None:
 
 # ${VAR} (shell, packer, envsubst), {{ ... }} (Jinja, Go templates), @@VAR@@.
 _PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_.\-]*\}|\{\{[^{}\n]{1,200}\}\}|@@[A-Za-z_][A-Za-z0-9_.\-]*@@")
-_URL_SECRETS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s]*@|\?[^\s]*")
+_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)(\S*)")
+_QUERY = re.compile(r"\?\S*")
+
+
+def _redact_url(match: re.Match) -> str:
+    scheme, rest = match.group(1), match.group(2)
+    end = next((i for i, c in enumerate(rest) if c in "/?#"), len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in authority:  # user:password@host: the host follows the last '@' of the authority
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    cut = next((i for i, c in enumerate(tail) if c in "?#"), None)
+    if cut is not None:
+        tail = tail[:cut] + tail[cut] + "***"
+    return scheme + authority + tail
 
 
 def redact(value: str) -> str:
-    """A path or URL fit for a report: credentials and query strings masked."""
-    return _URL_SECRETS.sub(lambda m: f"{m.group(1)}***@" if m.group(1) else "?***", value)
+    """A path or URL fit for a report: credentials (userinfo), query strings and fragments masked."""
+    return _QUERY.sub("?***", _URL.sub(_redact_url, value))
 
 
 def find_placeholders(name: str, text: str) -> tuple[Setting, ...]:

@@ -273,6 +273,11 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
         if isinstance(elem.tag, str) and elem.tag.startswith(f"{{{XINCLUDE}}}"):
             raise ParseError(f"line {line(elem)}: XInclude ({_local(elem.tag)}) is never resolved; a descriptor must be one file")
     _check_structure(root, ns)
+    for holder in root.iter():
+        for child in holder:
+            if child.tag == q("VirtualHardwareSection") and holder.tag != q("VirtualSystem"):
+                raise ParseError(f"line {line(child)}: VirtualHardwareSection inside {_local(holder.tag)[:60]!r}; "
+                                 "it belongs directly in a VirtualSystem")  # fmt: skip
     systems, extra = [], []
     for system in root.iter(q("VirtualSystem")):
         system_id = _attr(system, ns, "id") or ""
@@ -410,13 +415,28 @@ def _local(tag: object) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
+# CIM_ResourceAllocationSettingData properties that hold one value (HostResource and Connection are arrays).
+SINGLE_ITEM_FIELDS = frozenset({
+    "ResourceType", "OtherResourceType", "ResourceSubType", "InstanceID", "ElementName", "Caption", "Description",
+    "PoolID", "ConsumerVisibility", "AllocationUnits", "VirtualQuantity", "VirtualQuantityUnits", "Reservation",
+    "Limit", "Weight", "AutomaticAllocation", "AutomaticDeallocation", "Parent", "Address", "AddressOnParent",
+    "MappingBehavior",
+})  # fmt: skip
+_RESOURCE_TYPE = re.compile(r"0|[1-9][0-9]{0,4}")
+
+
 def _item(elem: ET.Element, line: int) -> HardwareItem:
     """Fields read by local name: rasd: in 1.x Items, sasd:/epasd: in 2.x ones."""
     fields: dict[str, list[str]] = {}
     for child in elem:
         fields.setdefault(_local(child.tag), []).append((child.text or "").strip())
+    for name in sorted(SINGLE_ITEM_FIELDS & {k for k, v in fields.items() if len(v) > 1}):
+        raise ParseError(f"line {line}: hardware item has {len(fields[name])} {name} fields; readers disagree on which one counts")
+    resource_type = (fields.get("ResourceType") or [""])[0]
+    if resource_type and not _RESOURCE_TYPE.fullmatch(resource_type):
+        raise ParseError(f"line {line}: ResourceType {resource_type[:20]!r} is not a plain decimal number (no sign, no leading zeros)")
     return HardwareItem(
-        resource_type=(fields.get("ResourceType") or [""])[0],
+        resource_type=resource_type,
         host_resources=tuple(v for v in fields.get("HostResource", []) if v),
         name=(fields.get("ElementName") or [""])[0],
         line=line,
