@@ -76,6 +76,7 @@ class Descriptor:
     shared_folders: tuple[Setting, ...] = ()  # vbox:Machine SharedFolder host paths
     networks: tuple[Setting, ...] = ()  # OVF NetworkSection: name = network name, value = its description
     licenses: tuple[Setting, ...] = ()  # OVF EulaSection License texts (display only)
+    vbox_settings: tuple[Setting, ...] = ()  # vbox:Machine host bindings: name = kind (port, nic, ...), value = what it names
 
     def get(self, key: str) -> ConfigEntry | None:
         """The first entry for ``key``, case-insensitive."""
@@ -215,10 +216,20 @@ def from_ovf(name: str, ovf: OvfDescriptor, text: str = "") -> Descriptor:
                    reason=outside_bundle_reason(resource) or "is not an ovf:/disk/ or ovf:/file/ reference to the package")
         for item in ovf.items for resource in item.host_resources if not _PACKAGE_RESOURCE.match(resource)
     )  # fmt: skip
+    vbox = tuple(
+        Setting(name=v.kind, value=v.value, location=Location(layer=Layer.DESCRIPTOR, file=name, key=v.element, line=v.line))
+        for v in ovf.vbox_settings if v.kind != "disk"
+    )  # fmt: skip
+    # A vbox:Machine medium VirtualBox would open: judged like any other storage name.
+    vbox_media = tuple(
+        StorageRef(value=v.value, location=Location(layer=Layer.DESCRIPTOR, file=name, key=v.element, line=v.line),
+                   reason=f"({v.element}) {outside_bundle_reason(v.value)}" if outside_bundle_reason(v.value) else None)
+        for v in ovf.vbox_settings if v.kind == "disk"
+    )  # fmt: skip
     # ExtraConfig lines become VMX lines: their paths are judged exactly as a VMX's.
-    return Descriptor(kind="ovf", file=name, entries=entries, storage_refs=hrefs + _path_refs(entries) + host_resources,
+    return Descriptor(kind="ovf", file=name, entries=entries, storage_refs=hrefs + _path_refs(entries) + host_resources + vbox_media,
                       properties=properties, hardware_versions=hardware, placeholders=find_placeholders(name, text),
-                      devices=devices, networks=networks, licenses=licenses, shared_folders=tuple(
+                      devices=devices, networks=networks, licenses=licenses, vbox_settings=vbox, shared_folders=tuple(
                           Setting(name="vbox:SharedFolder", value=f.value,
                                   location=Location(layer=Layer.DESCRIPTOR, file=name, key="vbox:SharedFolder/@hostPath", line=f.line))
                           for f in ovf.vbox_shared_folders))  # fmt: skip
