@@ -153,7 +153,8 @@ class VboxSetting:
     """A vbox:Machine setting VirtualBox would apply on import that reaches the host.
 
     ``kind``: remote-display, port (UART/LPT backed by the host), host-drive,
-    usb-filter, nic (bridged/host-only/generic adapter) or disk (a medium's location).
+    usb-filter, audio (host sound), nic (bridged/host-only/generic adapter) or
+    disk (a medium's location).
     """
 
     kind: str
@@ -361,13 +362,15 @@ def read_vbox_settings(machine: ET.Element, line) -> list[VboxSetting]:
         elif name == "Port" and _local(parent.tag) in ("UART", "LPT"):
             mode = (elem.get("hostMode") or "").strip()
             path = elem.get("path") or ""
-            if (mode and mode.lower() != "disconnected") or path:
+            if mode and mode.lower() != "disconnected":  # VirtualBox's default mode is Disconnected
                 kind = _local(parent.tag)
                 found.append(VboxSetting("port", f"vbox:{kind}/Port[@slot={elem.get('slot', '')!r}]", f"hostMode={mode or '(none)'} path={path}", line(elem)))
         elif name == "HostDrive":
             found.append(VboxSetting("host-drive", "vbox:HostDrive/@src", elem.get("src", ""), line(elem)))
         elif name == "AttachedDevice" and (elem.get("passthrough") or "").strip().lower() == "true":
             found.append(VboxSetting("host-drive", "vbox:AttachedDevice/@passthrough", "true", line(elem)))
+        elif name == "AudioAdapter" and (elem.get("enabled") or "false").strip().lower() not in ("false", "0", "no", "off"):
+            found.append(VboxSetting("audio", "vbox:AudioAdapter/@enabled", elem.get("driver") or elem.get("controller") or "", line(elem)))
         elif name == "DeviceFilter":
             found.append(VboxSetting("usb-filter", f"vbox:USB/DeviceFilters/DeviceFilter[@name={elem.get('name', '')!r}]",
                                      elem.get("name", ""), line(elem)))  # fmt: skip
@@ -486,7 +489,9 @@ def _item(elem: ET.Element, line: int) -> HardwareItem:
     fields: dict[str, list[str]] = {}
     for child in elem:
         fields.setdefault(_local(child.tag), []).append((child.text or "").strip())
-    for name in sorted(SINGLE_ITEM_FIELDS & {k for k, v in fields.items() if len(v) > 1}):
+    repeated = sorted(name for name in SINGLE_ITEM_FIELDS if len(fields.get(name, ())) > 1)
+    if repeated:
+        name = repeated[0]
         raise ParseError(f"line {line}: hardware item has {len(fields[name])} {name} fields; readers disagree on which one counts")
     resource_type = (fields.get("ResourceType") or [""])[0]
     if resource_type and not _RESOURCE_TYPE.fullmatch(resource_type):

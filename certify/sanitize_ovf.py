@@ -158,7 +158,8 @@ def _vbox_check(machine: ET.Element) -> str:
         return "shared-folder"
     kinds = {v.kind for v in read_vbox_settings(machine, lambda e: 0)}
     order = [("port", "host-device-passthrough"), ("disk", "storage-path-outside-bundle"), ("remote-display", "vmx-vnc-enabled"),
-             ("host-drive", "host-device-passthrough"), ("usb-filter", "host-device-passthrough"), ("nic", "host-device-passthrough")]  # fmt: skip
+             ("host-drive", "host-device-passthrough"), ("usb-filter", "host-device-passthrough"), ("audio", "host-device-passthrough"),
+             ("nic", "host-device-passthrough")]  # fmt: skip
     return next((check for kind, check in order if kind in kinds), "")
 
 

@@ -73,6 +73,8 @@ def host_device_passthrough(descriptor: Descriptor) -> Iterator[Result]:
             yield fail(setting.location, f"{setting.location.key} = {redact(setting.value)!r}: VirtualBox host drive passed through")
         elif setting.name == "usb-filter":
             yield fail(setting.location, f"{setting.location.key}: VirtualBox attaches matching host USB devices")
+        elif setting.name == "audio":
+            yield fail(setting.location, f"{setting.location.key}: VirtualBox plays and records through the host's sound device")
         elif setting.name == "nic":
             yield fail(setting.location, f"{setting.location.key} {setting.value!r}: VirtualBox NIC bound to a host network")
 

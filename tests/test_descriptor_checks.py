@@ -127,7 +127,7 @@ CORPUS_FEATURES = {
     "photon-4.0-ova-template.vmx": {"host-device-passthrough"},
     "vyos-equuleus-template.ovf": {"unresolved-template-placeholder", "extraconfig-smuggling"},
     "k8s-image-builder-capi-template.ovf": {"unresolved-template-placeholder", "vmx-hardware-version"},
-    "home-assistant-os.ovf": {"extraconfig-smuggling"},
+    "home-assistant-os.ovf": {"extraconfig-smuggling", "host-device-passthrough"},  # its vbox:Machine: bridged NIC, host audio
 }
 
 
@@ -323,7 +323,7 @@ VBOX_HOSTILE = (
     '<Port slot="1" enabled="true" hostMode="TCP" path="0.0.0.0:2323" server="true"/>'
     '<Port slot="2" enabled="false" hostMode="Disconnected"/></UART>'
     '<USB><Controllers><Controller name="OHCI" type="OHCI"/></Controllers>'
-    '<DeviceFilters><DeviceFilter name="any" active="true"/></DeviceFilters></USB>'
+    '<DeviceFilters><DeviceFilter name="any" active="true"/></DeviceFilters></USB><AudioAdapter controller="HDA" enabled="true"/>'
     '<Network><Adapter slot="0" enabled="true" type="82540EM"><BridgedInterface name="eth0"/></Adapter>'
     '<Adapter slot="1" enabled="true" type="82540EM"><NAT/><DisabledModes><HostOnlyInterface name="vboxnet0"/></DisabledModes>'
     '</Adapter></Network></Hardware></vbox:Machine>'
@@ -341,6 +341,7 @@ def test_vbox_machine_host_bindings_are_found_under_their_checks():
         ("host-listener-or-pipe", "vbox:UART/Port[@slot='1']"),  # TCP: a socket on the host
         ("host-device-passthrough", "vbox:USB/DeviceFilters/DeviceFilter[@name='any']"),
         ("host-device-passthrough", "vbox:Adapter/BridgedInterface"),  # the DisabledModes host-only one is not in use
+        ("host-device-passthrough", "vbox:AudioAdapter/@enabled"),
         ("storage-path-outside-bundle", "vbox:HardDisk/@location"),  # /dev/sda; the bare vm-disk1.vmdk is fine
     }
     registry_findings, _ = run_checks(DESCRIPTOR_CHECKS, Facts(values={"descriptor": descriptor,
