@@ -76,6 +76,7 @@ class Descriptor:
     shared_folders: tuple[Setting, ...] = ()  # vbox:Machine SharedFolder host paths
     networks: tuple[Setting, ...] = ()  # OVF NetworkSection: name = network name, value = its description
     licenses: tuple[Setting, ...] = ()  # OVF EulaSection License texts (display only)
+    vbox_settings: tuple[Setting, ...] = ()  # vbox:Machine host bindings: name = kind (port, nic, ...), value = what it names
 
     def get(self, key: str) -> ConfigEntry | None:
         """The first entry for ``key``, case-insensitive."""
@@ -124,12 +125,25 @@ def outside_bundle_reason(ref: str) -> str | None:
 
 # ${VAR} (shell, packer, envsubst), {{ ... }} (Jinja, Go templates), @@VAR@@.
 _PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_.\-]*\}|\{\{[^{}\n]{1,200}\}\}|@@[A-Za-z_][A-Za-z0-9_.\-]*@@")
-_URL_SECRETS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s]*@|\?[^\s]*")
+_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)(\S*)")
+_QUERY = re.compile(r"\?\S*")
+
+
+def _redact_url(match: re.Match) -> str:
+    scheme, rest = match.group(1), match.group(2)
+    end = next((i for i, c in enumerate(rest) if c in "/?#"), len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in authority:  # user:password@host: the host follows the last '@' of the authority
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    cut = next((i for i, c in enumerate(tail) if c in "?#"), None)
+    if cut is not None:
+        tail = tail[:cut] + tail[cut] + "***"
+    return scheme + authority + tail
 
 
 def redact(value: str) -> str:
-    """A path or URL fit for a report: credentials and query strings masked."""
-    return _URL_SECRETS.sub(lambda m: f"{m.group(1)}***@" if m.group(1) else "?***", value)
+    """A path or URL fit for a report: credentials (userinfo), query strings and fragments masked."""
+    return _QUERY.sub("?***", _URL.sub(_redact_url, value))
 
 
 def find_placeholders(name: str, text: str) -> tuple[Setting, ...]:
@@ -202,10 +216,20 @@ def from_ovf(name: str, ovf: OvfDescriptor, text: str = "") -> Descriptor:
                    reason=outside_bundle_reason(resource) or "is not an ovf:/disk/ or ovf:/file/ reference to the package")
         for item in ovf.items for resource in item.host_resources if not _PACKAGE_RESOURCE.match(resource)
     )  # fmt: skip
+    vbox = tuple(
+        Setting(name=v.kind, value=v.value, location=Location(layer=Layer.DESCRIPTOR, file=name, key=v.element, line=v.line))
+        for v in ovf.vbox_settings if v.kind != "disk"
+    )  # fmt: skip
+    # A vbox:Machine medium VirtualBox would open: judged like any other storage name.
+    vbox_media = tuple(
+        StorageRef(value=v.value, location=Location(layer=Layer.DESCRIPTOR, file=name, key=v.element, line=v.line),
+                   reason=f"({v.element}) {outside_bundle_reason(v.value)}" if outside_bundle_reason(v.value) else None)
+        for v in ovf.vbox_settings if v.kind == "disk"
+    )  # fmt: skip
     # ExtraConfig lines become VMX lines: their paths are judged exactly as a VMX's.
-    return Descriptor(kind="ovf", file=name, entries=entries, storage_refs=hrefs + _path_refs(entries) + host_resources,
+    return Descriptor(kind="ovf", file=name, entries=entries, storage_refs=hrefs + _path_refs(entries) + host_resources + vbox_media,
                       properties=properties, hardware_versions=hardware, placeholders=find_placeholders(name, text),
-                      devices=devices, networks=networks, licenses=licenses, shared_folders=tuple(
+                      devices=devices, networks=networks, licenses=licenses, vbox_settings=vbox, shared_folders=tuple(
                           Setting(name="vbox:SharedFolder", value=f.value,
                                   location=Location(layer=Layer.DESCRIPTOR, file=name, key="vbox:SharedFolder/@hostPath", line=f.line))
                           for f in ovf.vbox_shared_folders))  # fmt: skip

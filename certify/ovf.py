@@ -149,6 +149,21 @@ class HardwareItem:
 
 
 @dataclass(frozen=True)
+class VboxSetting:
+    """A vbox:Machine setting VirtualBox would apply on import that reaches the host.
+
+    ``kind``: remote-display, port (UART/LPT backed by the host), host-drive,
+    usb-filter, audio (host sound), nic (bridged/host-only/generic adapter) or
+    disk (a medium's location).
+    """
+
+    kind: str
+    element: str  # e.g. vbox:UART/Port[@slot='0']
+    value: str
+    line: int
+
+
+@dataclass(frozen=True)
 class OvfDescriptor:
     version: str
     files: tuple[OvfFile, ...]
@@ -162,6 +177,7 @@ class OvfDescriptor:
     networks: tuple[Network, ...] = ()
     eulas: tuple[Eula, ...] = ()
     optional_sections: tuple[OptionalSection, ...] = ()
+    vbox_settings: tuple[VboxSetting, ...] = ()  # vbox:Machine settings beyond shared folders
 
 
 class _LineTreeBuilder(ET.TreeBuilder):
@@ -273,6 +289,11 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
         if isinstance(elem.tag, str) and elem.tag.startswith(f"{{{XINCLUDE}}}"):
             raise ParseError(f"line {line(elem)}: XInclude ({_local(elem.tag)}) is never resolved; a descriptor must be one file")
     _check_structure(root, ns)
+    for holder in root.iter():
+        for child in holder:
+            if child.tag == q("VirtualHardwareSection") and holder.tag != q("VirtualSystem"):
+                raise ParseError(f"line {line(child)}: VirtualHardwareSection inside {_local(holder.tag)[:60]!r}; "
+                                 "it belongs directly in a VirtualSystem")  # fmt: skip
     systems, extra = [], []
     for system in root.iter(q("VirtualSystem")):
         system_id = _attr(system, ns, "id") or ""
@@ -316,7 +337,50 @@ def parse_ovf(data: bytes, *, max_bytes: int = MAX_BYTES) -> OvfDescriptor:
         networks=tuple(networks),
         eulas=tuple(eulas),
         optional_sections=tuple(_optional_sections(root, ns, line)),
+        vbox_settings=tuple(setting for machine in root.iter(f"{{{VBOX}}}Machine") for setting in read_vbox_settings(machine, line)),
     )
+
+
+_VBOX_NIC_MODES = {"BridgedInterface", "HostOnlyInterface", "HostOnlyNetwork", "GenericInterface", "CloudNetwork"}
+
+
+def read_vbox_settings(machine: ET.Element, line) -> list[VboxSetting]:
+    """What a vbox:Machine would bind on the host: VRDE console, host-backed ports, USB filters, host NICs, media paths.
+
+    Elements are read by local name, as VirtualBox writes its settings without a
+    namespace. Settings under a NIC's DisabledModes are remembered, not used.
+    """
+    found: list[VboxSetting] = []
+    disabled = {id(e) for d in machine.iter() if _local(d.tag) == "DisabledModes" for e in d.iter()}
+    for parent, elem in [(p, c) for p in machine.iter() for c in p]:
+        name = _local(elem.tag)
+        if id(elem) in disabled:
+            continue
+        if name == "RemoteDisplay" and (elem.get("enabled") or "false").strip().lower() not in ("false", "0", "no", "off"):
+            ports = [p.get("value", "") for p in elem.iter() if _local(p.tag) == "Property" and p.get("name") == "TCP/Ports"]
+            found.append(VboxSetting("remote-display", "vbox:RemoteDisplay/@enabled", elem.get("enabled", "") + (f", TCP ports {ports[0]}" if ports else ""), line(elem)))
+        elif name == "Port" and _local(parent.tag) in ("UART", "LPT"):
+            mode = (elem.get("hostMode") or "").strip()
+            path = elem.get("path") or ""
+            if mode and mode.lower() != "disconnected":  # VirtualBox's default mode is Disconnected
+                kind = _local(parent.tag)
+                found.append(VboxSetting("port", f"vbox:{kind}/Port[@slot={elem.get('slot', '')!r}]", f"hostMode={mode or '(none)'} path={path}", line(elem)))
+        elif name == "HostDrive":
+            found.append(VboxSetting("host-drive", "vbox:HostDrive/@src", elem.get("src", ""), line(elem)))
+        elif name == "AttachedDevice" and (elem.get("passthrough") or "").strip().lower() == "true":
+            found.append(VboxSetting("host-drive", "vbox:AttachedDevice/@passthrough", "true", line(elem)))
+        elif name == "AudioAdapter" and (elem.get("enabled") or "false").strip().lower() not in ("false", "0", "no", "off"):
+            found.append(VboxSetting("audio", "vbox:AudioAdapter/@enabled", elem.get("driver") or elem.get("controller") or "", line(elem)))
+        elif name == "DeviceFilter":
+            found.append(VboxSetting("usb-filter", f"vbox:USB/DeviceFilters/DeviceFilter[@name={elem.get('name', '')!r}]",
+                                     elem.get("name", ""), line(elem)))  # fmt: skip
+        elif name in _VBOX_NIC_MODES:
+            shown = elem.get("name") or elem.get("driver") or ""
+            found.append(VboxSetting("nic", f"vbox:Adapter/{name}", shown, line(elem)))
+        elif name in ("HardDisk", "Image") and elem.get("location") is not None:
+            found.append(VboxSetting("disk", f"vbox:{name}/@location", elem.get("location", ""), line(elem)))
+    return found
+
 
 
 def _config_entries(system: ET.Element, system_id: str, line, q) -> list[ExtraConfig]:
@@ -410,13 +474,30 @@ def _local(tag: object) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
+# CIM_ResourceAllocationSettingData properties that hold one value (HostResource and Connection are arrays).
+SINGLE_ITEM_FIELDS = frozenset({
+    "ResourceType", "OtherResourceType", "ResourceSubType", "InstanceID", "ElementName", "Caption", "Description",
+    "PoolID", "ConsumerVisibility", "AllocationUnits", "VirtualQuantity", "VirtualQuantityUnits", "Reservation",
+    "Limit", "Weight", "AutomaticAllocation", "AutomaticDeallocation", "Parent", "Address", "AddressOnParent",
+    "MappingBehavior",
+})  # fmt: skip
+_RESOURCE_TYPE = re.compile(r"0|[1-9][0-9]{0,4}")
+
+
 def _item(elem: ET.Element, line: int) -> HardwareItem:
     """Fields read by local name: rasd: in 1.x Items, sasd:/epasd: in 2.x ones."""
     fields: dict[str, list[str]] = {}
     for child in elem:
         fields.setdefault(_local(child.tag), []).append((child.text or "").strip())
+    repeated = sorted(name for name in SINGLE_ITEM_FIELDS if len(fields.get(name, ())) > 1)
+    if repeated:
+        name = repeated[0]
+        raise ParseError(f"line {line}: hardware item has {len(fields[name])} {name} fields; readers disagree on which one counts")
+    resource_type = (fields.get("ResourceType") or [""])[0]
+    if resource_type and not _RESOURCE_TYPE.fullmatch(resource_type):
+        raise ParseError(f"line {line}: ResourceType {resource_type[:20]!r} is not a plain decimal number (no sign, no leading zeros)")
     return HardwareItem(
-        resource_type=(fields.get("ResourceType") or [""])[0],
+        resource_type=resource_type,
         host_resources=tuple(v for v in fields.get("HostResource", []) if v),
         name=(fields.get("ElementName") or [""])[0],
         line=line,

@@ -29,9 +29,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from certify.checks.devices import HOST_ITEM_SUBTYPE, HOST_ITEM_TYPES
-from certify.checks.hardening import DEFAULT_EXTRACONFIG_ALLOWED, NOT_TEXT_TYPES, SECRET_NAME, secret_content
-from certify.descriptor import outside_bundle_reason, redact
-from certify.ovf import LINE_ATTR, VBOX, VMW, parse_ovf, parse_tree, unknown_sections
+from certify.checks.hardening import DEFAULT_CONFIG_ALLOWED, DEFAULT_EXTRACONFIG_ALLOWED, NOT_TEXT_TYPES, secret_content, secret_name
+from certify.descriptor import PATH_KEY, outside_bundle_reason, redact
+from certify.ovf import LINE_ATTR, VBOX, VMW, parse_ovf, parse_tree, read_vbox_settings, unknown_sections
 from certify.sanitize import HARDENING, SECRET_KEYS, Change, removal_for
 
 XML_NS = "http://www.w3.org/XML/1998/namespace"
@@ -48,6 +48,10 @@ KNOWN_PREFIXES = {
 }  # fmt: skip
 # The STIG keys are kept here whatever their value: _harden then writes the STIG value.
 ALLOWED_EXTRACONFIG = [p.lower() for p in DEFAULT_EXTRACONFIG_ALLOWED] + [k.lower() for k in HARDENING]
+ALLOWED_CONFIG = [p.lower() for p in DEFAULT_CONFIG_ALLOWED]
+_HARDENING_KEYS = {k.lower() for k in HARDENING}
+_RAW_DEVICES = {"cdrom-raw", "atapi-cdrom", "scsi-passthru", "rawdisk", "scsi-cdrom"}
+_DEVICE_NAMESPACE = re.compile(r"^(scsi|ide|sata|nvme)\d+:\d+$", re.IGNORECASE)
 # vmw:Config fields (VirtualMachineConfigSpec) that are identity or let the guest plug devices in.
 CONFIG_REMOVE = [
     (re.compile(r"(uuid|instanceuuid|locationid)$", re.IGNORECASE), "identity: regenerated on deploy", ""),
@@ -73,6 +77,7 @@ class _Doc:
     ns: str
     parents: dict[int, ET.Element]
     changes: list[Change] = field(default_factory=list)
+    pending: dict[int, tuple[ET.Element, set[int]]] = field(default_factory=dict)  # parent id -> (parent, ids to remove)
 
     def attr(self, elem: ET.Element, name: str) -> str | None:
         value = elem.get(f"{{{self.ns}}}{name}")
@@ -89,16 +94,22 @@ class _Doc:
         self.changes.append(Change(action, key, old, new, reason, check, self.line(elem) if elem is not None else None))
 
     def remove(self, elem: ET.Element) -> None:
-        """Take ``elem`` out, keeping the indentation of what follows."""
+        """Mark ``elem`` for removal; flush() takes marked children out, one pass per parent."""
         parent = self.parents[id(elem)]
-        children = list(parent)
-        index = children.index(elem)
-        if index == len(children) - 1:  # the last child's tail is the indentation of the parent's end tag
-            if index > 0:
-                children[index - 1].tail = elem.tail
-            else:
-                parent.text = elem.tail
-        parent.remove(elem)
+        self.pending.setdefault(id(parent), (parent, set()))[1].add(id(elem))
+
+    def flush(self) -> None:
+        """Take out every marked element, keeping the indentation of what follows: each parent rebuilt once."""
+        for parent, doomed in self.pending.values():
+            children = list(parent)
+            kept = [c for c in children if id(c) not in doomed]
+            if children and id(children[-1]) in doomed:  # the last child's tail is the indentation of the parent's end tag
+                if kept:
+                    kept[-1].tail = children[-1].tail
+                else:
+                    parent.text = children[-1].tail
+            parent[:] = kept
+        self.pending.clear()
 
     def append(self, parent: ET.Element, elem: ET.Element) -> None:
         """Add ``elem`` as the last child, indented like its siblings."""
@@ -118,23 +129,38 @@ def sanitize_ovf(data: bytes) -> tuple[str, list[Change]]:
     root, prefixes = parse_tree(data)
     doc = _Doc(root=root, ns=_uri(root.tag), parents={id(c): p for p in root.iter() for c in p})
     removed_files = _files(doc)
+    doc.flush()
     removed_disks = _disks(doc, removed_files)
+    doc.flush()
     for machine in [e for e in root.iter(f"{{{VBOX}}}Machine")]:
-        shares = [s for s in machine.iter() if _local(s.tag) == "SharedFolder"]
         doc.change("remove", "vbox:Machine", None, None, "VirtualBox machine settings: a second configuration (shared folders, "
-                   "host paths, identity) a deployer must not import", "shared-folder" if shares else "", machine)  # fmt: skip
+                   "host ports and NICs, host paths, identity) a deployer must not import", _vbox_check(machine), machine)  # fmt: skip
         doc.remove(machine)
     for section in unknown_sections(root):  # optional (parse_ovf refused required ones): nothing vouches for them
         doc.change("remove", _local(section.tag), None, None, "optional section this tool does not read", "", section)
         doc.remove(section)
+    doc.flush()
     for system in root.iter(doc.q("VirtualSystem")):
         _system(doc, system, removed_files, removed_disks)
     hardware = {id(h) for h in root.iter(doc.q("VirtualHardwareSection"))}
     for item in [e for e in root.iter() if _local(e.tag) in _ITEMS and id(doc.parents.get(id(e))) not in hardware]:
         doc.change("remove", f"{_local(item.tag)} (misplaced)", None, None, "hardware item outside a VirtualHardwareSection", "", item)
         doc.remove(item)
+    doc.flush()
     _properties(doc)
+    doc.flush()
     return serialize(root, doc.ns, prefixes), doc.changes
+
+
+def _vbox_check(machine: ET.Element) -> str:
+    """The check that reports the worst of what a vbox:Machine binds on the host ('' when it binds nothing)."""
+    if any(_local(e.tag) == "SharedFolder" for e in machine.iter()):
+        return "shared-folder"
+    kinds = {v.kind for v in read_vbox_settings(machine, lambda e: 0)}
+    order = [("port", "host-device-passthrough"), ("disk", "storage-path-outside-bundle"), ("remote-display", "vmx-vnc-enabled"),
+             ("host-drive", "host-device-passthrough"), ("usb-filter", "host-device-passthrough"), ("audio", "host-device-passthrough"),
+             ("nic", "host-device-passthrough")]  # fmt: skip
+    return next((check for kind, check in order if kind in kinds), "")
 
 
 # --- References, disks -------------------------------------------------------------------
@@ -195,6 +221,7 @@ def _system(doc: _Doc, system: ET.Element, removed_files: dict, removed_disks: d
         doc.change("remove", _config_key(elem), _shown(elem), None, f"vmw:{_local(elem.tag)} outside its place in a VirtualHardwareSection",
                    "extraconfig-smuggling", elem)  # fmt: skip
         doc.remove(elem)
+    doc.flush()
     for hardware in hardware_sections:
         for item in [c for c in hardware if _local(c.tag) in _ITEMS]:
             if _item(doc, item, known, {"disk": removed_disks, "file": removed_files}):
@@ -252,19 +279,40 @@ def _config_key(elem: ET.Element) -> str:
 
 def _shown(elem: ET.Element) -> str:
     key, value = (elem.get(f"{{{VMW}}}key") or "").strip(), elem.get(f"{{{VMW}}}value", "")
-    if value and (SECRET_KEYS.match(key) or SECRET_NAME.search(key) or secret_content(value)):
+    if value and (SECRET_KEYS.match(key) or secret_name(key) or secret_content(value)):
         return "(not shown)"
     return redact(value)
 
 
 def _config(doc: _Doc, holder: ET.Element, extra_allowed: bool) -> None:
-    """The vmw:ExtraConfig/vmw:Config children of a hardware section or an item, through the VMX rules."""
+    """The vmw:ExtraConfig/vmw:Config children of a hardware section or an item, through the VMX rules.
+
+    Both kinds get the same path, device and host-owned rules; a vmw:Config must
+    also be a configuration field on the allowed list, and never a STIG key
+    (_harden writes those as vmw:ExtraConfig, so the output has one value for each).
+    """
     seen: set[str] = set()
-    for elem in [c for c in holder if c.tag in (f"{{{VMW}}}ExtraConfig", f"{{{VMW}}}Config")]:
+    elems = [c for c in holder if c.tag in (f"{{{VMW}}}ExtraConfig", f"{{{VMW}}}Config")]
+    doomed: dict[str, tuple[str, str]] = {}  # disk/CD namespaces (scsi0:1) that go whole, as in a VMX
+    for elem in elems:
+        key, value = (elem.get(f"{{{VMW}}}key") or "").strip(), elem.get(f"{{{VMW}}}value", "")
+        namespace = key.rsplit(".", 1)[0].lower()
+        if not _DEVICE_NAMESPACE.match(namespace):
+            continue
+        if key.lower().endswith(".filename") and value and outside_bundle_reason(value):
+            doomed[namespace] = (f"storage outside the bundle ({outside_bundle_reason(value)})", "storage-path-outside-bundle")
+        if key.lower().endswith(".devicetype") and value.strip().lower() in _RAW_DEVICES:
+            doomed.setdefault(namespace, ("host device passed through", "host-device-passthrough"))
+    for elem in elems:
         kind, key = _local(elem.tag), (elem.get(f"{{{VMW}}}key") or "").strip()
-        rule = removal_for(key)
+        value = elem.get(f"{{{VMW}}}value", "")
+        rule = doomed.get(key.rsplit(".", 1)[0].lower()) or removal_for(key)
+        if rule is None and PATH_KEY.match(key) and value and outside_bundle_reason(value):
+            rule = (f"storage outside the bundle ({outside_bundle_reason(value)})", "storage-path-outside-bundle")
         if rule is None and kind == "Config":
             rule = next(((r, c) for rx, r, c in CONFIG_REMOVE if rx.match(key)), None)
+        if rule is None and kind == "Config" and key.lower() in _HARDENING_KEYS:
+            rule = ("STIG key as vmw:Config: its STIG value is written as vmw:ExtraConfig", "vmx-isolation-settings")
         if rule is None and key.lower() in seen:  # ExtraConfig and Config of one scope are one namespace to the scanner
             rule = ("duplicate key: the first value is kept", "duplicate-descriptor-key")
         if rule is None and kind == "ExtraConfig":
@@ -272,11 +320,14 @@ def _config(doc: _Doc, holder: ET.Element, extra_allowed: bool) -> None:
                 rule = ("vmw:ExtraConfig inside a hardware item", "extraconfig-smuggling")
             elif not any(fnmatch.fnmatchcase(key.lower(), p) for p in ALLOWED_EXTRACONFIG):
                 rule = ("raw VMX setting not on the allowed list", "extraconfig-smuggling")
+        if rule is None and kind == "Config" and not any(fnmatch.fnmatchcase(key.lower(), p) for p in ALLOWED_CONFIG):
+            rule = ("configuration field not on the allowed list", "extraconfig-smuggling")
         if rule:
             doc.change("remove", _config_key(elem), _shown(elem), None, rule[0], rule[1], elem)
             doc.remove(elem)
             continue
         seen.add(key.lower())
+    doc.flush()
 
 
 def _harden(doc: _Doc, hardware: ET.Element) -> None:
@@ -301,7 +352,7 @@ def _properties(doc: _Doc) -> None:
     for prop in doc.root.iter(doc.q("Property")):
         key, kind = doc.attr(prop, "key") or "", (doc.attr(prop, "type") or "").strip().lower()
         password = (doc.attr(prop, "password") or "").strip().lower() in ("true", "1")
-        named = bool(SECRET_NAME.search(key)) and not kind.startswith(NOT_TEXT_TYPES)
+        named = secret_name(key) and not kind.startswith(NOT_TEXT_TYPES)
         where = f"Property[@ovf:key={key!r}]"
         holders = [prop, *prop.iter(doc.q("Value"))]
         for holder in holders:
@@ -333,12 +384,15 @@ def _prefix_map(root: ET.Element, ns: str, declared: list[tuple[str, str]]) -> d
     own = {}
     for prefix, uri in declared:
         own.setdefault(uri, prefix)
+    counter = 0  # generated prefixes ns0, ns1, ...: the search goes on where it stopped, never from 0 again
     for uri in sorted(used):
         for candidate in (own.get(uri, ""), KNOWN_PREFIXES.get(uri, "")):
             if candidate and _NCNAME.match(candidate) and candidate.lower() not in taken and not candidate.lower().startswith("xml"):
                 break
         else:
-            candidate = next(f"ns{i}" for i in range(len(used) + 1) if f"ns{i}" not in taken)
+            while f"ns{counter}" in taken:
+                counter += 1
+            candidate = f"ns{counter}"
         mapping[uri] = candidate
         taken.add(candidate.lower())
     return mapping

@@ -34,6 +34,9 @@ def vmx_vnc_enabled(descriptor: Descriptor):
     Critical when a password or key is stored with it: those are reversible.
     """
     # Every occurrence counts: with duplicate keys, readers disagree on which wins.
+    for setting in descriptor.vbox_settings:
+        if setting.name == "remote-display":
+            yield fail(setting.location, f"{setting.location.key} = {setting.value}: VirtualBox opens a remote console (VRDE) on the host")
     switched_on = [e for e in descriptor.entries if e.norm == "remotedisplay.vnc.enabled" and is_on(e.value)]
     if not switched_on:
         return

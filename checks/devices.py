@@ -19,6 +19,14 @@ _RAW_DEVICE_TYPES = {"cdrom-raw", "atapi-cdrom", "scsi-passthru", "rawdisk", "sc
 HOST_ITEM_SUBTYPE = re.compile(r"(atapi|passthrough|passthru|soundcard)", re.IGNORECASE)
 
 
+# VirtualBox UART/LPT host modes that open a pipe or socket on the host (RawFile and HostDevice write host files/devices).
+_VBOX_LISTENER_MODES = {"hostpipe", "tcp", "tcpserver", "udp"}
+
+
+def _vbox_port_mode(setting) -> str:
+    return setting.value.split(" ", 1)[0].removeprefix("hostMode=").strip().lower()
+
+
 @check(
     id="host-device-passthrough",
     severity=Severity.HIGH,
@@ -57,6 +65,18 @@ def host_device_passthrough(descriptor: Descriptor) -> Iterator[Result]:
         if entry.norm.endswith("connectiontype") and entry.value.strip().lower() not in ("bridged", "custom", "hostonly"):
             continue
         yield fail(entry.location, f"{entry.key} = {entry.value!r}: NIC bound to a host network")
+    # A vbox:Machine is a second machine configuration VirtualBox imports with the OVF.
+    for setting in descriptor.vbox_settings:
+        if setting.name == "port" and _vbox_port_mode(setting) not in _VBOX_LISTENER_MODES:
+            yield fail(setting.location, f"{setting.location.key} {redact(setting.value)}: VirtualBox port backed by the host")
+        elif setting.name == "host-drive":
+            yield fail(setting.location, f"{setting.location.key} = {redact(setting.value)!r}: VirtualBox host drive passed through")
+        elif setting.name == "usb-filter":
+            yield fail(setting.location, f"{setting.location.key}: VirtualBox attaches matching host USB devices")
+        elif setting.name == "audio":
+            yield fail(setting.location, f"{setting.location.key}: VirtualBox plays and records through the host's sound device")
+        elif setting.name == "nic":
+            yield fail(setting.location, f"{setting.location.key} {setting.value!r}: VirtualBox NIC bound to a host network")
 
 
 @check(
@@ -89,6 +109,9 @@ def host_listener_or_pipe(descriptor: Descriptor) -> Iterator[Result]:
     for entry, _ in descriptor.matching(r"^(vmci\d+\.unrestricted|allowunrestrictedcommunication)$"):  # the VMX key, the vmw:Config field
         if is_on(entry.value):
             yield fail(entry.location, f"{entry.key} = {entry.value!r}: a VMCI channel to every other VM on the host")
+    for setting in descriptor.vbox_settings:
+        if setting.name == "port" and _vbox_port_mode(setting) in _VBOX_LISTENER_MODES:
+            yield fail(setting.location, f"{setting.location.key} {redact(setting.value)}: VirtualBox port as a host pipe or socket")
 
 
 @check(

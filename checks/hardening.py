@@ -18,6 +18,14 @@ from certify.sanitize import HARDENING
 # Whole words only: 'passthrough', 'compass' and 'tokenizer' are not secrets.
 SECRET_NAME = re.compile(r"(?<![a-z])(pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|credentials?)(?![a-z])",
                          re.IGNORECASE)  # fmt: skip
+
+
+def secret_name(key: str) -> bool:
+    """A key named like a secret; camelCase words count as words (adminPassword, vami.rootPassword, apiToken)."""
+    words = re.sub(r"([A-Z])([A-Z][a-z])", r"\1_\2", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key))
+    return bool(SECRET_NAME.search(words))
+
+
 NOT_TEXT_TYPES = ("boolean", "uint", "sint", "int", "real")  # an ovf:type that cannot hold a secret
 _SECRET_CONTENT = re.compile(r"passw(or)?d|chpasswd|ssh_authorized_keys|PRIVATE KEY-----", re.IGNORECASE)
 
@@ -83,12 +91,12 @@ def descriptor_secret(descriptor: Descriptor) -> Iterator[Result]:
         if entry.value:
             yield fail(entry.location, f"{entry.key} holds a value (not shown)")
     for entry, _ in descriptor.matching(r"^guestinfo\..+$"):
-        if entry.value and (SECRET_NAME.search(entry.key) or secret_content(entry.value)):
+        if entry.value and (secret_name(entry.key) or secret_content(entry.value)):
             yield fail(entry.location, f"{entry.key} holds a secret readable from inside the guest (value not shown)")
     for prop in descriptor.properties:
         if not prop.value:
             continue
-        named = SECRET_NAME.search(prop.name) and not prop.kind.startswith(NOT_TEXT_TYPES)
+        named = secret_name(prop.name) and not prop.kind.startswith(NOT_TEXT_TYPES)
         if prop.secret or named or secret_content(prop.value):
             kind = "password property" if prop.secret else "property named like a secret" if named else "property whose default holds credentials"
             yield fail(prop.location, f"{kind} {prop.name!r} has a default value (not shown)")
@@ -193,6 +201,18 @@ DEFAULT_EXTRACONFIG_ALLOWED = [
 ]  # fmt: skip
 
 
+# vmw:Config (VirtualMachineConfigSpec) fields real exports carry (descriptors.md §2.4), and device fields of Items.
+DEFAULT_CONFIG_ALLOWED = [
+    "firmware", "nestedHVEnabled", "flags.vvtdEnabled", "flags.vbsEnabled", "tools.syncTimeWithHost",
+    "tools.afterPowerOn", "tools.afterResume", "tools.beforeGuestStandby", "tools.beforeGuestShutdown",
+    "tools.beforeGuestReboot", "tools.toolsUpgradePolicy", "powerOpInfo.*", "bootOptions.efiSecureBootEnabled",
+    "bootOptions.bootDelay", "bootOptions.enterBIOSSetup", "cpuHotAddEnabled", "cpuHotRemoveEnabled",
+    "memoryHotAddEnabled", "virtualICH7MPresent", "virtualSMCPresent", "slotInfo.pciSlotNumber",
+    "connectable.startConnected", "connectable.connected", "wakeOnLanEnabled", "videoRamSizeInKB",
+    "enable3DSupport", "use3dRenderer", "numDisplays", "useAutoDetect", "graphicsMemorySizeInKB",
+]  # fmt: skip
+
+
 @check(
     id="extraconfig-smuggling",
     severity=Severity.HIGH,
@@ -207,7 +227,8 @@ DEFAULT_EXTRACONFIG_ALLOWED = [
     references=("vSphere REST Ovf_ExtraConfig: settings 'transferred directly to the .vmx file'",),
 )
 def extraconfig_smuggling(descriptor: Descriptor, params) -> Iterator[Result]:
-    """Every vmw:ExtraConfig key not on the allowed list (glob patterns, tunable by profile).
+    """Every vmw:ExtraConfig key not on the allowed list (glob patterns, tunable by profile), and every
+    vmw:Config field not on the fixed list of configuration fields real exports carry.
 
     A vSphere STIG isolation key set to exactly its STIG value (what ``certify
     sanitize`` writes) hardens the VM and is not counted.
@@ -216,8 +237,13 @@ def extraconfig_smuggling(descriptor: Descriptor, params) -> Iterator[Result]:
         yield not_applicable("only OVF descriptors carry vmw:ExtraConfig")
         return
     allowed = [p.lower() for p in params["allowed_keys"]]
+    config_allowed = [p.lower() for p in DEFAULT_CONFIG_ALLOWED]
     for entry in descriptor.entries:
-        if entry.source != "vmw:ExtraConfig":  # vmw:Config fields are VirtualMachineConfigSpec, not raw VMX lines
+        if entry.source == "vmw:Config":  # VirtualMachineConfigSpec fields: their own allowed list
+            if not any(fnmatch.fnmatchcase(entry.norm, p) for p in config_allowed):
+                yield fail(entry.location, f"vmw:Config {entry.key} is not a configuration field on the allowed list")
+            continue
+        if entry.source != "vmw:ExtraConfig":
             continue
         if _STIG_VALUES.get(entry.norm) == entry.value:
             continue

@@ -127,7 +127,7 @@ CORPUS_FEATURES = {
     "photon-4.0-ova-template.vmx": {"host-device-passthrough"},
     "vyos-equuleus-template.ovf": {"unresolved-template-placeholder", "extraconfig-smuggling"},
     "k8s-image-builder-capi-template.ovf": {"unresolved-template-placeholder", "vmx-hardware-version"},
-    "home-assistant-os.ovf": {"extraconfig-smuggling"},
+    "home-assistant-os.ovf": {"extraconfig-smuggling", "host-device-passthrough"},  # its vbox:Machine: bridged NIC, host audio
 }
 
 
@@ -281,13 +281,86 @@ def test_vbox_machine_shared_folders():
     assert not any(c == "shared-folder" for c, _ in failing(from_ovf("x.ovf", parse_ovf(real), real.decode())))
 
 
-def test_vmw_config_goes_through_the_vmx_rules_but_is_not_extra_config():
+def test_vmw_config_goes_through_the_vmx_rules_and_its_own_allowed_list():
     config = ('<vmw:Config ovf:required="false" vmw:key="RemoteDisplay.vnc.enabled" vmw:value="true"/>'
               '<vmw:Config ovf:required="false" vmw:key="nestedHVEnabled" vmw:value="false"/>'
               '<vmw:Config ovf:required="false" vmw:key="nestedHVEnabled" vmw:value="true"/>')  # fmt: skip
     text = ovf_descriptor("vm", "d.vmdk", 1, 1).replace("    </VirtualHardwareSection>", config + "\n    </VirtualHardwareSection>")
     found = failing(from_ovf("a.ovf", parse_ovf(text.encode()), text))
-    assert found == {("vmx-vnc-enabled", "RemoteDisplay.vnc.enabled"), ("duplicate-descriptor-key", "nestedHVEnabled")}
+    # nestedHVEnabled is a configuration field real exports carry; a VNC switch is not one.
+    assert found == {("vmx-vnc-enabled", "RemoteDisplay.vnc.enabled"), ("duplicate-descriptor-key", "nestedHVEnabled"),
+                     ("extraconfig-smuggling", "RemoteDisplay.vnc.enabled")}  # fmt: skip
+
+
+def _with_config(pairs: dict[str, str]) -> Descriptor:
+    config = "".join(f'<vmw:Config ovf:required="false" vmw:key="{k}" vmw:value="{v}"/>' for k, v in pairs.items())
+    text = ovf_descriptor("vm", "d.vmdk", 1, 1).replace("    </VirtualHardwareSection>", config + "\n    </VirtualHardwareSection>")
+    return from_ovf("a.ovf", parse_ovf(text.encode()), text)
+
+
+def test_vmw_config_fields_off_the_allowed_list_are_smuggling():
+    risky = {"files.suspendDirectory": "[datastore1] victim-vm/", "files.logDirectory": "[datastore1] victim-vm/",
+             "vPMCEnabled": "true", "flags.monitorType": "debug", "messageBusTunnelEnabled": "true"}  # fmt: skip
+    found = failing(_with_config(risky))
+    assert {key for check, key in found if check == "extraconfig-smuggling"} == set(risky)
+    assert failing(_with_config({"firmware": "efi", "nestedHVEnabled": "true", "powerOpInfo.powerOffType": "soft"})) == set()
+
+
+def test_vmw_config_paths_and_raw_devices_are_judged_like_vmx_lines():
+    found = failing(_with_config({"nvram": "/etc/shadow", "scsi0:1.deviceType": "rawDisk", "scsi0:1.fileName": "/dev/sda",
+                                  "isolation.tools.hgfs.disable": "FALSE"}))  # fmt: skip
+    assert {("storage-path-outside-bundle", "nvram"), ("storage-path-outside-bundle", "scsi0:1.fileName"),
+            ("host-device-passthrough", "scsi0:1.deviceType"), ("shared-folder", "isolation.tools.hgfs.disable")} <= found
+
+
+VBOX_HOSTILE = (
+    '<vbox:Machine xmlns:vbox="http://www.virtualbox.org/ovf/machine" ovf:required="false" version="1.16" name="vm">'
+    '<ovf:Info>VirtualBox machine</ovf:Info><MediaRegistry><HardDisks>'
+    '<HardDisk uuid="{11111111-0433-4945-8e25-b89431544a28}" location="/dev/sda" format="VMDK" type="Normal"/>'
+    '<HardDisk uuid="{21111111-0433-4945-8e25-b89431544a28}" location="vm-disk1.vmdk" format="VMDK" type="Normal"/>'
+    '</HardDisks></MediaRegistry><Hardware>'
+    '<RemoteDisplay enabled="true"><VRDEProperties><Property name="TCP/Ports" value="3389"/></VRDEProperties></RemoteDisplay>'
+    '<UART><Port slot="0" enabled="true" IOBase="0x3f8" IRQ="4" hostMode="RawFile" path="/etc/cron.d/pwn"/>'
+    '<Port slot="1" enabled="true" hostMode="TCP" path="0.0.0.0:2323" server="true"/>'
+    '<Port slot="2" enabled="false" hostMode="Disconnected"/></UART>'
+    '<USB><Controllers><Controller name="OHCI" type="OHCI"/></Controllers>'
+    '<DeviceFilters><DeviceFilter name="any" active="true"/></DeviceFilters></USB><AudioAdapter controller="HDA" enabled="true"/>'
+    '<Network><Adapter slot="0" enabled="true" type="82540EM"><BridgedInterface name="eth0"/></Adapter>'
+    '<Adapter slot="1" enabled="true" type="82540EM"><NAT/><DisabledModes><HostOnlyInterface name="vboxnet0"/></DisabledModes>'
+    '</Adapter></Network></Hardware></vbox:Machine>'
+)  # fmt: skip
+
+
+def test_vbox_machine_host_bindings_are_found_under_their_checks():
+    text = ovf_descriptor("vm", "d.vmdk", 1, 1).replace("  </VirtualSystem>", VBOX_HOSTILE + "\n  </VirtualSystem>")
+    descriptor = from_ovf("a.ovf", parse_ovf(text.encode()), text)
+    found = failing(descriptor)
+    vbox = {(check, key) for check, key in found if key and key.startswith("vbox:")}
+    assert vbox == {
+        ("vmx-vnc-enabled", "vbox:RemoteDisplay/@enabled"),
+        ("host-device-passthrough", "vbox:UART/Port[@slot='0']"),  # RawFile: writes a host file
+        ("host-listener-or-pipe", "vbox:UART/Port[@slot='1']"),  # TCP: a socket on the host
+        ("host-device-passthrough", "vbox:USB/DeviceFilters/DeviceFilter[@name='any']"),
+        ("host-device-passthrough", "vbox:Adapter/BridgedInterface"),  # the DisabledModes host-only one is not in use
+        ("host-device-passthrough", "vbox:AudioAdapter/@enabled"),
+        ("storage-path-outside-bundle", "vbox:HardDisk/@location"),  # /dev/sda; the bare vm-disk1.vmdk is fine
+    }
+    registry_findings, _ = run_checks(DESCRIPTOR_CHECKS, Facts(values={"descriptor": descriptor,
+                                      "bundle": BundleFacts("ovf", "a.ovf", "a.mf", ())}))  # fmt: skip
+    evidence = " ".join(f.evidence for f in registry_findings if f.location.key and f.location.key.startswith("vbox:"))
+    assert "vbox:HardDisk/@location" in evidence and "vbox:UART/Port" in evidence and "vbox:RemoteDisplay" in evidence
+
+
+@pytest.mark.parametrize("key", ["adminPassword", "vami.rootPassword", "apiToken", "DBPassword", "sshPassPhrase", "db_pass"])
+def test_camel_case_secret_property_names(key):
+    body = f'<ProductSection><Info>p</Info><Property ovf:key="{key}" ovf:type="string" ovf:value="s3cret!"/></ProductSection>'
+    assert ("descriptor-secret", f"Property[@ovf:key={key!r}]") in failing(ovf(body=body))
+
+
+@pytest.mark.parametrize("key", ["passthroughMode", "compassPoint", "tokenizerPath", "hostname"])
+def test_words_that_merely_contain_secret_names_are_not_secrets(key):
+    body = f'<ProductSection><Info>p</Info><Property ovf:key="{key}" ovf:type="string" ovf:value="x"/></ProductSection>'
+    assert not any(check == "descriptor-secret" for check, _ in failing(ovf(body=body)))
 
 
 def test_ovf_items_backed_by_host_devices_by_subtype():

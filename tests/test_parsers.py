@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from certify import sample
-from certify.descriptor import from_ovf, from_vmx, outside_bundle_reason
+from certify.descriptor import from_ovf, from_vmx, outside_bundle_reason, redact
 from certify.diskformat import format_from_ovf, sniff_bytes
 from certify.errors import ParseError
 from certify.ovf import parse_ovf
@@ -349,3 +349,64 @@ def test_vmw_config_is_read_like_extra_config_and_scoped_per_device():
     bad = ENVELOPE.format(_system("vm", '<VirtualHardwareSection><Info>hw</Info><vmw:Config vmw:key="a b" vmw:value="x"/></VirtualHardwareSection>'))
     with pytest.raises(ParseError, match="vmw:Config key 'a b' is not a VMX key"):
         parse_ovf(bad.encode())
+
+
+def _item(fields: str) -> bytes:
+    rasd = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"
+    hw = f'<VirtualHardwareSection><Info>hw</Info><Item xmlns:rasd="{rasd}"><rasd:ElementName>x</rasd:ElementName>{fields}</Item></VirtualHardwareSection>'
+    return ENVELOPE.format(_system("vm", hw)).encode()
+
+
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        ("<rasd:InstanceID>9</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:ResourceType>21</rasd:ResourceType>",
+         "2 ResourceType fields"),
+        ("<rasd:InstanceID>9</rasd:InstanceID><rasd:InstanceID>10</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType>",
+         "2 InstanceID fields"),
+        ("<rasd:ResourceType>10</rasd:ResourceType><rasd:ResourceSubType>E1000</rasd:ResourceSubType>"
+         "<rasd:ResourceSubType>vmware.cdrom.atapi</rasd:ResourceSubType>", "2 ResourceSubType fields"),
+        ("<rasd:ResourceType>021</rasd:ResourceType>", "ResourceType '021' is not a plain decimal number"),
+        ("<rasd:ResourceType>+21</rasd:ResourceType>", "ResourceType '\\+21' is not a plain decimal number"),
+        ("<rasd:ResourceType>0x15</rasd:ResourceType>", "ResourceType '0x15' is not a plain decimal number"),
+        ("<rasd:ResourceType>２１</rasd:ResourceType>", "is not a plain decimal number"),
+    ],
+)  # fmt: skip
+def test_hardware_items_cannot_disguise_their_type(fields, match):
+    with pytest.raises(ParseError, match=match):
+        parse_ovf(_item(fields))
+
+
+def test_hardware_items_with_repeated_list_fields_and_canonical_types_parse():
+    fields = ("<rasd:ResourceType>17</rasd:ResourceType><rasd:HostResource>ovf:/disk/a</rasd:HostResource>"
+              "<rasd:HostResource>ovf:/disk/b</rasd:HostResource><rasd:Connection>n1</rasd:Connection><rasd:Connection>n2</rasd:Connection>")  # fmt: skip
+    (item,) = parse_ovf(_item(fields)).items
+    assert item.resource_type == "17" and item.host_resources == ("ovf:/disk/a", "ovf:/disk/b") and item.connections == ("n1", "n2")
+
+
+@pytest.mark.parametrize("holder", ["VirtualSystemCollection", "ProductSection"])
+def test_a_hardware_section_belongs_directly_in_a_virtual_system(holder):
+    hw = ('<VirtualHardwareSection><Info>hw</Info>'
+          '<vmw:ExtraConfig vmw:key="sharedFolder0.hostPath" vmw:value="/"/></VirtualHardwareSection>')  # fmt: skip
+    if holder == "VirtualSystemCollection":
+        body = f'<VirtualSystemCollection ovf:id="c"><Info>vApp</Info>{hw}{_system("vm")}</VirtualSystemCollection>'
+    else:
+        body = _system("vm", f"<ProductSection><Info>p</Info>{hw}</ProductSection>")
+    with pytest.raises(ParseError, match=f"VirtualHardwareSection inside '{holder}'"):
+        parse_ovf(ENVELOPE.format(body).encode())
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("https://user:pa@ss@host/x", "https://***@host/x"),
+        ("https://user:secret@host/x?token=abc#frag", "https://***@host/x?***"),
+        ("http://host/x#access_token=abc", "http://host/x#***"),
+        ("smb://dom;user:p@w@fileserver/share", "smb://***@fileserver/share"),
+        ("telnet://0.0.0.0:2323", "telnet://0.0.0.0:2323"),
+        ("/vmfs/volumes/ds/vm.vmdk?x=1", "/vmfs/volumes/ds/vm.vmdk?***"),
+        ("[datastore1] vm/vm.vmdk", "[datastore1] vm/vm.vmdk"),
+    ],
+)
+def test_redact_masks_all_of_the_userinfo_queries_and_fragments(value, shown):
+    assert redact(value) == shown

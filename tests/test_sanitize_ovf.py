@@ -7,6 +7,7 @@ import re
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from certify.descriptor import from_ovf
 from certify.errors import ParseError
@@ -217,3 +218,134 @@ def test_virtual_system_ids_are_unique():
                         '</Envelope>')  # fmt: skip
     with pytest.raises(ParseError, match="two VirtualSystems share one ovf:id"):
         sanitize_ovf(two.encode())
+
+
+def _hardware(tail: str) -> str:
+    return ovf_descriptor("vm", "d.vmdk", 1, 1).replace("    </VirtualHardwareSection>", tail + "\n    </VirtualHardwareSection>")
+
+
+def _config(**pairs: str) -> str:
+    return "".join(f'<vmw:Config ovf:required="false" vmw:key="{k.replace("__", ":").replace("_", ".")}" vmw:value="{v}"/>'
+                   for k, v in pairs.items())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "tail, gone, check",
+    [
+        ('<vmw:Config ovf:required="false" vmw:key="nvram" vmw:value="/etc/shadow"/>', ["nvram"], "storage-path-outside-bundle"),
+        ('<vmw:Config ovf:required="false" vmw:key="scsi0:1.deviceType" vmw:value="rawDisk"/>'
+         '<vmw:Config ovf:required="false" vmw:key="scsi0:1.fileName" vmw:value="/dev/sda"/>',
+         ["scsi0:1.deviceType", "scsi0:1.fileName"], None),
+        ('<vmw:Config ovf:required="false" vmw:key="ide1:0.deviceType" vmw:value="cdrom-raw"/>'
+         '<vmw:Config ovf:required="false" vmw:key="ide1:0.startConnected" vmw:value="TRUE"/>',
+         ["ide1:0.deviceType", "ide1:0.startConnected"], "host-device-passthrough"),
+        ('<vmw:Config ovf:required="false" vmw:key="isolation.tools.hgfs.disable" vmw:value="FALSE"/>',
+         ["isolation.tools.hgfs.disable"], "vmx-isolation-settings"),
+        ('<vmw:Config ovf:required="false" vmw:key="flags.monitorType" vmw:value="debug"/>'
+         '<vmw:Config ovf:required="false" vmw:key="files.suspendDirectory" vmw:value="[datastore1] victim-vm/"/>'
+         '<vmw:Config ovf:required="false" vmw:key="messageBusTunnelEnabled" vmw:value="true"/>',
+         ["flags.monitorType", "files.suspendDirectory", "messageBusTunnelEnabled"], "extraconfig-smuggling"),
+    ],
+)  # fmt: skip
+def test_vmw_config_gets_the_extra_config_rules_and_the_output_is_stable(tail, gone, check):
+    text = _hardware(tail + '<vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="efi"/>')
+    assert findings(text)
+    out, changes = sanitize_ovf(text.encode())
+    assert findings(out) == set()
+    removed = {c.key: c.check for c in changes if c.action == "remove"}
+    assert {f"vmw:Config[@vmw:key={key!r}]" for key in gone} <= set(removed)
+    assert check is None or all(removed[f"vmw:Config[@vmw:key={key!r}]"] == check for key in gone)
+    config = {(e.key, e.value) for e in parse_ovf(out.encode()).extra_config if e.element == "Config"}
+    assert config == {("firmware", "efi")}
+    assert sanitize_ovf(out.encode()) == (out, [])
+
+
+def test_a_stig_key_written_as_config_gives_way_to_the_stig_value_once():
+    out, changes = sanitize_ovf(_hardware('<vmw:Config vmw:key="isolation.tools.hgfs.disable" vmw:value="FALSE"/>').encode())
+    hgfs = [(e.element, e.value) for e in parse_ovf(out.encode()).extra_config if e.key.lower() == "isolation.tools.hgfs.disable"]
+    assert hgfs == [("ExtraConfig", "TRUE")]
+    assert not any(c.check == "duplicate-descriptor-key" for c in changes)
+    assert sanitize_ovf(out.encode()) == (out, [])
+
+
+def test_vbox_machine_goes_under_the_check_of_what_it_binds():
+    from test_descriptor_checks import VBOX_HOSTILE
+
+    text = ovf_descriptor("vm", "d.vmdk", 1, 1).replace("  </VirtualSystem>", VBOX_HOSTILE + "\n  </VirtualSystem>")
+    out, changes = sanitize_ovf(text.encode())
+    assert [(c.key, c.check) for c in changes if c.key == "vbox:Machine"] == [("vbox:Machine", "host-device-passthrough")]
+    assert "vbox:Machine" not in out and findings(out) == set()
+
+
+def test_camel_case_secret_properties_lose_their_defaults():
+    product = ('<ProductSection><Info>p</Info><Property ovf:key="adminPassword" ovf:type="string" ovf:value="hunter2"/>'
+               '<Property ovf:key="vami.rootPassword" ovf:type="string" ovf:value="toor42"/>'
+               '<Property ovf:key="apiToken" ovf:type="string" ovf:value="tok-123"/></ProductSection>')  # fmt: skip
+    text = ovf_descriptor("vm", "d.vmdk", 1, 1).replace("  </VirtualSystem>", product + "\n  </VirtualSystem>")
+    out, changes = sanitize_ovf(text.encode())
+    assert not any(secret in out for secret in ("hunter2", "toor42", "tok-123"))
+    assert sum(c.check == "descriptor-secret" for c in changes) == 3 and findings(out) == set()
+
+
+def test_a_hardware_section_outside_a_virtual_system_is_refused():
+    text = ('<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" '
+            'xmlns:vmw="http://www.vmware.com/schema/ovf"><References/><VirtualSystemCollection ovf:id="c"><Info>c</Info>'
+            '<VirtualHardwareSection><Info>hw</Info><vmw:ExtraConfig vmw:key="guestinfo.password" vmw:value="hunter2"/>'
+            '</VirtualHardwareSection><VirtualSystem ovf:id="vm"><Info>vm</Info></VirtualSystem></VirtualSystemCollection></Envelope>')  # fmt: skip
+    with pytest.raises(ParseError, match="VirtualHardwareSection inside 'VirtualSystemCollection'"):
+        sanitize_ovf(text.encode())
+
+
+@pytest.mark.parametrize("count", [1, 40, 400])
+def test_removals_rebuild_each_parent_once_whatever_their_number(count, monkeypatch):
+    # Removing n of n siblings one at a time rebuilds the sibling list n times (quadratic); here a parent is
+    # rebuilt once per pass, so the number of rebuilds does not grow with the number of removals.
+    from certify import sanitize_ovf as module
+
+    rebuilt = []
+    original = module._Doc.flush
+
+    def counting(self):
+        rebuilt.extend(id(parent) for parent, _ in self.pending.values())
+        return original(self)
+
+    monkeypatch.setattr(module._Doc, "flush", counting)
+    text = _hardware('<vmw:ExtraConfig vmw:key="a" vmw:value="1"/>' * count + '<vmw:Config vmw:key="b" vmw:value="2"/>' * count)
+    out, changes = sanitize_ovf(text.encode())
+    assert len(changes) == 2 * count + len(module.HARDENING)
+    assert 'vmw:key="a"' not in out and 'vmw:key="b"' not in out
+    assert len(rebuilt) == len(set(rebuilt)) == 1  # only the VirtualHardwareSection, once
+    assert sanitize_ovf(out.encode()) == (out, [])
+
+
+@given(st.lists(st.sampled_from(["keep", "drop", "dup"]), max_size=12))
+def test_batched_removals_keep_order_and_indentation(plan):
+    # keep: a new allowed key; drop: a key off the allowed list; dup: the first kept key again (a drop before any keep).
+    entries, expected, first = [], [], None
+    for number, what in enumerate(plan):
+        if what == "keep":
+            key = f"numa.k{number}"
+            expected.append((key, str(number)))
+            first = first or key
+        else:
+            key = first if what == "dup" and first else "sched.mem.pin"
+        entries.append(f'      <vmw:ExtraConfig vmw:key="{key}" vmw:value="{number}"/>\n')
+    text = ovf_descriptor("vm", "d.vmdk", 1, 1).replace("    </VirtualHardwareSection>", "".join(entries) + "    </VirtualHardwareSection>")
+    out, _ = sanitize_ovf(text.encode())
+    assert [(e.key, e.value) for e in parse_ovf(out.encode()).extra_config if e.key.startswith("numa.")] == expected
+    assert "\n      <vmw:ExtraConfig" in out and "/>\n    </VirtualHardwareSection>" in out
+    assert sanitize_ovf(out.encode()) == (out, [])
+
+
+def test_generated_prefixes_count_on_instead_of_searching_again():
+    uris = [f"urn:acme:{n}" for n in range(300)]
+    attrs = " ".join(f'xmlns:ns{n}="{uri}"' if n == 0 else "" for n, uri in enumerate(uris[:1]))
+    used = "".join(f'<Property ovf:key="p{n}" ovf:type="string" xmlns:q="{uri}" q:a="1"/>' for n, uri in enumerate(uris))
+    product = f"<ProductSection {attrs}><Info>p</Info>{used}</ProductSection>"
+    text = ovf_descriptor("vm", "d.vmdk", 1, 1).replace("  </VirtualSystem>", product + "\n  </VirtualSystem>")
+    out, _ = sanitize_ovf(text.encode())
+    declared = re.findall(r'xmlns:(\w+)="urn:acme:(\d+)"', out)
+    assert len(declared) == len({p for p, _ in declared}) == 300
+    # ns0 is the document's own prefix for urn:acme:0 and q its own for the next; the rest are numbered on from ns1.
+    assert {p for p, _ in declared} == {"ns0", "q"} | {f"ns{n}" for n in range(1, 299)}
+    assert sanitize_ovf(out.encode()) == (out, [])
