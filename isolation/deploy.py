@@ -7,6 +7,7 @@ drift it found. Every change is read back before it counts.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,15 +96,31 @@ def _reconcile(provider: Provider, change: Change) -> None:
 
 
 def _router_ports(provider: Provider) -> dict[str, str]:
-    """Router-side port name -> its IPv4 address, in one call."""
-    import json
-
+    """Router-side port name -> its IPv4 address (the first, which is the only one we give it), in one call."""
     done = netns.ip("-j", "-n", provider.router_ns, "-4", "addr", "show")
-    ports = {}
+    ports: dict[str, str] = {}
     for link in json.loads(done.stdout or "[]"):
         for addr in link.get("addr_info", []):
-            ports[link["ifname"]] = addr.get("local")
+            ports.setdefault(link["ifname"], addr.get("local"))
     return ports
+
+
+def host_problems(provider: Provider) -> list[str]:
+    """What the namespaces and links lack, next to the ruleset's drift: ports, forwarding, blackholes."""
+    if not netns.exists(provider.router_ns):
+        return ["isolation is not applied on this host"]
+    out = []
+    ports = _router_ports(provider)
+    for w in provider.workloads:
+        if not netns.exists(provider.workload_ns(w)):
+            out.append(f"workload {w.key}: namespace {provider.workload_ns(w)} is missing")
+        elif ports.get(w.port) != str(w.router_address):
+            out.append(f"workload {w.key}: router port {w.port} is missing or does not hold {w.router_address}")
+    if not netns.forwarding(provider):
+        out.append(f"{provider.router_ns} does not forward")
+    out += [f"no blackhole route for vDC network {net} (unassigned addresses would follow the default route)"
+            for net in netns.missing_blackholes(provider)]  # fmt: skip
+    return out
 
 
 def admit(before: Provider, workload: Workload) -> Provider:
@@ -202,7 +219,8 @@ def status(provider: Provider) -> dict[str, Any]:
         out["drift"] = ["isolation is not applied on this host"]
         return out
     have = Ruleset(provider.router_ns).observed()
-    out["drift"] = state.base_chain_problems(have) + state.drift(state.desired(render.full(provider)), have)
+    out["drift"] = (host_problems(provider) + state.base_chain_problems(have)
+                    + state.drift(state.desired(render.full(provider)), have))  # fmt: skip
     out["counters"] = {f"{t} {c}": {k: {"packets": p, "bytes": b} for k, (p, b) in ch.counters.items()}
                        for (t, c), ch in sorted(have.chains.items()) if t == render.BASE}  # fmt: skip
     return out

@@ -147,11 +147,24 @@ def _quiet_ratelimit(ns: str) -> None:
     _sysctl(ns, "net.ipv4.icmp_ratelimit", "0")
 
 
+def forwarding(provider: Provider) -> bool:
+    with entered(provider.router_ns), open("/proc/sys/net/ipv4/ip_forward") as f:
+        return f.read().strip() == "1"
+
+
+def _blackholes(provider: Provider) -> set[str]:
+    done = ip("-j", "-n", provider.router_ns, "route", "show", "type", "blackhole")
+    return {r.get("dst") for r in json.loads(done.stdout or "[]")}
+
+
+def missing_blackholes(provider: Provider) -> list[str]:
+    return sorted({str(v.cidr) for v in provider.vdcs.values()} - _blackholes(provider))
+
+
 def sync_blackholes(provider: Provider) -> None:
     """A blackhole route per vDC network in the router: an unassigned tenant address is nowhere,
     rather than behind the default route to the uplink (where it would leak, or loop)."""
-    done = ip("-j", "-n", provider.router_ns, "route", "show", "type", "blackhole")
-    have = {r.get("dst") for r in json.loads(done.stdout or "[]")}
+    have = _blackholes(provider)
     want = {str(v.cidr) for v in provider.vdcs.values()}
     batch = [f"route replace blackhole {net}" for net in sorted(want - have)]
     batch += [f"route del blackhole {net}" for net in sorted(have - want) if net]

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from certify.isolation import agent, expect, render, state
+from certify.isolation import agent, deploy, expect, render, state
 from certify.isolation.expect import ROUTER, UPLINK, Cell, Endpoint
 from certify.isolation.model import CONTROL_PORT, Provider, allocate_address
 from certify.isolation.netns import IsolationError, exists
@@ -303,7 +303,11 @@ def verify(provider: Provider, focus: str | None = None, parallel: int = 8, spoo
     # a port nobody listens on, or a binding of a port with nothing to spoof from.
     have = ruleset.observed()
     want = state.desired(render.full(provider))
-    result.problems += [f"the kernel differs from the model: {d}" for d in state.base_chain_problems(have) + state.drift(want, have)]
+    broken_host = deploy.host_problems(provider)
+    differences = broken_host + state.base_chain_problems(have) + state.drift(want, have)
+    result.problems += [f"the host differs from the model: {d}" for d in differences]
+    if broken_host:  # a missing port or namespace: nothing to probe from or to; ruleset drift alone is probed
+        return result
     result.spoof = spoof_cases(provider, cells, focus) if spoofing else []
     result.anti_spoof_expected = SPOOF_COPIES * sum(1 for c in result.spoof if c.sender != UPLINK and c.forged)
     with _Listeners(provider, cells) as listeners:

@@ -367,6 +367,24 @@ def test_dormant_and_foreign_tables_are_drift_and_apply_repairs_them(prefix):
     assert "sneaky" not in _nft(p.router_ns, "list", "tables")
 
 
+def test_links_forwarding_and_blackholes_are_checked_and_repaired(prefix):
+    p = _provider(prefix)
+    deploy.reconcile(p)
+    a2 = p.workload("a", "a2")
+    netns.ip("-n", p.router_ns, "link", "del", a2.port)  # takes the workload's eth0 with it
+    netns.ip("-n", p.router_ns, "route", "del", "blackhole", "10.61.2.0/24")
+    with netns.entered(p.router_ns), open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write("0")
+    drift = deploy.status(p)["drift"]
+    assert f"workload a.a2: router port {a2.port} is missing or does not hold {a2.router_address}" in drift
+    assert f"{p.router_ns} does not forward" in drift
+    assert any("no blackhole route for vDC network 10.61.2.0/24" in d for d in drift)
+    assert any("does not forward" in problem for problem in verification.verify(p, spoofing=False).problems)
+    repaired = deploy.reconcile(p)
+    assert p.workload_ns(a2) in repaired.created
+    assert deploy.status(p)["drift"] == []
+
+
 def test_unassigned_tenant_addresses_do_not_leave_by_the_uplink(prefix):
     p = _provider(prefix)
     deploy.reconcile(p)
