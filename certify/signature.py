@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -137,11 +138,17 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
+def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> Any:
+    """The value of one extension of ``cert``, or None when it has none of that kind."""
     try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        return cert.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
-        return False
+        return None
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    constraints = _extension(cert, x509.BasicConstraints)
+    return bool(constraints and constraints.ca)
 
 
 def _name(cert: x509.Certificate) -> str:
@@ -154,15 +161,13 @@ def _cannot_issue(issuer: x509.Certificate, below: int) -> str | None:
     An issuer (a trust anchor included) must be a CA by BasicConstraints, assert
     keyCertSign in KeyUsage, and allow that many CAs below it by its pathLen.
     """
-    try:
-        constraints = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
+    constraints = _extension(issuer, x509.BasicConstraints)
+    if constraints is None:
         return f"{_name(issuer)} is not a CA (no BasicConstraints)"
     if not constraints.ca:
         return f"{_name(issuer)} is not a CA (BasicConstraints CA=false)"
-    try:
-        usage = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
+    usage = _extension(issuer, x509.KeyUsage)
+    if usage is None:
         return f"{_name(issuer)} has no KeyUsage allowing it to sign certificates (keyCertSign)"
     if not usage.key_cert_sign:
         return f"{_name(issuer)} has no keyCertSign in its KeyUsage"
