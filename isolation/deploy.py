@@ -36,9 +36,8 @@ class Change:
                 "ruleset_applied": self.ruleset_applied}  # fmt: skip
 
 
-def _read_back(ruleset: Ruleset, provider: Provider) -> None:
-    have = ruleset.observed()
-    problems = state.base_chain_problems(have) + state.drift(state.desired(render.full(provider)), have)
+def _read_back(ruleset: Ruleset, provider: Provider, want: state.RulesetState) -> None:
+    problems = state.problems(want, ruleset.observed())
     if problems:
         raise IsolationError(f"the ruleset read back from {provider.router_ns} does not match the model: {problems[0]}")
 
@@ -82,15 +81,16 @@ def _reconcile(provider: Provider, change: Change) -> None:
         change.created.append(ns)
     ruleset = Ruleset(provider.router_ns)
     have = ruleset.observed()
-    change.drift = state.base_chain_problems(have) + state.drift(state.desired(render.full(provider)), have)
+    want = state.desired(render.full(provider))
+    change.drift = state.problems(want, have)
     if change.drift:
         managed = [name for (table, name) in have.chains if table == render.MANAGED]
         # The router namespace is the project's: a table it did not make could bypass or undo its own.
         foreign = [{"delete": {"table": {"family": family, "name": name}}} for family, name in have.foreign]
         ruleset.apply(foreign + render.full(provider, managed))
         change.ruleset_applied = True
-        _read_back(ruleset, provider)
-        if state.removes(state.desired(render.full(provider)), have):
+        _read_back(ruleset, provider, want)
+        if state.removes(want, have):
             netns.forget_flows(provider.router_ns)
     netns.enable_forwarding(provider)
 
@@ -109,7 +109,7 @@ def host_problems(provider: Provider) -> list[str]:
     """What the namespaces and links lack, next to the ruleset's drift: ports, forwarding, blackholes."""
     if not netns.exists(provider.router_ns):
         return ["isolation is not applied on this host"]
-    out = []
+    out = [] if netns.exists(provider.uplink_ns) else [f"network namespace {provider.uplink_ns} is missing"]
     ports = _router_ports(provider)
     for w in provider.workloads:
         if not netns.exists(provider.workload_ns(w)):
@@ -158,7 +158,7 @@ def _read_back_workload(ruleset: Ruleset, provider: Provider, workload: Workload
     objects += [("chain", render.MANAGED, name) for name in render.vdc_chains(vdc)] if rerendered else []
     have = ruleset.observed_objects(objects)
     for name, element in (("port_src", render.port_binding(workload)), ("tenant_ports", workload.port)):
-        if (state._canon(element) in have.elements.get((render.BASE, name), set())) != present:
+        if (state.canon(element) in have.elements.get((render.BASE, name), set())) != present:
             raise IsolationError(f"read-back: {workload.key} is {'missing from' if present else 'still in'} set {name}")
     if rerendered:
         want = state.desired(render.skeleton(render.vdc_chains(vdc)) + render.vdc_rules(provider, vdc))
@@ -215,12 +215,11 @@ def status(provider: Provider) -> dict[str, Any]:
         "counters": {},
         "ruleset_digest": render.digest(provider),
     }
+    out["drift"] = host_problems(provider)
     if not netns.exists(provider.router_ns):
-        out["drift"] = ["isolation is not applied on this host"]
         return out
     have = Ruleset(provider.router_ns).observed()
-    out["drift"] = (host_problems(provider) + state.base_chain_problems(have)
-                    + state.drift(state.desired(render.full(provider)), have))  # fmt: skip
+    out["drift"] += state.problems(state.desired(render.full(provider)), have)
     out["counters"] = {f"{t} {c}": {k: {"packets": p, "bytes": b} for k, (p, b) in ch.counters.items()}
                        for (t, c), ch in sorted(have.chains.items()) if t == render.BASE}  # fmt: skip
     return out

@@ -230,8 +230,7 @@ def rule_targets(vdc: Vdc, workload: str) -> bool:
 
 
 def _obj(kind: str, table: str, name: str, **extra: Any) -> dict[str, Any]:
-    key = "name"
-    return {kind: {"family": FAMILY, "table": table, key: name, **extra}}
+    return {kind: {"family": FAMILY, "table": table, "name": name, **extra}}
 
 
 def skeleton(vdc_chain_names: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -252,8 +251,8 @@ def skeleton(vdc_chain_names: Iterable[str] = ()) -> list[dict[str, Any]]:
     return cmds
 
 
-def _add_elements(kind: str, table: str, name: str, elements: list[Any]) -> list[dict[str, Any]]:
-    return [{"add": {"element": {"family": FAMILY, "table": table, "name": name, "elem": elements}}}] if elements else []
+def _elements(verb: str, table: str, name: str, elements: list[Any]) -> list[dict[str, Any]]:
+    return [{verb: _obj("element", table, name, elem=elements)}] if elements else []
 
 
 def full(provider: Provider, existing_managed_chains: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -282,9 +281,9 @@ def full(provider: Provider, existing_managed_chains: Iterable[str] = ()) -> lis
     for name in wanted:
         cmds.append({"flush": _obj("chain", MANAGED, name)})
     for name, elements in base_elements(provider).items():  # no elements for the kernel's own sets
-        cmds += _add_elements("set", BASE, name, elements)
+        cmds += _elements("add", BASE, name, elements)
     for name, elements in dispatch_elements(provider).items():
-        cmds += _add_elements("map", MANAGED, name, elements)
+        cmds += _elements("add", MANAGED, name, elements)
     cmds += base_rules(provider.policy.max_flows_per_workload)
     for vdc in sorted(provider.vdcs.values(), key=lambda v: v.name):
         cmds += vdc_rules(provider, vdc)
@@ -300,8 +299,8 @@ def _rerender_vdc(provider: Provider, vdc: Vdc) -> list[dict[str, Any]]:
 
 def admit(provider: Provider, workload: Workload) -> list[dict[str, Any]]:
     """Add one workload to a kernel that already holds the model without it (one transaction)."""
-    cmds = _add_elements("set", BASE, "tenant_ports", [workload.port])
-    cmds += _add_elements("set", BASE, "port_src", [port_binding(workload)])
+    cmds = _elements("add", BASE, "tenant_ports", [workload.port])
+    cmds += _elements("add", BASE, "port_src", [port_binding(workload)])
     vdc = provider.vdc_of(workload)
     if rule_targets(vdc, workload.name):
         cmds += _rerender_vdc(provider, vdc)
@@ -310,10 +309,8 @@ def admit(provider: Provider, workload: Workload) -> list[dict[str, Any]]:
 
 def evict(provider_after: Provider, workload: Workload) -> list[dict[str, Any]]:
     """Remove one workload; ``provider_after`` is the model without it."""
-    cmds = [
-        {"delete": {"element": {"family": FAMILY, "table": BASE, "name": "port_src", "elem": [port_binding(workload)]}}},
-        {"delete": {"element": {"family": FAMILY, "table": BASE, "name": "tenant_ports", "elem": [workload.port]}}},
-    ]
+    cmds = _elements("delete", BASE, "port_src", [port_binding(workload)])
+    cmds += _elements("delete", BASE, "tenant_ports", [workload.port])
     vdc = provider_after.vdcs[workload.vdc]
     if rule_targets(vdc, workload.name):
         cmds += _rerender_vdc(provider_after, vdc)

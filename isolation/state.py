@@ -34,7 +34,7 @@ class RulesetState:
     elements: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
 
-def _canon(value: Any) -> str:
+def canon(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
@@ -71,9 +71,9 @@ def desired(cmds: list[dict[str, Any]]) -> RulesetState:
         elif kind in ("set", "map"):
             state.elements.setdefault((obj["table"], obj["name"]), set())
         elif kind == "element":
-            state.elements.setdefault((obj["table"], obj["name"]), set()).update(_canon(e) for e in obj["elem"])
+            state.elements.setdefault((obj["table"], obj["name"]), set()).update(canon(e) for e in obj["elem"])
         elif kind == "rule":
-            state.chains[(obj["table"], obj["chain"])].rules.append((obj.get("comment", ""), _canon(obj["expr"])))
+            state.chains[(obj["table"], obj["chain"])].rules.append((obj.get("comment", ""), canon(obj["expr"])))
     return state
 
 
@@ -99,11 +99,11 @@ def observed(listing: dict[str, Any]) -> RulesetState:
             chain.hook, chain.prio, chain.policy = obj.get("hook"), obj.get("prio"), obj.get("policy")
         elif kind in ("set", "map"):
             elems = obj.get("elem", [])
-            state.elements[(table, obj["name"])] = {_canon(e) for e in (elems if isinstance(elems, list) else [elems])}
+            state.elements[(table, obj["name"])] = {canon(e) for e in (elems if isinstance(elems, list) else [elems])}
         elif kind == "rule":
             chain = state.chains.setdefault((table, obj["chain"]), ChainState())
             comment = obj.get("comment", "")
-            chain.rules.append((comment, _canon(_strip_counters(obj["expr"]))))
+            chain.rules.append((comment, canon(_strip_counters(obj["expr"]))))
             counter = _counter(obj["expr"])
             if counter is not None:
                 chain.counters[comment] = counter
@@ -163,6 +163,11 @@ def removes(want: RulesetState, have: RulesetState) -> bool:
         if wanted is None or Counter(chain.rules) - Counter(wanted.rules):
             return True
     return any(elements - want.elements.get(key, set()) for key, elements in have.elements.items())
+
+
+def problems(want: RulesetState, have: RulesetState) -> list[str]:
+    """Base chains off their hook, priority or policy first, then every other difference."""
+    return base_chain_problems(have) + drift(want, have)
 
 
 def base_chain_problems(have: RulesetState) -> list[str]:

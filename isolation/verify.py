@@ -23,7 +23,7 @@ from typing import Any
 from certify.isolation import agent, deploy, expect, render, state
 from certify.isolation.expect import ROUTER, UPLINK, Cell, Endpoint
 from certify.isolation.model import CONTROL_PORT, Provider, allocate_address
-from certify.isolation.netns import IsolationError, exists
+from certify.isolation.netns import IsolationError
 from certify.isolation.ruleset import Ruleset
 
 PROBE_TIMEOUT = 1.5
@@ -291,23 +291,18 @@ def verify(provider: Provider, focus: str | None = None, parallel: int = 8, spoo
     """Probe the live namespaces against the model; ``focus`` limits it to the cells of one workload."""
     cells = expect.expected_cells(provider, focus)
     result = Result(cells, {}, focus=focus)
-    for ns in [provider.router_ns, provider.uplink_ns, *(provider.workload_ns(w) for w in provider.workloads)]:
-        if not exists(ns):
-            result.problems.append(f"network namespace {ns} is missing")
-    if result.problems:
+    # State before packets (cyclonus checks the cluster first). A missing namespace or port leaves
+    # nothing to probe from or to; ruleset drift alone is still probed, so its effect is shown.
+    broken_host = deploy.host_problems(provider)
+    result.problems += [f"the host differs from the model: {d}" for d in broken_host]
+    if broken_host:
         return result
     if not any(c.expected for c in cells) or all(c.expected for c in cells):
         result.problems.append("the model gives no expected-open or no expected-blocked cell: a probe would prove nothing")
     ruleset = Ruleset(provider.router_ns)
-    # State before packets (cyclonus checks the cluster first): probes alone miss a rule that opens
-    # a port nobody listens on, or a binding of a port with nothing to spoof from.
-    have = ruleset.observed()
+    # Probes alone miss a rule that opens a port nobody listens on, or a binding with nothing to spoof from.
     want = state.desired(render.full(provider))
-    broken_host = deploy.host_problems(provider)
-    differences = broken_host + state.base_chain_problems(have) + state.drift(want, have)
-    result.problems += [f"the host differs from the model: {d}" for d in differences]
-    if broken_host:  # a missing port or namespace: nothing to probe from or to; ruleset drift alone is probed
-        return result
+    result.problems += [f"the host differs from the model: {d}" for d in state.problems(want, ruleset.observed())]
     result.spoof = spoof_cases(provider, cells, focus) if spoofing else []
     result.anti_spoof_expected = SPOOF_COPIES * sum(1 for c in result.spoof if c.sender != UPLINK and c.forged)
     with _Listeners(provider, cells) as listeners:
