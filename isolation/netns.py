@@ -195,10 +195,6 @@ def remove_namespace(name: str) -> None:
         ip("netns", "del", name)
 
 
-def workload_present(provider: Provider, w: Workload) -> bool:
-    return exists(provider.workload_ns(w)) and ip("-n", provider.router_ns, "link", "show", w.port, check=False).returncode == 0
-
-
 def forget_flows(router_ns: str, address: str | None = None) -> None:
     """Drop conntrack state in the router, for one address or all of it.
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from certify.isolation import agent, deploy, expect, render, state
 from certify.isolation.expect import ROUTER, UPLINK, Cell, Endpoint
-from certify.isolation.model import CONTROL_PORT, Provider, allocate_address
+from certify.isolation.model import CONTROL_PORT, Provider, Workload, allocate_address
 from certify.isolation.netns import IsolationError
 from certify.isolation.ruleset import Ruleset
 
@@ -63,6 +63,10 @@ class SpoofCase:
         return not self.case.startswith("control")
 
 
+def _key(c: Cell) -> tuple[str, str, str]:
+    return (c.src, c.dst, str(c.service))
+
+
 @dataclass
 class Result:
     cells: list[Cell]
@@ -73,16 +77,17 @@ class Result:
     problems: list[str] = field(default_factory=list)  # state checks and completeness
     focus: str | None = None  # only the pairs involving this workload were probed
 
-    def cell_key(self, c: Cell) -> tuple[str, str, str]:
-        return (c.src, c.dst, str(c.service))
+    def observation(self, c: Cell) -> Observation:
+        """What was seen for a cell; an empty observation (inconclusive) when it was not probed."""
+        return self.observed.get(_key(c), Observation())
 
     @property
     def mismatches(self) -> list[Cell]:
-        return [c for c in self.cells if self.observed.get(self.cell_key(c), Observation()).verdict not in (None, c.expected)]
+        return [c for c in self.cells if self.observation(c).verdict not in (None, c.expected)]
 
     @property
     def inconclusive(self) -> list[Cell]:
-        return [c for c in self.cells if self.observed.get(self.cell_key(c), Observation()).verdict is None]
+        return [c for c in self.cells if self.observation(c).verdict is None]
 
     @property
     def spoof_failures(self) -> list[SpoofCase]:
@@ -154,13 +159,16 @@ class _Listeners:
         return out
 
 
-def _ns_of(provider: Provider, endpoint: str) -> str:
-    if endpoint == UPLINK:
-        return provider.uplink_ns
-    vdc, _, name = endpoint.partition(".")
+def _workload(provider: Provider, key: str) -> Workload:
+    """The workload an endpoint name (vdc.name) stands for."""
+    vdc, _, name = key.partition(".")
     w = provider.workload(vdc, name)
-    assert w is not None, endpoint
-    return provider.workload_ns(w)
+    assert w is not None, key
+    return w
+
+
+def _ns_of(provider: Provider, endpoint: str) -> str:
+    return provider.uplink_ns if endpoint == UPLINK else provider.workload_ns(_workload(provider, endpoint))
 
 
 def _run_agent(ns: str, mode: str, job: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -175,10 +183,7 @@ def _address(provider: Provider, src: Endpoint, dst: str) -> str:
         return str(expect.router_address_for(provider, src))
     if dst == UPLINK:
         return str(provider.uplink_peer_address)
-    vdc, _, name = dst.partition(".")
-    w = provider.workload(vdc, name)
-    assert w is not None
-    return str(w.address)
+    return str(_workload(provider, dst).address)
 
 
 def _port_macs(provider: Provider) -> dict[str, str]:
@@ -211,7 +216,7 @@ def _probe(provider: Provider, cells: list[Cell], spoof: list[SpoofCase], parall
         answer = _run_agent(_ns_of(provider, src), "probe", job, timeout=120)
         out = {}
         for i, c in enumerate(batch):
-            out[(c.src, c.dst, str(c.service))] = Observation(answer["kernel"].get(str(i)), answer["scapy"].get(str(i)))
+            out[_key(c)] = Observation(answer["kernel"].get(str(i)), answer["scapy"].get(str(i)))
         return out, int(answer.get("sent", 0))
 
     observed: dict[tuple[str, str, str], Observation] = {}
@@ -317,7 +322,7 @@ def verify(provider: Provider, focus: str | None = None, parallel: int = 8, spoo
             if result.anti_spoof_delta < result.anti_spoof_expected:
                 result.problems.append(f"the anti-spoof rule counted {result.anti_spoof_delta} packets, "
                                        f"{result.anti_spoof_expected} forged ones were sent")  # fmt: skip
-    missing = [c for c in cells if result.cell_key(c) not in result.observed]
+    missing = [c for c in cells if _key(c) not in result.observed]
     if missing:
         result.problems.append(f"{len(missing)} cell(s) were not probed (incomplete matrix)")
     return result
@@ -326,10 +331,8 @@ def verify(provider: Provider, focus: str | None = None, parallel: int = 8, spoo
 # ---------------------------------------------------------------------------- output
 
 
-def _mark(expected: bool, ob: Observation | None) -> str:
-    if ob is None or ob.verdict is None:
-        return "?"
-    return "." if ob.verdict else "X"
+def _mark(ob: Observation) -> str:
+    return "?" if ob.verdict is None else "." if ob.verdict else "X"
 
 
 def truth_table(result: Result) -> str:
@@ -343,8 +346,8 @@ def truth_table(result: Result) -> str:
     text_cells: dict[tuple[str, str], str] = {}
     for key, cs in grid.items():
         cs.sort(key=lambda c: c.service)
-        marks = "".join(_mark(c.expected, result.observed.get(result.cell_key(c))) for c in cs)
-        bad = any(result.observed.get(result.cell_key(c), Observation()).verdict is not c.expected for c in cs)
+        marks = "".join(_mark(result.observation(c)) for c in cs)
+        bad = any(result.observation(c).verdict is not c.expected for c in cs)
         text_cells[key] = marks + ("!" if bad else "")
     width = max([len(r) for r in rows] + [7])
     colw = {d: max(len(d), *(len(text_cells.get((r, d), "")) for r in rows)) for d in cols}
@@ -363,11 +366,11 @@ def truth_table(result: Result) -> str:
 def summary(result: Result) -> str:
     lines = [truth_table(result)]
     for c in result.mismatches:
-        ob = result.observed[result.cell_key(c)]
+        ob = result.observation(c)
         lines.append(f"MISMATCH {c.src} -> {c.dst} {c.service}: model says {'open' if c.expected else 'blocked'}, "
                      f"observed kernel={ob.kernel} scapy={ob.scapy}")  # fmt: skip
     for c in result.inconclusive:
-        ob = result.observed.get(result.cell_key(c), Observation())
+        ob = result.observation(c)
         lines.append(f"INCONCLUSIVE {c.src} -> {c.dst} {c.service}: kernel={ob.kernel} scapy={ob.scapy}")
     if result.spoof:
         held = sum(1 for s in result.spoof if s.delivered == s.expect_delivered)
@@ -385,7 +388,7 @@ def summary(result: Result) -> str:
 
 def as_json(result: Result) -> dict[str, Any]:
     def cell(c: Cell) -> dict[str, Any]:
-        ob = result.observed.get(result.cell_key(c), Observation())
+        ob = result.observation(c)
         return {"src": c.src, "dst": c.dst, "service": str(c.service), "expected": "open" if c.expected else "blocked",
                 "observed": {None: "inconclusive", True: "open", False: "blocked"}[ob.verdict],
                 "kernel": ob.kernel, "scapy": ob.scapy}  # fmt: skip
