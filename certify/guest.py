@@ -8,20 +8,27 @@ on the host.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import stat as statmod
+import tarfile
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from certify import accel
 from certify.errors import CertifyError
+from certify.model import FactUnavailable
 from certify.progress import SILENT, Progress
 
 DEFAULT_READ_LIMIT = 1024 * 1024
+MAX_INVENTORY = 3_000_000  # entries; beyond this the walk is refused rather than exhausting memory
+TAR_MIN_FILES = 8  # fewer wanted files than this under one root are cheaper read one by one
 _GLOB_SPECIAL = re.compile(r"([*?\[\]])")
 _PARTITION = re.compile(r"^(/dev/[a-z]+?)(\d+)$")
 
@@ -56,6 +63,53 @@ class Stat:
     def is_dir(self) -> bool:
         return statmod.S_ISDIR(self.mode)
 
+    @property
+    def is_link(self) -> bool:
+        return statmod.S_ISLNK(self.mode)
+
+    @property
+    def perms(self) -> int:
+        return statmod.S_IMODE(self.mode)
+
+
+class Inventory:
+    """Every path in the guest with its lstat, gathered in one walk.
+
+    Names the guest holds that are not UTF-8 cannot be passed back to
+    libguestfs; they are kept in ``unstatable`` so checks that need every
+    file can say what they could not see instead of passing.
+    """
+
+    def __init__(self, entries: dict[str, Stat], unstatable: Iterable[str] = ()):
+        self.entries = entries
+        self.unstatable = tuple(sorted(unstatable))
+        self._children: dict[str, list[str]] | None = None
+
+    def __iter__(self) -> Iterator[tuple[str, Stat]]:
+        return iter(sorted(self.entries.items()))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, path: str) -> Stat | None:
+        return self.entries.get(path)
+
+    def children(self, directory: str) -> list[str]:
+        if self._children is None:
+            children: dict[str, list[str]] = defaultdict(list)
+            for path in self.entries:
+                if path != "/":
+                    children[posixpath.dirname(path)].append(path)
+            self._children = {d: sorted(c) for d, c in children.items()}
+        return self._children.get(directory, [])
+
+    def under(self, directory: str) -> Iterator[tuple[str, Stat]]:
+        """Entries strictly below ``directory``, in path order."""
+        prefix = directory.rstrip("/") + "/"
+        for path in sorted(self.entries):
+            if path.startswith(prefix):
+                yield path, self.entries[path]
+
 
 def glob_escape(path: str) -> str:
     """Quote a path that came from the guest before it becomes part of a glob."""
@@ -65,12 +119,19 @@ def glob_escape(path: str) -> str:
 class GuestReader:
     """What collectors see: read-only, bounded, in guest paths."""
 
-    def __init__(self, g: Any, mounts: dict[str, str], disks: list[GuestDisk], os_info: dict[str, Any]):
+    def __init__(self, g: Any, mounts: dict[str, str], disks: list[GuestDisk], os_info: dict[str, Any], workdir: str | None = None):
         self._g = g
         self._mounts = mounts
         self._disks = disks
         self._disk_of_mount: dict[str, str | None] = {}
+        self._inventory: Inventory | None = None
+        self._workdir = workdir
         self.os = os_info
+
+    @property
+    def mounts(self) -> dict[str, str]:
+        """Guest mountpoint -> device, as mounted for this scan."""
+        return dict(self._mounts)
 
     def glob(self, pattern: str) -> list[str]:
         return sorted(self._g.glob_expand(pattern))
@@ -82,6 +143,100 @@ class GuestReader:
         except RuntimeError:
             return None
         return Stat(mode=st["st_mode"], uid=st["st_uid"], gid=st["st_gid"], size=st["st_size"])
+
+    def lstat(self, path: str) -> Stat | None:
+        """The path itself, a symlink not followed; None when it does not exist."""
+        entry = self._inventory.get(path) if self._inventory is not None else None
+        if entry is not None:
+            return entry
+        try:
+            st = self._g.lstatns(path)
+        except RuntimeError:
+            return None
+        return Stat(mode=st["st_mode"], uid=st["st_uid"], gid=st["st_gid"], size=st["st_size"])
+
+    def inventory(self) -> Inventory:
+        """Every file in the guest, lstat'ed: one ``find0`` and one ``lstatnslist`` per directory.
+
+        A round trip per file would cost more than the appliance launch on a
+        guest with a hundred thousand files; this costs one per directory.
+        Cached: every collector shares the one walk.
+        """
+        if self._inventory is None:
+            self._inventory = self._walk()
+        return self._inventory
+
+    def _walk(self) -> Inventory:
+        with tempfile.NamedTemporaryFile(dir=self._workdir, prefix="find0-") as listing:
+            self._g.find0("/", listing.name)
+            raw = listing.read()
+        by_dir: dict[str, list[str]] = defaultdict(list)
+        unstatable = []
+        count = 0
+        for name in raw.split(b"\0"):
+            if not name:
+                continue
+            count += 1
+            if count > MAX_INVENTORY:
+                raise FactUnavailable(f"the guest holds more than {MAX_INVENTORY} files: not walked")
+            try:
+                text = name.decode("utf-8")
+            except UnicodeDecodeError:
+                unstatable.append("/" + name.decode("utf-8", "surrogateescape"))
+                continue
+            parent, _, base = ("/" + text).rpartition("/")
+            by_dir[parent or "/"].append(base)
+        entries: dict[str, Stat] = {"/": self.lstat("/") or Stat(statmod.S_IFDIR | 0o755, 0, 0, 0)}
+        for directory in sorted(by_dir):
+            names = by_dir[directory]
+            for base, st in zip(names, self._g.lstatnslist(directory, names)):
+                path = posixpath.join(directory, base)
+                if st["st_ino"] < 0 and st["st_mode"] < 0:  # vanished between find and lstat
+                    continue
+                entries[path] = Stat(mode=st["st_mode"], uid=st["st_uid"], gid=st["st_gid"], size=st["st_size"])
+        return Inventory(entries, unstatable)
+
+    def read_many(self, paths: Iterable[str], limit: int = DEFAULT_READ_LIMIT) -> dict[str, bytes]:
+        """The first ``limit`` bytes of each regular file in ``paths``, in as few round trips as possible.
+
+        Files are grouped under a common root and streamed as one tar per
+        root, with everything else under it excluded; small groups are read
+        one by one. Paths that are not regular files are left out.
+        """
+        inventory = self.inventory()
+        wanted = sorted({p for p in paths if (st := inventory.get(p)) is not None and st.is_file})
+        groups: dict[str, list[str]] = defaultdict(list)
+        for path in wanted:
+            groups[_tar_root(path)].append(path)
+        out: dict[str, bytes] = {}
+        for root, members in sorted(groups.items()):
+            if len(members) < TAR_MIN_FILES or self._workdir is None:
+                for path in members:
+                    data = self.read(path, limit)
+                    if data is not None:
+                        out[path] = data
+                continue
+            out.update(self._tar_read(root, set(members), limit))
+        return out
+
+    def _tar_read(self, root: str, members: set[str], limit: int) -> dict[str, bytes]:
+        excludes = _excludes(self.inventory(), root, members)
+        out: dict[str, bytes] = {}
+        with tempfile.NamedTemporaryFile(dir=self._workdir, prefix="tar-", suffix=".tar") as stream:
+            self._g.tar_out(root, stream.name, excludes=excludes)
+            with tarfile.open(stream.name, "r:", errorlevel=0) as tar:
+                for member in tar:
+                    path = posixpath.normpath(posixpath.join(root, member.name))
+                    if path not in members or not member.isreg():
+                        continue
+                    handle = tar.extractfile(member)
+                    if handle is not None:
+                        out[path] = handle.read(limit)
+        for path in members - out.keys():  # a name tar could not carry: read it directly
+            data = self.read(path, limit)
+            if data is not None:
+                out[path] = data
+        return out
 
     def read(self, path: str, limit: int = DEFAULT_READ_LIMIT) -> bytes | None:
         """The first ``limit`` bytes of a regular file; None for anything else.
@@ -119,6 +274,41 @@ class GuestReader:
         except RuntimeError:
             index = 0 if len(self._disks) == 1 else -1  # LVM and the like: only certain with one disk
         return self._disks[index].name if 0 <= index < len(self._disks) else None
+
+
+_TWO_LEVEL_TOPS = {"home", "usr", "var", "opt", "srv", "mnt", "media"}
+
+
+def _tar_root(path: str) -> str:
+    """Where a tar for ``path`` starts: /etc, /root, or two levels down in trees shared by many owners (/home/alice, /usr/share)."""
+    parts = path.strip("/").split("/")[:-1]
+    depth = 2 if parts and parts[0] in _TWO_LEVEL_TOPS else 1
+    return "/" + "/".join(parts[:depth]) if parts else "/"
+
+
+_TAR_SPECIAL = re.compile(r"([\\*?\[\]])")
+
+
+def _excludes(inventory: Inventory, root: str, members: set[str]) -> list[str]:
+    """tar exclusion patterns that leave only ``members`` (and the directories leading to them) under ``root``."""
+    keep_dirs = {root}
+    for path in members:
+        parent = posixpath.dirname(path)
+        while parent not in keep_dirs and parent != "/":
+            keep_dirs.add(parent)
+            parent = posixpath.dirname(parent)
+    patterns, pending = [], [root]
+    while pending:
+        directory = pending.pop()
+        for child in inventory.children(directory):
+            if child in members:
+                continue
+            if child in keep_dirs:
+                pending.append(child)
+            elif "\n" not in child:  # one pattern per line: such a name is carried and ignored
+                relative = posixpath.relpath(child, root)
+                patterns.append("./" + _TAR_SPECIAL.sub(r"\\\1", relative))
+    return sorted(patterns)
 
 
 def _under(path: str, mount: str) -> bool:
@@ -229,7 +419,7 @@ def open_guest(
             except RuntimeError as exc:  # files under it would go unseen: no fact is complete without it
                 raise GuestNotInspectable(f"{mountpoint} ({mounts[mountpoint]}) does not mount: {exc}") from None
         info = _os_info(g, root)
-        yield GuestReader(g, mounted, disks, info)
+        yield GuestReader(g, mounted, disks, info, workdir)
     finally:
         try:
             g.shutdown()

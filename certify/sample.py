@@ -29,17 +29,51 @@ class GuestSpec:
     hostname: str = "appliance"
     files: dict[str, tuple[bytes, int]] = field(default_factory=dict)
     dirs: dict[str, int] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)  # path -> symlink target
+    owners: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (uid, gid); root otherwise
 
-    def add(self, path: str, content: bytes | str, mode: int = 0o644) -> GuestSpec:
+    def add(self, path: str, content: bytes | str, mode: int = 0o644, owner: tuple[int, int] | None = None) -> GuestSpec:
         self.files[path] = (content.encode() if isinstance(content, str) else content, mode)
+        if owner is not None:
+            self.owners[path] = owner
+        return self
+
+    def mkdir(self, path: str, mode: int = 0o755, owner: tuple[int, int] | None = None) -> GuestSpec:
+        self.dirs[path] = mode
+        if owner is not None:
+            self.owners[path] = owner
+        return self
+
+    def symlink(self, path: str, target: str) -> GuestSpec:
+        self.links[path] = target
+        return self
+
+    def remove(self, path: str) -> GuestSpec:
+        for table in (self.files, self.dirs, self.links, self.owners):
+            table.pop(path, None)
         return self
 
 
+SHADOW_GID = 42  # Debian's 'shadow' group: /etc/shadow is root:shadow 0640
+
+
 def base_system(hostname: str = "appliance", users: tuple[str, ...] = ("alice",)) -> GuestSpec:
-    """Just enough of Debian 12 for libguestfs inspection to recognise it."""
+    """A small Debian 12 root a careful vendor would ship: inspectable, and clean for every guest check.
+
+    Accounts are locked (``*`` for system accounts, ``!`` for people), the
+    account databases have Debian's owners and modes, sshd is key-only, and
+    nothing per-instance (host keys, machine-id, leases) is baked in.
+    """
     spec = GuestSpec(hostname=hostname)
-    passwd = ["root:x:0:0:root:/root:/bin/bash", "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin"]
-    passwd += [f"{u}:x:{1000 + i}:{1000 + i}:{u}:/home/{u}:/bin/bash" for i, u in enumerate(users)]
+    passwd = ["root:x:0:0:root:/root:/bin/bash", "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin",
+              "sshd:x:100:65534::/run/sshd:/usr/sbin/nologin"]  # fmt: skip
+    shadow = ["root:*:19700:0:99999:7:::", "daemon:*:19700:0:99999:7:::", "sshd:!:19700::::::"]
+    group = ["root:x:0:", "daemon:x:1:", f"shadow:x:{SHADOW_GID}:", "sudo:x:27:", "nogroup:x:65534:"]
+    for i, user in enumerate(users):
+        uid = 1000 + i
+        passwd.append(f"{user}:x:{uid}:{uid}:{user}:/home/{user}:/bin/bash")
+        shadow.append(f"{user}:!:19700:0:99999:7:::")
+        group.append(f"{user}:x:{uid}:")
     spec.add("/etc/os-release", 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\n'
              'VERSION_ID="12"\nVERSION="12 (bookworm)"\nID=debian\n')  # fmt: skip
     spec.add("/etc/debian_version", "12.8\n")
@@ -47,12 +81,21 @@ def base_system(hostname: str = "appliance", users: tuple[str, ...] = ("alice",)
     spec.add("/etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {hostname}\n")
     spec.add("/etc/fstab", "/dev/sda1 / ext4 defaults 0 1\n")
     spec.add("/etc/passwd", "\n".join(passwd) + "\n")
-    spec.add("/etc/ssh/sshd_config", "PermitRootLogin prohibit-password\nPasswordAuthentication no\n")
-    for d in ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/tmp", "/var/log"):
-        spec.dirs[d] = 0o755
-    spec.dirs["/root"] = 0o700
-    for u in users:
-        spec.dirs[f"/home/{u}"] = 0o750
+    spec.add("/etc/group", "\n".join(group) + "\n")
+    spec.add("/etc/shadow", "\n".join(shadow) + "\n", 0o640, owner=(0, SHADOW_GID))
+    spec.add("/etc/gshadow", "".join(f"{line.split(':')[0]}:*::\n" for line in group), 0o640, owner=(0, SHADOW_GID))
+    spec.add("/etc/login.defs", "UID_MIN 1000\nUID_MAX 60000\nSYS_UID_MAX 999\nENCRYPT_METHOD YESCRYPT\n")
+    spec.add("/etc/machine-id", "")  # empty: systemd generates one at first boot
+    spec.add("/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin prohibit-password\n"
+             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nX11Forwarding no\n")  # fmt: skip
+    spec.mkdir("/etc/ssh/sshd_config.d")
+    for d in ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/var/log", "/var/lib", "/var/cache", "/etc/cron.d"):
+        spec.mkdir(d)
+    spec.mkdir("/tmp", 0o1777)
+    spec.mkdir("/var/tmp", 0o1777)
+    spec.mkdir("/root", 0o700)
+    for i, user in enumerate(users):
+        spec.mkdir(f"/home/{user}", 0o750, owner=(1000 + i, 1000 + i))
     return spec
 
 
@@ -95,17 +138,29 @@ def build_images(images: Mapping[str, GuestSpec], size: int = DISK_BYTES) -> Non
             g.part_disk(device, "mbr")
             g.mkfs("ext4", device + "1")
             g.mount(device + "1", "/")
-            for d, mode in sorted(spec.dirs.items()):
-                g.mkdir_p(d)
-                g.chmod(mode, d)
-            for path, (content, mode) in sorted(spec.files.items()):
-                g.mkdir_p(os.path.dirname(path))
-                g.write(path, content)
-                g.chmod(mode, path)
+            write_tree(g, spec)
             g.umount_all()
         g.shutdown()
     finally:
         g.close()
+
+
+def write_tree(g, spec: GuestSpec) -> None:
+    """Write a spec's directories, files, links and owners into the mounted filesystem."""
+    for d, mode in sorted(spec.dirs.items()):
+        g.mkdir_p(d)
+        g.chmod(mode, d)
+    for path, (content, mode) in sorted(spec.files.items()):
+        g.mkdir_p(os.path.dirname(path))
+        g.write(path, content)
+        g.chmod(mode, path)  # after write: chmod keeps setuid bits that a write would clear
+    for path, target in sorted(spec.links.items()):
+        g.mkdir_p(os.path.dirname(path))
+        g.ln_s(target, path)
+    for path, (uid, gid) in sorted(spec.owners.items()):
+        g.lchown(uid, gid, path)
+        if path in spec.files:  # chown clears setuid/setgid: put the mode back
+            g.chmod(spec.files[path][1], path)
 
 
 def to_vmdk(raw: str, vmdk: str) -> None:

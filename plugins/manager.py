@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pkgutil
 from dataclasses import dataclass
 
 import pluggy
@@ -12,14 +13,17 @@ from certify.errors import CertifyError
 from certify.model import Check, GuestCollector, Reporter
 from certify.plugins import hookspecs
 
+
+
+def _modules(package: str) -> tuple[str, ...]:
+    """Every module of a built-in package: a new check or collector file is registered by existing."""
+    path = importlib.import_module(package).__path__
+    return tuple(f"{package}.{m.name}" for m in sorted(pkgutil.iter_modules(path), key=lambda m: m.name) if not m.ispkg)
+
+
 BUILTIN_PLUGINS = (
-    "certify.checks.bundle",
-    "certify.checks.descriptor",
-    "certify.checks.devices",
-    "certify.checks.disks",
-    "certify.checks.hardening",
-    "certify.checks.ssh",
-    "certify.collectors.ssh",
+    *_modules("certify.checks"),
+    *_modules("certify.collectors"),
     "certify.reports.text",
     "certify.reports.json",
     "certify.reports.sarif",
