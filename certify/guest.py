@@ -126,7 +126,14 @@ class GuestReader:
         self._disk_of_mount: dict[str, str | None] = {}
         self._inventory: Inventory | None = None
         self._workdir = workdir
+        self._memo: dict[str, Any] = {}
         self.os = os_info
+
+    def memo(self, key: str, compute: Callable[[GuestReader], Any]) -> Any:
+        """Something several collectors derive from the guest (the package database), computed once."""
+        if key not in self._memo:
+            self._memo[key] = compute(self)
+        return self._memo[key]
 
     @property
     def mounts(self) -> dict[str, str]:
