@@ -136,6 +136,11 @@ class GuestReader:
         return self._memo[key]
 
     @property
+    def workdir(self) -> str | None:
+        """Host directory for copies a collector must open with a host library (the rpm sqlite database)."""
+        return self._workdir
+
+    @property
     def mounts(self) -> dict[str, str]:
         """Guest mountpoint -> device, as mounted for this scan."""
         return dict(self._mounts)
