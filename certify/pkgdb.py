@@ -375,6 +375,8 @@ def _load_dpkg(reader: GuestReader, aliases: tuple[str, ...]) -> PackageDatabase
     unread = sorted(p for p in lists if p not in contents or len(contents[p]) < inventory.entries[p].size)
     if unread:
         db.incomplete = f"{len(unread)} dpkg file list(s) not read in full ({', '.join(unread[:3])})"
+    elif not lists:  # a status file without file lists (a stripped image): ownership is unknown, not absent
+        db.incomplete = f"{DPKG_INFO} holds no package file lists"
 
     def load_md5sums(packages: set[str]) -> dict[str, Digest]:
         files = reader.read_many([f"{DPKG_INFO}/{p}.md5sums" for p in packages], LIST_LIMIT)

@@ -101,7 +101,7 @@ def _mode_scan(reader: GuestReader) -> tuple[list[tuple[str, Stat]], list[tuple[
     def scan(r: GuestReader):
         writable, setid = [], []
         for path, st in r.inventory().entries.items():
-            if path.startswith(PSEUDO_FS):
+            if not st.mode & 0o6002 or path.startswith(PSEUDO_FS):  # most paths: neither other-write nor set-id
                 continue
             if world_writable(st):
                 writable.append((path, st))

@@ -6,7 +6,9 @@ Cross-effects on other topics' checks, by design:
 - /etc/passwd 0666, /etc/ssh/ssh_host_ecdsa_key.pub 0666 and /home/alice 0777
   are also world-writable, so world-writable-files reports them beside the
   more specific check;
-- both images get a minimal dpkg database (/var/lib/dpkg) owning /usr/bin/passwd.
+- both images get a minimal dpkg database (/var/lib/dpkg: status, passwd.list,
+  passwd.md5sums) owning /usr/bin/passwd, so checks that read the package
+  database find one package there instead of none.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ def plant_clean(spec: sample.GuestSpec) -> None:
     spec.add("/etc/security/opasswd", "", 0o600)  # pam_pwhistory's file, as libpam-modules creates it
     spec.mkdir("/home/bob/.ssh", 0o700, owner=(1001, 1001))
     spec.mkdir("/srv/shared", 0o1777)  # world-writable with the sticky bit, like /tmp
-    spec.symlink("/usr/local/bin/run-app", "/opt/app/bin/server")  # a symlink's 0777 is not a mode
+    spec.add("/opt/app/run.sh", "#!/bin/sh\nexec /opt/app/bin/server --config /etc/app.conf\n", 0o755)
+    spec.symlink("/usr/local/bin/run-app", "/opt/app/run.sh")  # a symlink's 0777 is not a mode
 
 
 DIRTY = {
