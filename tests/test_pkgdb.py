@@ -183,6 +183,15 @@ def test_rpm_header_parser_only_raises_its_own_error(blob):
         pass
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_text_database_parsers_never_raise(data):
+    parse_dpkg_list(data)
+    parse_dpkg_md5sums(data)
+    for entry in parse_apk_installed(data):
+        assert entry.path.startswith("/")
+
+
 def test_rpm_sqlite_yields_packages_and_broken_headers(tmp_path):
     rpm_sqlite(tmp_path / "rpmdb.sqlite", [package_header("a", {"/usr/bin/a": (0o100755, "1" * 64)}), b"\0\0"])
     got = list(read_rpm_sqlite(str(tmp_path / "rpmdb.sqlite")))
