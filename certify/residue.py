@@ -77,7 +77,10 @@ def gather(inventory: Inventory, roots: Iterable[str]) -> dict[str, list[tuple[s
     a guest of a hundred thousand files that is the slow part of a scan.
     """
     out: dict[str, list[tuple[str, Stat]]] = {r: [] for r in roots}
+    prefixes = tuple(r.rstrip("/") + "/" for r in out)
     for path, st in inventory.entries.items():
+        if not path.startswith(prefixes):  # most of a guest (/usr, /var/lib/docker) is below no root
+            continue
         parent = path
         while True:
             cut = parent.rfind("/")
@@ -105,6 +108,17 @@ def totals(entries: Iterable[tuple[str, Stat]]) -> tuple[int, int]:
 def _below(entries: list[tuple[str, Stat]], directory: str) -> list[tuple[str, Stat]]:
     prefix = directory.rstrip("/") + "/"
     return [(p, s) for p, s in entries if p.startswith(prefix)]
+
+
+def _by_child(directory: str, entries: list[tuple[str, Stat]]) -> dict[str, list[tuple[str, Stat]]]:
+    """Entries below ``directory`` grouped by the direct child they lie under, in one pass."""
+    start = len(directory.rstrip("/")) + 1
+    out: dict[str, list[tuple[str, Stat]]] = {}
+    for path, st in entries:
+        cut = path.find("/", start)
+        if cut > 0:
+            out.setdefault(path[:cut], []).append((path, st))
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -374,7 +388,8 @@ AT_DIRS = ("/var/spool/cron/atjobs", "/var/spool/cron/atspool", "/var/spool/at",
 SYSTEM_CRONTAB, CRON_D = "/etc/crontab", "/etc/cron.d"
 SCRATCH_PREFIXES = ("/tmp/", "/var/tmp/", "/dev/shm/", "/home/", "/root/")
 _WRAPPERS = {"sudo", "nohup", "exec", "env", "nice", "ionice", "sh", "bash", "dash", "zsh", "python", "python3",
-             "perl", "flock", "chronic", "run-one"}  # fmt: skip
+             "perl", "chronic", "run-one", "timeout"}  # fmt: skip
+_OPTIONS_WITH_VALUE = {"-u", "-g", "--user", "--group"}  # sudo -u build /home/build/job.sh runs the job, not 'build' 
 _SEGMENT = re.compile(r"&&|\|\||[;|&]|\b(?:then|do|else)\b")
 _DOWNLOAD_TO_SHELL = re.compile(r"\b(curl|wget)\b[^|;&]*\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:/usr)?(?:/bin/)?(?:ba|da|z)?sh\b"
                                 r"|\b(?:ba|da|z)?sh\s+-c\s+[\"']?\$\(\s*(curl|wget)\b")  # fmt: skip
@@ -402,12 +417,17 @@ def crontab_entries(text: str, system: bool) -> list[CronEntry]:
 
 
 def _programs(command: str) -> list[str]:
-    """The program each simple command of a shell line runs (past sudo, nohup, sh, env assignments...)."""
+    """The program each simple command of a shell line runs (past sudo, nohup, sh -c, env assignments...)."""
     programs = []
     for segment in _SEGMENT.split(command):
         words = [w.strip("\"'()[]{}") for w in segment.split()]
+        skip_next = False
         for word in words:
-            if not word or _ENV_LINE.match(word) or word.startswith("-") or _name(word) in _WRAPPERS:
+            if skip_next or not word or _ENV_LINE.match(word) or word.isdigit() or _name(word) in _WRAPPERS:
+                skip_next = False
+                continue
+            if word.startswith("-"):
+                skip_next = word in _OPTIONS_WITH_VALUE
                 continue
             programs.append(word)
             break
@@ -450,18 +470,23 @@ def scheduled_residue(inventory: Inventory, contents: Mapping[str, bytes]) -> li
     for item in _spool_files(inventory, USER_CRON_DIRS):
         owner = _name(item.path)
         data = contents.get(item.path)
-        jobs = "" if data is None else f" with {_plural(len(crontab_entries(data.decode('utf-8', 'replace'), False)), 'job')}"
+        count = None if data is None else len(crontab_entries(data.decode("utf-8", "replace"), False))
+        jobs = "" if count is None else f" with {_plural(count, 'job')}"
         found.append(Residue(item.path, f"crontab of user {owner}{jobs}", item.size))
     for item in _spool_files(inventory, AT_DIRS):
         found.append(Residue(item.path, "queued at job (or its output) from the build", item.size))
     for path in [SYSTEM_CRONTAB, *inventory.children(CRON_D)]:
+        st = inventory.get(path)
+        if st is None or not st.is_file:
+            continue
         data = contents.get(path)
         if data is None:
+            found.append(Residue(path, "system crontab could not be read", st.size, unread=True))
             continue
         hits = [(e.line, why) for e in crontab_entries(data.decode("utf-8", "replace"), True) if (why := suspicious_cron(e.command))]
         if hits:
             shown = "; ".join(f"line {n} {why}" for n, why in hits[:5])
-            found.append(Residue(path, f"system cron entry that no package ships: {shown}", _size(inventory, path), line=hits[0][0]))
+            found.append(Residue(path, f"system cron entry that no package ships: {shown}", st.size, line=hits[0][0]))
     return sorted(found, key=lambda r: r.path)
 
 
@@ -509,7 +534,7 @@ CRASH_DIRS = {  # virt-sysprep crash-data, abrt-data; systemd's own store
 # Created at every boot by systemd-tmpfiles or services, emptied on shutdown; not residue when empty of files.
 TMP_RUNTIME_DIRS = {".X11-unix", ".ICE-unix", ".XIM-unix", ".font-unix", ".Test-unix", "lost+found"}
 BACKUP_ROOTS = ("/etc", "/root", "/srv", "/home")  # virt-sysprep backup-files, without /var: /var/backups is Debian's own
-BACKUP_GLOBS = ("*~", "*.swp", "*.bak", "*.orig")
+BACKUP_SUFFIXES = ("~", ".swp", ".bak", ".orig")  # virt-sysprep's *~ and *.bak, and vim swap files, patch leftovers
 # Old copies of the account databases belong to passwd-backup-files.
 _ACCOUNT_BACKUP = re.compile(r"^/etc/(passwd|shadow|group|gshadow|subuid|subgid)(-|\.bak|\.old|\.orig|~)+$")
 CORE_ROOTS = ("/root", "/home", "/srv")  # and / itself: where a crashed build step's working directory was
@@ -544,22 +569,23 @@ def scratch_residue(inventory: Inventory, trees: Mapping[str, list[tuple[str, St
     for directory in (*TMP_DIRS, *CRASH_DIRS):
         crash = directory in CRASH_DIRS
         items = []
-        entries = trees.get(directory, [])
+        grouped = _by_child(directory, trees.get(directory, []))
         for path in inventory.children(directory):
             st = inventory.get(path)
             if st is None:
                 continue
             if st.is_dir:
-                below = _below(entries, path)
+                below = grouped.get(path, [])
                 count, size = totals(below)
-                if count == 0 or (not crash and (_name(path) in TMP_RUNTIME_DIRS or _name(path).startswith("systemd-private-"))):
+                runtime = _name(path) in TMP_RUNTIME_DIRS or _name(path).startswith("systemd-private-")
+                if count == 0 or (runtime and not crash):
                     continue
                 has_core = crash or any(p in cores for p, _ in below)
                 what = CRASH_DIRS[directory] if crash else "temporary directory"
                 items.append(Residue(path, f"{what} left from the build", size, files=count, core=has_core))
             else:
                 core = crash or path in cores
-                what = CRASH_DIRS[directory] if crash else ("core dump in a temporary directory" if path in cores else "temporary file")
+                what = CRASH_DIRS[directory] if crash else "core dump in a temporary directory" if path in cores else "temporary file"
                 items.append(Residue(path, f"{what} left from the build", st.size if st.is_file else None, core=core))
         found += _capped(directory, items)
     stray = [Residue(p, "ELF core dump (process memory, may hold secrets)", _size(inventory, p), core=True)
@@ -570,7 +596,7 @@ def scratch_residue(inventory: Inventory, trees: Mapping[str, list[tuple[str, St
     backups: dict[str, list[Residue]] = {}
     for root in BACKUP_ROOTS:
         for path, st in trees.get(root, []):
-            if st.is_file and any(fnmatch.fnmatchcase(_name(path), g) for g in BACKUP_GLOBS) and not is_account_backup(path):
+            if path.endswith(BACKUP_SUFFIXES) and st.is_file and not is_account_backup(path):
                 what = "editor swap file" if path.endswith(".swp") else "backup copy"
                 backups.setdefault(posixpath.dirname(path), []).append(Residue(path, f"{what}: may hold an old secret", st.size))
     for directory in sorted(set(by_dir) | set(backups)):
@@ -624,7 +650,8 @@ def cloud_agent_residue(inventory: Inventory, trees: Mapping[str, list[tuple[str
         if count:
             secrets = [f"{_name(p)} ({human_size(s.size)})" for p, s in below
                        if posixpath.dirname(p) == path and _name(p).startswith(("user-data", "vendor-data")) and s.size]  # fmt: skip
-            extra = f"; {', '.join(secrets)} may hold secrets and {'is' if len(secrets) == 1 else 'are'} not shown" if secrets else ""
+            verb = "is" if len(secrets) == 1 else "are"
+            extra = f"; {', '.join(secrets)} may hold secrets and {verb} not shown" if secrets else ""
             found.append(Residue(path, f"cloud-init state of instance {_name(path)}{extra}", size, files=count))
     for directory in CLOUD_STATE_DIRS:
         count, size = totals(_below(cloud, directory))
@@ -643,7 +670,8 @@ def cloud_agent_residue(inventory: Inventory, trees: Mapping[str, list[tuple[str
         relative = path[len(WAAGENT_LIB) + 1 :]
         if st.is_dir or path == OVF_ENV or relative.startswith("WALinuxAgent-"):
             continue
-        if relative.split("/", 1)[0] in WAAGENT_STATE_DIRS or any(fnmatch.fnmatchcase(_name(path), g) for g in WAAGENT_STATE):
+        state_file = any(fnmatch.fnmatchcase(_name(path), g) for g in WAAGENT_STATE)
+        if state_file or relative.split("/", 1)[0] in WAAGENT_STATE_DIRS:
             state.append((path, st))
     if state:
         count, size = totals(state)
@@ -672,7 +700,8 @@ def tree_roots() -> set[str]:
 
 def content_paths(inventory: Inventory) -> list[str]:
     """Files whose content decides a finding (all small configuration files)."""
-    return sorted(set(identity_paths(inventory) + network_paths(inventory) + list(mac_sources(inventory)) + cron_paths(inventory)))
+    paths = identity_paths(inventory) + network_paths(inventory) + list(mac_sources(inventory)) + cron_paths(inventory)
+    return sorted(set(paths))
 
 
 @dataclass
