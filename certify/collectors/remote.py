@@ -91,9 +91,17 @@ def _masked(reader: GuestReader, inventory: Inventory, unit: str) -> bool:
     return target is None or not (target.is_file or target.is_dir)
 
 
-def _enabled(reader: GuestReader, inventory: Inventory) -> dict[str, str]:
-    paths = [p for d in ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system") for p, _ in inventory.under(d)]
-    return {u: link for u, link in enabled_units(paths).items() if not _masked(reader, inventory, u)}
+def _enabled(reader: GuestReader) -> dict[str, str]:
+    """Enabled, unmasked units; computed once per scan for both collectors that need it."""
+
+    def compute(reader: GuestReader) -> dict[str, str]:
+        inventory = reader.inventory()
+        wants = [c for d in ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
+                 for c in inventory.children(d) if c.endswith((".wants", ".requires"))]  # fmt: skip
+        paths = [p for w in wants for p in inventory.children(w)]
+        return {u: link for u, link in enabled_units(paths).items() if not _masked(reader, inventory, u)}
+
+    return reader.memo("enabled-units", compute)
 
 
 def _text(data: bytes | None) -> str | None:
@@ -142,7 +150,7 @@ def collect_cleartext_services(reader: GuestReader) -> list[RemoteFinding]:
             found.append(RemoteFinding(path, entry.line, f"{kind} starts {proto.name} (service {entry.service}: {entry.server or 'default server'})",
                                        key=entry.service))
     unit_protocols = {u: p for p in PROTOCOLS for u in p.units}
-    for unit, link in sorted(_enabled(reader, inventory).items()):
+    for unit, link in sorted(_enabled(reader).items()):
         proto = unit_protocols.get(unit) or unit_protocols.get(_unit_key(unit))
         if proto is None or unit.split(".")[0].split("@")[0] in tls_only:
             continue
@@ -223,7 +231,7 @@ def collect_vendor_access(reader: GuestReader) -> list[RemoteFinding]:
         return [p for d in directories for p in inventory.children(d)
                 if (st := inventory.get(p)) is not None and st.is_file and (suffixes is None or p.endswith(suffixes))]  # fmt: skip
 
-    enabled = _enabled(reader, inventory)
+    enabled = _enabled(reader)
     unit_files: dict[str, str] = {}
     for unit in enabled:
         path = next((p for p in unit_file_candidates(unit) if (st := inventory.get(p)) is not None and st.is_file), None)

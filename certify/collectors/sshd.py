@@ -71,9 +71,10 @@ def load_sshd_config(reader: GuestReader) -> SshdConfig:
         return SshdConfig(binary is not None, None, defaults, problem, (), None, binary)
     inventory = reader.inventory()
     wanted = ["/etc/passwd", "/etc/group", MAIN_CONFIG]
-    for path, st in inventory.under(SSH_DIR):
+    for path in [*inventory.children(SSH_DIR), *inventory.children(SSH_DIR + "/sshd_config.d")]:
         base = posixpath.basename(path)
-        if st.is_file and not base.startswith("ssh_host_") and base != "moduli" and not base.endswith(".pub"):
+        st = inventory.get(path)
+        if st is not None and st.is_file and not base.startswith("ssh_host_") and base != "moduli" and not base.endswith(".pub"):
             wanted.append(path)
     fetched = reader.read_many(wanted, max(CONFIG_LIMIT, ACCOUNTS_LIMIT))
     unreadable: dict[str, str] = {}
@@ -94,8 +95,12 @@ def load_sshd_config(reader: GuestReader) -> SshdConfig:
         return data.decode("utf-8", "replace")
 
     def glob(pattern: str) -> list[str]:
-        prefix = _static_prefix(pattern)
-        return glob_paths(pattern, (p for p, _ in inventory.under(prefix)))
+        # Walk down from the literal prefix through the inventory's children: no scan of the whole guest.
+        depth = len(posixpath.normpath(pattern).split("/"))
+        level = [_static_prefix(pattern)]
+        while level and len(level[0].split("/")) < depth:
+            level = [c for d in level for c in inventory.children(d)]
+        return glob_paths(pattern, (p for p in level if inventory.get(p) is not None))
 
     root_home = "/root"
     passwd = fetched.get("/etc/passwd")
