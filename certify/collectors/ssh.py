@@ -1,4 +1,4 @@
-"""Guest facts about SSH keys: host keys and authorized_keys files."""
+"""Guest facts about SSH keys: host keys and authorized_keys files (the usual names and every AuthorizedKeysFile sshd is configured with)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from certify.guest import GuestReader, glob_escape
 from certify.model import FactUnavailable, GuestCollector
-from certify.passwd import parse_passwd
+from certify.collectors.sshd import MEMO_KEY as SSHD_MEMO_KEY
+from certify.collectors.sshd import load_sshd_config
+from certify.passwd import Account, parse_passwd
+from certify.sshd_config import MAIN_CONFIG
 from certify.plugins.hookspecs import hookimpl
 from certify.sshkeys import KeyEntry, PublicKey, parse_authorized_keys, parse_public_key_line, private_key_public
 
@@ -46,15 +49,74 @@ def collect_host_keys(reader: GuestReader) -> list[HostKeyFile]:
     return found
 
 
+def expand_authorized_keys_path(pattern: str, account: Account) -> str | None:
+    """An AuthorizedKeysFile value for one account: %h home, %u name, %U uid, %% a '%'; relative to the home."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "%" and i + 1 < len(pattern):
+            token = pattern[i + 1]
+            if token == "%":
+                out.append("%")
+            elif token == "h":
+                out.append(account.home)
+            elif token == "u":
+                out.append(account.name)
+            elif token == "U":
+                if account.uid is None:
+                    return None
+                out.append(str(account.uid))
+            else:
+                return None  # a token sshd does not know: it refuses the path
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    path = "".join(out)
+    if not path.startswith("/"):
+        if not account.home:
+            return None
+        path = posixpath.join(account.home, path)
+    return posixpath.normpath(path)
+
+
+def configured_authorized_keys(reader: GuestReader, accounts: list[Account]) -> dict[str, list[str]]:
+    """path -> accounts, for every AuthorizedKeysFile value of the effective sshd configuration.
+
+    The startup value (or the default) and every value inside a Match block
+    count: any of them may be the one sshd consults for some connection.
+    """
+    if reader.stat(MAIN_CONFIG) is None:
+        return {}
+    sshd = reader.memo(SSHD_MEMO_KEY, load_sshd_config)
+    if sshd.config is None:
+        return {}
+    startup = sshd.config.startup("AuthorizedKeysFile")
+    patterns = list(startup.args) if startup else sshd.defaults.get("AuthorizedKeysFile").split()
+    for directive in sshd.config.directives:
+        if directive.keyword == "authorizedkeysfile" and directive.in_match:
+            patterns.extend(directive.args)
+    paths: dict[str, list[str]] = {}
+    for pattern in dict.fromkeys(p for p in patterns if p.lower() != "none"):
+        for account in accounts:
+            path = expand_authorized_keys_path(pattern, account)
+            if path is not None and account.name not in paths.setdefault(path, []):
+                paths[path].append(account.name)
+    return paths
+
+
 def collect_authorized_keys(reader: GuestReader) -> list[AuthorizedKeysFile]:
     owners: dict[str, list[str]] = {"/root": []}
     passwd_stat = reader.stat("/etc/passwd")
     if passwd_stat is not None and passwd_stat.size > PASSWD_LIMIT:
         raise FactUnavailable(f"/etc/passwd is {passwd_stat.size} bytes, over {PASSWD_LIMIT}: homes cannot all be listed")
     passwd = reader.read_text("/etc/passwd", PASSWD_LIMIT) or ""
-    for account in parse_passwd(passwd):
+    accounts = parse_passwd(passwd)
+    for account in accounts:
         if account.home:
             owners.setdefault(account.home, []).append(account.name)
+    if not any(a.name == "root" for a in accounts):
+        accounts.append(Account(name="root", uid=0, home="/root", shell="", line=0))
     found = []
     for home in sorted(owners):
         for path in reader.glob(glob_escape(posixpath.join(home, ".ssh")) + "/authorized_keys*"):
@@ -73,7 +135,32 @@ def collect_authorized_keys(reader: GuestReader) -> list[AuthorizedKeysFile]:
                     truncated=stat is not None and stat.size > len(data),
                 )
             )
+    found.extend(_configured_files(reader, accounts, {f.path for f in found}))
     return found
+
+
+def _configured_files(reader: GuestReader, accounts: list[Account], seen: set[str]) -> list[AuthorizedKeysFile]:
+    """The AuthorizedKeysFile paths of the sshd configuration not already read: one batched read."""
+    configured = {p: users for p, users in configured_authorized_keys(reader, accounts).items() if p not in seen}
+    if not configured:
+        return []
+    inventory = reader.inventory()
+    existing = [p for p in configured if (st := inventory.get(p)) is not None and st.is_file]
+    contents = reader.read_many(existing, AUTHORIZED_KEYS_LIMIT)
+    out = []
+    for path in sorted(contents):
+        data = contents[path]
+        users = configured[path]
+        out.append(
+            AuthorizedKeysFile(
+                path=path,
+                disk=reader.disk_file(path),
+                users=("every account",) if len(accounts) > 1 and len(users) == len(accounts) else tuple(users),
+                entries=tuple(parse_authorized_keys(data.decode("utf-8", "replace"))),
+                truncated=inventory.entries[path].size > len(data),
+            )
+        )
+    return out
 
 
 @hookimpl
