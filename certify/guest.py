@@ -7,6 +7,7 @@ on the host.
 
 from __future__ import annotations
 
+import bisect
 import os
 import posixpath
 import re
@@ -83,10 +84,16 @@ class Inventory:
     def __init__(self, entries: dict[str, Stat], unstatable: Iterable[str] = ()):
         self.entries = entries
         self.unstatable = tuple(sorted(unstatable))
+        self._sorted: list[str] | None = None
         self._children: dict[str, list[str]] | None = None
 
+    def _paths(self) -> list[str]:
+        if self._sorted is None:
+            self._sorted = sorted(self.entries)
+        return self._sorted
+
     def __iter__(self) -> Iterator[tuple[str, Stat]]:
-        return iter(sorted(self.entries.items()))
+        return ((p, self.entries[p]) for p in self._paths())
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -97,18 +104,20 @@ class Inventory:
     def children(self, directory: str) -> list[str]:
         if self._children is None:
             children: dict[str, list[str]] = defaultdict(list)
-            for path in self.entries:
+            for path in self._paths():
                 if path != "/":
-                    children[posixpath.dirname(path)].append(path)
-            self._children = {d: sorted(c) for d, c in children.items()}
+                    children[path.rpartition("/")[0] or "/"].append(path)
+            self._children = dict(children)
         return self._children.get(directory, [])
 
     def under(self, directory: str) -> Iterator[tuple[str, Stat]]:
-        """Entries strictly below ``directory``, in path order."""
+        """Entries strictly below ``directory``, in path order (a range of the sorted paths, not a scan)."""
         prefix = directory.rstrip("/") + "/"
-        for path in sorted(self.entries):
-            if path.startswith(prefix):
-                yield path, self.entries[path]
+        paths = self._paths()
+        # '/' sorts before every other character a path may continue with, so the prefix's
+        # entries are one contiguous run, ending before prefix with its '/' bumped to '0'.
+        for path in paths[bisect.bisect_left(paths, prefix) : bisect.bisect_left(paths, prefix[:-1] + "0")]:
+            yield path, self.entries[path]
 
 
 def glob_escape(path: str) -> str:
