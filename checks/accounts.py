@@ -333,9 +333,8 @@ def passwd_backup_files(accounts: AccountDatabase):
 )
 def sudo_config(sudo_rules: SudoConfig):
     """Every sudoers file sudo reads (includes followed; @includedir skips names with '.' or a trailing '~') and doas.conf."""
-    for note in sudo_rules.notes:
-        if "does not exist" not in note:  # a missing include is sudo's own error, not a grant
-            yield Result(status=Status.NOT_EVALUATED, location=Location(layer=Layer.GUEST, path="/etc/sudoers"), evidence=note)
+    for reason in sudo_rules.unread:
+        yield Result(status=Status.NOT_EVALUATED, location=Location(layer=Layer.GUEST, path="/etc/sudoers"), evidence=reason)
     for sudo_file in sudo_rules.files:
         problems = _sudo_problems(sudo_file, sudo_rules.cmnd_aliases)
         if problems:

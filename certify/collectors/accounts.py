@@ -189,7 +189,7 @@ class SudoFile:
 @dataclass(frozen=True)
 class SudoConfig:
     files: tuple[SudoFile, ...]
-    notes: tuple[str, ...]  # includes that could not be followed
+    unread: tuple[str, ...]  # includes not followed because they went past the bounds
     cmnd_aliases: dict[str, tuple[str, ...]]  # sudo's aliases are global across the files it reads
 
 
@@ -209,29 +209,27 @@ def collect_sudo(reader: GuestReader) -> SudoConfig:
     contents = _read_files(reader, prefetch, SUDOERS_LIMIT)
     hostname = reader.os.get("hostname") or ""
     files: list[SudoFile] = []
-    notes: list[str] = []
+    unread: list[str] = []
     aliases: dict[str, tuple[str, ...]] = {}
     seen: set[str] = set()
     queue: deque[tuple[str, int, str]] = deque()
     if SUDOERS in contents:
         queue.append((SUDOERS, 0, ""))
     elif inventory.get(SUDOERS_D) is not None:
-        notes.append("no /etc/sudoers: /etc/sudoers.d read as the default @includedir would")
-        queue.extend((p, 1, "") for p in _dir_members(reader, SUDOERS_D))
+        queue.extend((p, 1, "the default @includedir (no /etc/sudoers)") for p in _dir_members(reader, SUDOERS_D))
     while queue:
         path, depth, origin = queue.popleft()
         if path in seen:
             continue
         if len(seen) >= MAX_SUDOERS_FILES:
-            notes.append(f"more than {MAX_SUDOERS_FILES} sudoers files: {path} and later ones not read")
+            unread.append(f"more than {MAX_SUDOERS_FILES} sudoers files: {path} and later ones not read")
             break
         seen.add(path)
         data = contents.get(path)
         if data is None:
             data = reader.read(path, SUDOERS_LIMIT)
         if data is None:
-            notes.append(f"{path} (included from {origin}) does not exist or is not a file")
-            continue
+            continue  # sudo's own error (a missing include), not a grant
         parsed = parse_sudoers(_text(data))
         aliases.update(parsed.cmnd_aliases)
         files.append(SudoFile(path, "sudoers", reader.disk_file(path), _stat(reader, path), sudoers=parsed, included_from=origin))
@@ -239,7 +237,7 @@ def collect_sudo(reader: GuestReader) -> SudoConfig:
             target = resolve_include(include.path, path, hostname)
             where = f"{path}:{include.line}"
             if depth + 1 > MAX_INCLUDE_DEPTH:
-                notes.append(f"{where}: includes nest deeper than {MAX_INCLUDE_DEPTH}: {target} not read")
+                unread.append(f"{where}: includes nest deeper than {MAX_INCLUDE_DEPTH}: {target} not read")
                 continue
             members = _dir_members(reader, target) if include.directory else [target]
             queue.extend((m, depth + 1, where) for m in members)
@@ -247,7 +245,7 @@ def collect_sudo(reader: GuestReader) -> SudoConfig:
         if path in contents:
             rules = tuple(parse_doas(_text(contents[path])))
             files.append(SudoFile(path, "doas", reader.disk_file(path), _stat(reader, path), doas=rules))
-    return SudoConfig(tuple(files), tuple(notes), aliases)
+    return SudoConfig(tuple(files), tuple(unread), aliases)
 
 
 def _dir_members(reader: GuestReader, directory: str) -> list[str]:
