@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-import shlex
+from collections import deque
 from dataclasses import dataclass, field
 
 # -- shadow, gshadow, group, login.defs ---------------------------------------------------------
@@ -190,17 +190,18 @@ class Sudoers:
 def logical_lines(text: str) -> list[tuple[int, str]]:
     """(first line number, text) with backslash-newline continuations joined."""
     out: list[tuple[int, str]] = []
-    pending, start = "", 0
+    pending: list[str] = []
+    start = 0
     for number, raw in enumerate(text.splitlines(), start=1):
         if not pending:
             start = number
         if raw.endswith("\\") and not raw.endswith("\\\\"):
-            pending += raw[:-1] + " "
+            pending.append(raw[:-1])
             continue
-        out.append((start, pending + raw))
-        pending = ""
+        out.append((start, " ".join(pending + [raw])))
+        pending = []
     if pending:
-        out.append((start, pending))
+        out.append((start, " ".join(pending)))
     return out
 
 
@@ -284,9 +285,9 @@ def _commands(spec: str) -> list[SudoCommand]:
     """
     out: list[SudoCommand] = []
     nopasswd = False
-    pending = _split_top(spec, ",")
+    pending = deque(_split_top(spec, ","))
     while pending:
-        item = pending.pop(0).strip()
+        item = pending.popleft().strip()
         while True:
             if m := _RUNAS.match(item):
                 item = item[m.end() :]
@@ -302,7 +303,7 @@ def _commands(spec: str) -> list[SudoCommand]:
                 break
         section = _HOST_SECTION.search(item)
         if section:
-            pending.insert(0, item[section.end() :])
+            pending.appendleft(item[section.end() :])
             item = item[: section.start()]
         command = item.strip()
         if command:
@@ -346,15 +347,15 @@ class DoasRule:
     command: str | None  # None: any command
 
 
+_DOAS_WORD = re.compile(r'"(?:[^"\\]|\\.)*"?|(?:[^\s"\\]|\\.?)+')  # linear, unlike shlex on a long word
+
+
 def parse_doas(text: str) -> list[DoasRule]:
     """'permit [options] identity [as target] [cmd command [args ...]]'; deny rules grant nothing and are left out."""
     rules = []
     for number, raw in logical_lines(text):
         line = raw.split("#", 1)[0].strip()
-        try:
-            words = shlex.split(line)
-        except ValueError:
-            words = line.split()
+        words = [_unquote_path(w) for w in _DOAS_WORD.findall(line)]
         if not words or words[0] != "permit":
             continue
         options: set[str] = set()

@@ -105,7 +105,7 @@ def _stat(reader: GuestReader, path: str) -> Stat | None:
 def _require_linux(reader: GuestReader) -> None:
     kind = reader.os.get("type")
     if kind and kind != "linux":
-        raise FactUnavailable(f"a {kind} guest has no /etc/passwd: the Linux account checks do not apply to it")
+        raise FactUnavailable(f"a {kind} guest: the account checks read Linux account databases")
 
 
 def _text(data: bytes | None) -> str:
