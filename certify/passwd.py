@@ -13,6 +13,8 @@ class Account:
     home: str
     shell: str
     line: int
+    password: str = ""  # field 2 as written: 'x' when the hash lives in /etc/shadow
+    gid: int | None = None
 
 
 def parse_passwd(text: str) -> list[Account]:
@@ -22,6 +24,7 @@ def parse_passwd(text: str) -> list[Account]:
         if len(fields) != 7 or not fields[0] or raw.startswith(("#", "+", "-")):
             continue
         uid = int(fields[2]) if fields[2].isdigit() else None
+        gid = int(fields[3]) if fields[3].isdigit() else None
         home = posixpath.normpath(fields[5]) if fields[5].startswith("/") else ""
-        accounts.append(Account(name=fields[0], uid=uid, home=home, shell=fields[6], line=number))
+        accounts.append(Account(name=fields[0], uid=uid, home=home, shell=fields[6], line=number, password=fields[1], gid=gid))
     return accounts
