@@ -93,5 +93,6 @@ DIRTY = {
     ("system-accounts-login", "/etc/passwd", "medium"),
     ("passwd-backup-files", "/etc/passwd-", "medium"),
     ("passwd-backup-files", "/etc/shadow-", "high"),
+    ("passwd-backup-files", "/etc/gshadow-", "medium"),  # planted by the permissions topic (world-readable)
     ("sudo-config", "/etc/sudoers.d/vendor", "medium"),
 }
