@@ -235,8 +235,9 @@ def make_ova(ova: str, raw_disk: str, extra_config: Mapping[str, str] = {}) -> N
 
 def demo_specs() -> dict[str, tuple[GuestSpec, dict[str, str]]]:
     clean = base_system("clean-appliance")
-    clean.dirs["/root/.ssh"] = 0o700
-    clean.add("/home/alice/.ssh/authorized_keys", "# keys are added at first boot by cloud-init\n", 0o600)
+    clean.mkdir("/root/.ssh", 0o700)
+    clean.mkdir("/home/alice/.ssh", 0o700, owner=(1000, 1000))
+    clean.add("/home/alice/.ssh/authorized_keys", "# keys are added at first boot by cloud-init\n", 0o600, owner=(1000, 1000))
 
     dirty = base_system("vendor-build-07")
     host_private, host_public = ed25519_keypair("root@vendor-build-07")
@@ -244,6 +245,7 @@ def demo_specs() -> dict[str, tuple[GuestSpec, dict[str, str]]]:
     dirty.add("/etc/ssh/ssh_host_ed25519_key.pub", host_public + "\n")
     dirty.add("/etc/ssh/ssh_host_rsa_key", rsa_pem_private_key(), 0o600)
     _, vendor_key = ed25519_keypair("packer@vendor-ci")
+    dirty.mkdir("/root/.ssh", 0o700)
     dirty.add("/root/.ssh/authorized_keys", vendor_key + "\n", 0o600)
     vnc = {"RemoteDisplay.vnc.enabled": "TRUE", "RemoteDisplay.vnc.port": "5901", "RemoteDisplay.vnc.password": "vendor123"}
     return {"clean-appliance": (clean, {}), "dirty-appliance": (dirty, vnc)}
