@@ -120,7 +120,6 @@ def _assignment(key: str, flags: int = re.IGNORECASE) -> Finder:
 
 
 _PEM_BEGIN = re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK)?-----")
-_PEM_BODY = re.compile(r"[A-Za-z0-9+/=\s:,-]{32,}")
 
 
 def _private_key_blocks(text: str) -> Iterator[tuple[int, str, str]]:
