@@ -20,6 +20,7 @@ exactly the keys appliances ship under /usr/share/<app>, so there are none.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -98,23 +99,45 @@ def _regex(pattern: str, flags: int = 0, group: str = "secret") -> Finder:
     return find
 
 
-def _assignment(key: str, flags: int = re.IGNORECASE) -> Finder:
-    """``key = value`` / ``key: value`` / ``"key": "value"`` / ``<key>value</key>`` with ``key`` ending the identifier."""
+_IDENTIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+MAX_KEY_LENGTH = 128
+_IDENTIFIER_RUN = re.compile(r"[A-Za-z0-9_.-]*")
+
+
+def _assignment(key: str, keyword: str, flags: int = re.IGNORECASE) -> Finder:
+    """``key = value`` / ``key: value`` / ``"key": "value"`` / ``<key>value</key>`` with ``key`` ending the identifier.
+
+    Driven by ``keyword`` hits: a regex tried at every offset of a large file
+    costs far more than walking back from each hit to its identifier's start.
+    """
     assign = re.compile(
-        r"(?<![A-Za-z0-9_.-])(?P<key>" + key + r")[\"']?[ \t]*(?:=|:=|:|=>)[ \t]*"
+        # "key: value" needs the blank YAML requires ("pass:insta" is a value, not an assignment); JSON has its quote
+        r"(?<![A-Za-z0-9_.-])(?P<key>" + key + r")[\"']?(?:[ \t]*(?:=|:=|=>)[ \t]*|[ \t]*:[ \t]+|(?<=[\"']):[ \t]*)"
         r"(?:\"(?P<dq>[^\"\n]{0,256})\"|'(?P<sq>[^'\n]{0,256})'|(?P<bare>[^\s\"'`,;]{1,256}))",
         flags,
     )
     element = re.compile(r"<(?P<key>" + key + r")>(?P<value>[^<\n]{1,256})</(?P=key)>", flags)
+    hits = re.compile(keyword, flags)
 
     def find(text: str) -> Iterator[tuple[int, str, str]]:
-        for m in assign.finditer(text):
+        run_end = -1
+        for hit in hits.finditer(text):
+            if hit.start() < run_end:  # same identifier as the previous hit: tried already
+                continue
+            run_end = _IDENTIFIER_RUN.match(text, hit.end()).end()  # type: ignore[union-attr]
+            start, floor = hit.start(), max(0, hit.start() - MAX_KEY_LENGTH)
+            while start > floor and text[start - 1] in _IDENTIFIER_CHARS:
+                start -= 1
+            m = assign.match(text, start)
+            if m is None:
+                continue
             for group in ("dq", "sq", "bare"):
                 if m.group(group) is not None:
                     yield m.start(group), m.group(group), "bare" if group == "bare" else ""
                     break
-        for m in element.finditer(text):
-            yield m.start("value"), m.group("value"), ""
+        if "</" in text:
+            for m in element.finditer(text):
+                yield m.start("value"), m.group("value"), ""
 
     return find
 
@@ -124,11 +147,13 @@ _PEM_BEGIN = re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK)?-----"
 
 def _private_key_blocks(text: str) -> Iterator[tuple[int, str, str]]:
     """PEM/OpenSSH/PGP private key blocks: BEGIN, a body of at least 32 base64 characters, END."""
+    next_end: dict[str, int] = {}  # kind -> offset of its next END marker, -1 when none is left: one search per kind
     for m in _PEM_BEGIN.finditer(text):
         kind = f"{m.group(1)}PRIVATE KEY{m.group(2) or ''}"
-        end_marker = f"-----END {kind}-----"
-        end = text.find(end_marker, m.end(), m.end() + 256 * 1024)
-        if end < 0:
+        end = next_end.get(kind, 0)
+        if 0 <= end < m.end():
+            end = next_end[kind] = text.find(f"-----END {kind}-----", m.end())
+        if end < 0 or end - m.end() > 256 * 1024:
             continue
         body = text[m.end() : end]
         if sum(c.isalnum() for c in body) < 32:  # a template or documentation, not a key
@@ -225,11 +250,11 @@ RULES: tuple[Rule, ...] = (
          _regex(r"(?i)(?<![A-Za-z0-9+.-])(?:https?|ftps?|sftp|ssh|smtps?|imaps?|ldaps?|git|svn)://[^:@/\s\"']+:(?P<secret>[^@/\s\"']+)@[A-Za-z0-9.-]"),
          placeholder_check=True),
     Rule("generic-password", APP_SECRET, "Password assigned in a file", ("pass", "pw"),
-         _assignment(_PASSWORD_KEY), min_length=4, placeholder_check=True, skip_comments=True),
+         _assignment(_PASSWORD_KEY, "pass|pw"), min_length=4, placeholder_check=True, skip_comments=True),
     Rule("generic-secret", APP_SECRET, "Secret or token assigned in a file", ("secret", "token"),
-         _assignment(_SECRET_KEY), min_length=8, placeholder_check=True, skip_comments=True),
+         _assignment(_SECRET_KEY, "secret|token"), min_length=8, placeholder_check=True, skip_comments=True),
     Rule("generic-api-key", APP_SECRET, "API key assigned in a file", ("key",),
-         _assignment(_API_KEY), min_length=8, placeholder_check=True, skip_comments=True),
+         _assignment(_API_KEY, "key"), min_length=8, placeholder_check=True, skip_comments=True),
 )  # fmt: skip
 
 RULE_IDS = frozenset(r.id for r in RULES)
@@ -239,6 +264,7 @@ ALLOWED_VALUES = frozenset({
     "AKIAIOSFODNN7EXAMPLE", "AKIAI44QH8DHBEXAMPLE",
     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY",
     "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+    "pass:insta",  # OpenSSL's shipped openssl.cnf: the Insta Demo CA's published CMP test secret
 })  # fmt: skip
 
 _PLACEHOLDER_WORDS = frozenset(
@@ -247,8 +273,8 @@ _PLACEHOLDER_WORDS = frozenset(
     "example placeholder redacted hidden masked unset todo tbd fixme".split()
 )
 _REPEATED = re.compile(r"^([xX*#.?_-])\1+$")
-_TEMPLATE = re.compile(
-    r"^(?:\$\{.*\}|\$\(.*\)|\$[A-Za-z_][A-Za-z0-9_]*|<[^<>]*>|\{\{.*\}\}|\{%.*%\}|%\(.*\)[sd]|%[sd]|@[A-Za-z_]+@|__[A-Za-z0-9_]+__)$"
+_TEMPLATE = re.compile(  # $name... is a variable ($dir/private/key.pem); $y$... is a crypt hash
+    r"^(?:\$\{.*\}|\$\(.*\)|\$[A-Za-z_][A-Za-z0-9_]*(?:[^A-Za-z0-9_$].*)?|<[^<>]*>|\{\{.*\}\}|\{%.*%\}|%\(.*\)[sd]|%[sd]|@[A-Za-z_]+@|__[A-Za-z0-9_]+__)$"
 )
 _IDENTIFIER_REF = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$|^[A-Za-z_][A-Za-z0-9_.]*[(\[]")
 
@@ -273,10 +299,31 @@ def _looks_random(value: str) -> bool:
 _COMMENT_PREFIXES = ("#", ";", "//", "--", "<!--", "*", "rem ")
 
 
-def _line_of(text: str, offset: int) -> tuple[int, str]:
-    start = text.rfind("\n", 0, offset) + 1
-    end = text.find("\n", offset)
-    return text.count("\n", 0, offset) + 1, text[start : end if end >= 0 else len(text)]
+class _Lines:
+    """Line numbers by bisection over newline offsets, and comment spans: computed once per file, when first asked."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self._newlines: list[int] | None = None
+        self._comments: list[tuple[int, int]] | None = None
+
+    def number(self, offset: int) -> int:
+        if self._newlines is None:
+            self._newlines = [m.start() for m in re.finditer("\n", self.text)]
+        return bisect.bisect_left(self._newlines, offset) + 1
+
+    def commented(self, offset: int) -> bool:
+        """On a comment line (#, ;, //...) or inside an XML/HTML comment block."""
+        start = self.text.rfind("\n", 0, offset) + 1
+        if self.text[start : offset + 1].lstrip().lower().startswith(_COMMENT_PREFIXES):
+            return True
+        if self._comments is None:
+            self._comments = [(m.start(), m.end()) for m in _XML_COMMENT.finditer(self.text)] if "<!--" in self.text else []
+        i = bisect.bisect_right(self._comments, (offset, len(self.text))) - 1
+        return i >= 0 and self._comments[i][0] <= offset < self._comments[i][1]
+
+
+_XML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 
 
 def scan(
@@ -291,6 +338,7 @@ def scan(
         return ScanResult(binary=True, truncated=len(data) > max_size)
     text = data[:max_size].decode("utf-8", "replace")
     lowered = text.lower()
+    lines = _Lines(text)
     found: list[tuple[int, SecretMatch]] = []
     seen_offsets: set[int] = set()  # two rules on one value (aws key / generic api key): the first, more specific, wins
     key_spans: list[tuple[int, int]] = []
@@ -308,8 +356,7 @@ def scan(
                 continue
             if rule.id.startswith("generic-") and rule.id != "generic-password" and not _looks_random(value):
                 continue
-            line, line_text = _line_of(text, offset)
-            if rule.skip_comments and line_text.lstrip().lower().startswith(_COMMENT_PREFIXES):
+            if rule.skip_comments and lines.commented(offset):
                 continue
             if len(found) >= max_matches:
                 more = True
@@ -318,7 +365,7 @@ def scan(
             if rule.category == PRIVATE_KEY:
                 key_spans.append((offset, offset + len(secret) + 64))
             redacted = shown if shown and shown != "bare" else redact(value)
-            found.append((offset, SecretMatch(rule.id, rule.category, line, redacted, len(value))))
+            found.append((offset, SecretMatch(rule.id, rule.category, lines.number(offset), redacted, len(value))))
     found.sort(key=lambda item: item[0])
     return ScanResult(
         matches=tuple(m for _, m in found), truncated=len(data) > max_size, more_matches=more

@@ -229,3 +229,38 @@ def test_preseed_questions_and_autoinstall_answers():
     auto = "autoinstall:\n  identity:\n    hostname: x\n    password: $6$abc$def\n    username: u\n"
     assert [a.form for a in answerfiles.password_answers(auto)] == ["password hash"]
     assert answerfiles.describe([]) == "holds no password answer"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "secret = pass:insta # can be used for both client and server side\n",  # Debian's stock openssl.cnf
+        "private_key\t= $dir/private/cakey.pem# The private key\n",
+        "<!-- server\n  <password>repopwd</password>\n-->\n",  # Maven's settings.xml sample, commented out
+        "passwd:files\n",
+    ],
+)
+def test_stock_config_idioms_are_not_secrets(text):
+    assert ids(text) == []
+
+
+def test_a_crypt_hash_is_not_taken_for_a_variable():
+    assert ids("admin_password: $y$j9T$abcdefgh$ijklmnopqrstuvwxyz0123456789ABCDEFG\n") == ["generic-password"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"-----BEGIN RSA PRIVATE KEY-----\n" * 30_000,
+        b"a" * 500_000 + b" password pass pw key token secret aws :// eyj " + b"b" * 500_000,
+        b"db_password = x\napi_key: y\ntoken=z\n" * 30_000,
+        b"pass" * 250_000,
+    ],
+    ids=["begin-without-end", "long-identifier", "many-rejected-assignments", "keyword-run"],
+)
+def test_hostile_megabyte_scans_in_bounded_time(data):
+    import time
+
+    start = time.perf_counter()
+    secrets.scan(data)
+    assert time.perf_counter() - start < 10  # linear: well under a second alone, generous for shared CPUs
