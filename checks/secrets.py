@@ -47,7 +47,7 @@ TRIVY = "Trivy secret scanner built-in rule ids (pkg/fanal/secret/builtin-rules.
 
 def _reads(fn):
     """Append what the content scan reads to a check's description (the @check below takes it from __doc__)."""
-    fn.__doc__ = inspect.cleandoc(fn.__doc__ or "") + "\n\nWhat is read: " + content.__doc__.split("\n\n", 1)[1].strip()
+    fn.__doc__ = inspect.cleandoc(fn.__doc__ or "") + "\n\nWhat is read: " + content.WHAT_IS_READ
     return fn
 
 

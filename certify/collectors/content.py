@@ -41,6 +41,8 @@ from certify.passwd import parse_passwd
 from certify.plugins.hookspecs import hookimpl
 from certify.sshkeys import private_key_public
 
+# The module docstring's body, shown as the collector's and the checks' "what is read" (absent under -OO)
+WHAT_IS_READ = (__doc__ or "").partition("\n\n")[2].strip()
 MAX_FILE_SIZE = secrets.DEFAULT_MAX_SIZE
 MAX_CANDIDATES = 10_000
 MAX_TOTAL_BYTES = 96 * 1024 * 1024
@@ -457,5 +459,5 @@ def _installer_residue(
 @hookimpl
 def certify_guest_collectors() -> list[GuestCollector]:
     return [
-        GuestCollector(name="content_scan", collect=collect_content, description=(__doc__ or "").split("\n\n", 1)[1].strip()),
+        GuestCollector(name="content_scan", collect=collect_content, description=WHAT_IS_READ),
     ]
