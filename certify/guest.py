@@ -176,6 +176,13 @@ class GuestReader:
             return None
         return Stat(mode=st["st_mode"], uid=st["st_uid"], gid=st["st_gid"], size=st["st_size"])
 
+    def readlink(self, path: str) -> str | None:
+        """A symlink's target text, unresolved (in an offline image /dev/null itself is absent); None if not a link."""
+        try:
+            return self._g.readlink(path)
+        except RuntimeError:
+            return None
+
     def inventory(self) -> Inventory:
         """Every file in the guest, lstat'ed: one ``find0`` and one ``lstatnslist`` per directory.
 

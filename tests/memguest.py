@@ -91,6 +91,13 @@ class MemoryGuestFS:
                 out.append({"st_mode": -1, "st_uid": -1, "st_gid": -1, "st_size": -1, "st_ino": -1})
         return out
 
+    def readlink(self, path):
+        parent = self._resolve(posixpath.dirname(path))
+        node = self.nodes.get(posixpath.join(parent, posixpath.basename(path))) if parent else None
+        if node is None or not stat.S_ISLNK(node[0]):
+            raise RuntimeError("Invalid argument")
+        return node[3]
+
     def pread(self, path, count, offset):
         node = self.nodes[self._resolve(path)]
         return node[3][offset : offset + count]
