@@ -72,7 +72,7 @@ def plant_dirty(spec: sample.GuestSpec) -> None:
     spec.add("/usr/share/vendorapp/certs/server.crt", self_signed_certificate("vendorapp.local"))
     spec.add("/usr/share/vendorapp/keys/signing", ec_private_key_pem(traditional=True), 0o600)
     private, public = sample.ed25519_keypair("bob@vendor-laptop")
-    spec.mkdir("/home/bob/.ssh", 0o700, owner=BOB)
+    spec.dirs.setdefault("/home/bob/.ssh", 0o700)  # the permissions topic may have planted a bad mode here: keep it
     spec.add("/home/bob/.ssh/id_ed25519", private, 0o600, owner=BOB)
     spec.add("/home/bob/.ssh/id_ed25519.pub", public + "\n", 0o644, owner=BOB)
     spec.add("/etc/cloud/cloud.cfg.d/90-vendor.cfg", "#cloud-config\nchpasswd:\n  expire: false\n  list: |\n"
