@@ -279,6 +279,10 @@ class FactUnavailable(Exception):
     """Raised by a collector that cannot gather its fact from this guest (not a bug)."""
 
 
+class FactNotApplicable(Exception):
+    """Raised by a collector whose fact does not exist in this kind of guest (Linux accounts on Windows)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class GuestCollector:
     """Gathers one named guest fact through a read-only guest reader.
@@ -290,3 +294,14 @@ class GuestCollector:
     name: str
     collect: Callable[[Any], Any]
     description: str = ""
+    os_types: tuple[str, ...] | None = None  # inspected OS types (libguestfs' "linux", "windows") it reads; None: any
+
+    def gather(self, reader: Any) -> Any:
+        """Collect, after checking the guest is a kind this collector reads."""
+        if self.os_types is not None:
+            kind = (reader.os or {}).get("type")
+            if not kind or kind == "unknown":  # cannot tell whether it applies: never a pass
+                raise FactUnavailable("the guest's operating system type could not be identified")
+            if kind not in self.os_types:
+                raise FactNotApplicable(f"it is read from {' or '.join(self.os_types)} guests; this guest is {kind}")
+        return self.collect(reader)

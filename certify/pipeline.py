@@ -15,7 +15,7 @@ from certify.baseline import mark_known
 from certify.errors import InputRejected, UsageError
 from certify.guest import GuestLaunchError, GuestNotInspectable, describe_os, open_guest
 from certify.ingest import Bundle, IngestPolicy, Limits, ingest
-from certify.model import Check, FactUnavailable, Facts, Report, Severity, Verdict, Waiver
+from certify.model import Check, FactNotApplicable, FactUnavailable, Facts, Report, Severity, Verdict, Waiver
 from certify.plugins.manager import Registry, load_registry
 from certify.profile import Profile, load_profile
 from certify.progress import SILENT, Progress
@@ -172,7 +172,9 @@ def _gather_facts(
                 progress.step(f"inspecting {describe_os(reader.os)}")
                 for name in guest_facts:
                     try:
-                        facts.values[name] = registry.collectors[name].collect(reader)
+                        facts.values[name] = registry.collectors[name].gather(reader)
+                    except FactNotApplicable as exc:
+                        facts.not_applicable[name] = str(exc)
                     except FactUnavailable as exc:
                         facts.unavailable[name] = str(exc)
                     except Exception as exc:  # a broken collector must not look like a clean guest

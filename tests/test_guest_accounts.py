@@ -179,10 +179,12 @@ def test_no_passwd_is_not_evaluated(tmp_path):
     assert "no /etc/passwd" in next(iter(scan["evidence"].values()))
 
 
-def test_a_windows_guest_is_not_evaluated(tmp_path):
+def test_a_windows_guest_is_not_applicable_and_an_unknown_one_not_evaluated(tmp_path):
     scan = run(sample.GuestSpec(), tmp_path, CHECKS, os_info={"type": "windows", "distro": "windows"})
+    assert set(scan["status"].values()) == {"not-applicable"} and scan["findings"] == set()
+    scan = run(sample.GuestSpec(), tmp_path, CHECKS, os_info={"type": "unknown"})
     assert set(scan["status"].values()) == {"not-evaluated"}
-    assert all("a windows guest" in e for e in scan["evidence"].values())
+    assert all("operating system type could not be identified" in e for e in scan["evidence"].values())
 
 
 def test_passwd_read_through_a_symlink(tmp_path):

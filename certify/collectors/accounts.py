@@ -262,9 +262,9 @@ def _dir_members(reader: GuestReader, directory: str) -> list[str]:
 @hookimpl
 def certify_guest_collectors() -> list[GuestCollector]:
     return [
-        GuestCollector(name="accounts", collect=collect_accounts,
+        GuestCollector(os_types=("linux",), name="accounts", collect=collect_accounts,
                        description="/etc/passwd, /etc/shadow, /etc/group, /etc/login.defs and copies of them "
                                    "(/etc/shadow-, *.bak, /var/backups/*.bak)"),
-        GuestCollector(name="sudo_rules", collect=collect_sudo,
+        GuestCollector(os_types=("linux",), name="sudo_rules", collect=collect_sudo,
                        description="/etc/sudoers and the files it includes, /etc/doas.conf"),
     ]  # fmt: skip

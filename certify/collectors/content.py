@@ -459,5 +459,5 @@ def _installer_residue(
 @hookimpl
 def certify_guest_collectors() -> list[GuestCollector]:
     return [
-        GuestCollector(name="content_scan", collect=collect_content, description=WHAT_IS_READ),
+        GuestCollector(os_types=("linux",), name="content_scan", collect=collect_content, description=WHAT_IS_READ),
     ]

@@ -216,14 +216,14 @@ def collect_home_modes(reader: GuestReader) -> HomeModes:
 @hookimpl
 def certify_guest_collectors() -> list[GuestCollector]:
     return [
-        GuestCollector(name="account_file_modes", collect=collect_account_files,
+        GuestCollector(os_types=("linux",), name="account_file_modes", collect=collect_account_files,
                        description="mode and owner of /etc/passwd, group, shadow, gshadow, their - backups and opasswd"),
-        GuestCollector(name="ssh_host_key_modes", collect=collect_host_key_modes,
+        GuestCollector(os_types=("linux",), name="ssh_host_key_modes", collect=collect_host_key_modes,
                        description="mode and owner of /etc/ssh/ssh_host_*key and /etc/ssh/*.pub"),
-        GuestCollector(name="world_writable_paths", collect=collect_world_writable,
+        GuestCollector(os_types=("linux",), name="world_writable_paths", collect=collect_world_writable,
                        description="files others may write and directories others may write without the sticky bit"),
-        GuestCollector(name="setid_files", collect=collect_setid_files,
+        GuestCollector(os_types=("linux",), name="setid_files", collect=collect_setid_files,
                        description="setuid/setgid files with their package owner and recorded digest"),
-        GuestCollector(name="home_modes", collect=collect_home_modes,
+        GuestCollector(os_types=("linux",), name="home_modes", collect=collect_home_modes,
                        description="mode and owner of homes (UID_MIN and up, root), ~/.ssh, authorized_keys, id_* keys"),
     ]  # fmt: skip

@@ -285,10 +285,10 @@ def collect_vendor_access(reader: GuestReader) -> list[RemoteFinding]:
 @hookimpl
 def certify_guest_collectors() -> list[GuestCollector]:
     return [
-        GuestCollector(name="cleartext_services", collect=collect_cleartext_services,
+        GuestCollector(os_types=("linux",), name="cleartext_services", collect=collect_cleartext_services,
                        description="telnet/rsh/rlogin/rexec/tftp/ftp/NIS servers: binaries, inetd/xinetd entries, enabled units"),
-        GuestCollector(name="trust_files", collect=collect_trust_files,
+        GuestCollector(os_types=("linux",), name="trust_files", collect=collect_trust_files,
                        description=".rhosts, .shosts, .netrc in /root and every home; /etc/hosts.equiv, /etc/shosts.equiv"),
-        GuestCollector(name="vendor_access", collect=collect_vendor_access,
+        GuestCollector(os_types=("linux",), name="vendor_access", collect=collect_vendor_access,
                        description="remote support agents, tunnels, dial-out VPN clients and log forwarding enabled at boot"),
     ]  # fmt: skip

@@ -48,7 +48,7 @@ def collect_residue(reader: GuestReader) -> residue.ResidueFacts:
 @hookimpl
 def certify_guest_collectors() -> list[GuestCollector]:
     return [
-        GuestCollector(name="residue", collect=collect_residue,
+        GuestCollector(os_types=("linux",), name="residue", collect=collect_residue,
                        description="build residue: identity files, leases, MAC bindings, crontabs, caches, "
                                    "temporary and crash files, cloud agent state (Linux)"),
     ]  # fmt: skip

@@ -166,8 +166,8 @@ def _configured_files(reader: GuestReader, accounts: list[Account], seen: set[st
 @hookimpl
 def certify_guest_collectors() -> list[GuestCollector]:
     return [
-        GuestCollector(name="ssh_host_keys", collect=collect_host_keys,
+        GuestCollector(os_types=("linux",), name="ssh_host_keys", collect=collect_host_keys,
                        description="SSH host key files under /etc/ssh"),
-        GuestCollector(name="authorized_keys", collect=collect_authorized_keys,
+        GuestCollector(os_types=("linux",), name="authorized_keys", collect=collect_authorized_keys,
                        description="authorized_keys files in /root and every home in /etc/passwd"),
     ]  # fmt: skip

@@ -123,6 +123,6 @@ def collect_sshd_config(reader: GuestReader) -> SshdConfig:
 @hookimpl
 def certify_guest_collectors() -> list[GuestCollector]:
     return [
-        GuestCollector(name="sshd_config", collect=collect_sshd_config,
+        GuestCollector(os_types=("linux",), name="sshd_config", collect=collect_sshd_config,
                        description="effective sshd configuration: /etc/ssh/sshd_config, its Includes and Match blocks"),
     ]  # fmt: skip
