@@ -137,26 +137,3 @@ def authorized_keys_rule(uids: Iterable[int]) -> ModeRule:
 def private_key_rule(uids: Iterable[int]) -> ModeRule:
     """ssh refuses a private key group or other may read ("UNPROTECTED PRIVATE KEY FILE")."""
     return ModeRule(0o700, uids=frozenset(uids), expected="owned by its user, 0600")
-
-
-# -- small account databases -------------------------------------------------------
-
-
-def parse_group_ids(text: str) -> dict[str, int]:
-    """/etc/group -> {name: gid}; the first line for a name wins, as getgrnam's does."""
-    out: dict[str, int] = {}
-    for raw in text.splitlines():
-        fields = raw.split(":")
-        if len(fields) >= 3 and fields[0] and not raw.startswith(("#", "+", "-")) and fields[2].isdigit():
-            out.setdefault(fields[0], int(fields[2]))
-    return out
-
-
-def login_defs_int(text: str, key: str, default: int) -> int:
-    """A numeric setting of /etc/login.defs (last occurrence wins, as in shadow's getdef)."""
-    value = default
-    for raw in text.splitlines():
-        fields = raw.split()
-        if len(fields) >= 2 and fields[0] == key and fields[1].isdigit():
-            value = int(fields[1])
-    return value

@@ -10,7 +10,8 @@ from plants.perms import PASSWD_BINARY, plant_dpkg_passwd
 from test_pkgdb import package_header, rpm_sqlite
 
 from certify import sample
-from certify.perms import ModeRule, bit_names, login_defs_int, parse_group_ids
+from certify.collectors.perms import group_ids
+from certify.perms import ModeRule, bit_names
 from certify.guest import Stat
 
 ACCOUNTS, HOST_KEYS, WRITABLE, SETID, HOMES = ("account-file-permissions", "ssh-host-key-permissions", "world-writable-files",
@@ -37,11 +38,9 @@ def test_mode_rule_names_every_problem():
     assert bit_names(0o1001) == "sticky, other execute"
 
 
-def test_group_and_login_defs_parsers():
-    assert parse_group_ids("root:x:0:\n#c:x:9:\nshadow:x:42:\nshadow:x:43:\nbad:x:y:\nssh_keys:x:993:\n") == {
+def test_group_ids_first_line_wins():
+    assert group_ids("root:x:0:\n#c:x:9:\nshadow:x:42:\nshadow:x:43:\nbad:x:y:\nssh_keys:x:993:\n") == {
         "root": 0, "shadow": 42, "ssh_keys": 993}  # fmt: skip
-    assert login_defs_int("# UID_MIN 10\nUID_MIN 500\nUID_MIN\tx\nUID_MAX 60000\n", "UID_MIN", 1000) == 500
-    assert login_defs_int("", "UID_MIN", 1000) == 1000
 
 
 # -- account-file-permissions ---------------------------------------------------

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from certify.guest import GuestReader, Stat
 from certify.model import FactUnavailable, GuestCollector
 from certify.passwd import parse_passwd
-from certify.perms import ACCOUNT_FILES, login_defs_int, parse_group_ids, set_id, world_writable
+from certify.accounts import parse_group, parse_login_defs
+from certify.perms import ACCOUNT_FILES, set_id, world_writable
 from certify.pkgdb import Digest, package_database
 from certify.plugins.hookspecs import hookimpl
 
@@ -25,7 +26,6 @@ SETID_READ_LIMIT = 64 * 1024 * 1024
 PSEUDO_FS = ("/proc/", "/sys/", "/dev/", "/run/")  # empty mountpoints offline; anything under them is not the image's files
 HOST_KEY_PATTERNS = ("ssh_host_*key", "*.pub")
 AUTHORIZED_KEYS_NAMES = ("authorized_keys", "authorized_keys2")
-DEFAULT_UID_MIN = 1000
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class HomeModes:
 
 
 def _group_ids(reader: GuestReader) -> dict[str, int]:
-    return reader.memo("perms:group-ids", lambda r: parse_group_ids(r.read_text("/etc/group", ACCOUNT_DB_LIMIT) or ""))
+    return reader.memo("perms:group-ids", lambda r: group_ids(r.read_text("/etc/group", ACCOUNT_DB_LIMIT) or ""))
 
 
 def _mode_scan(reader: GuestReader) -> tuple[list[tuple[str, Stat]], list[tuple[str, Stat]]]:
@@ -178,7 +178,7 @@ def collect_home_modes(reader: GuestReader) -> HomeModes:
         raise FactUnavailable("the guest has no /etc/passwd: its homes are unknown")
     if passwd_stat.size > ACCOUNT_DB_LIMIT:
         raise FactUnavailable(f"/etc/passwd is {passwd_stat.size} bytes, over {ACCOUNT_DB_LIMIT}: homes cannot all be listed")
-    uid_min = login_defs_int(reader.read_text("/etc/login.defs", ACCOUNT_DB_LIMIT) or "", "UID_MIN", DEFAULT_UID_MIN)
+    uid_min = parse_login_defs(reader.read_text("/etc/login.defs", ACCOUNT_DB_LIMIT) or "").uid_min
     owners: dict[str, list[tuple[str, int]]] = {}
     for account in parse_passwd(reader.read_text("/etc/passwd", ACCOUNT_DB_LIMIT) or ""):
         # System accounts' homes (/usr/sbin, /var/www, /run/sshd) belong to packages, not to people.
@@ -211,6 +211,15 @@ def collect_home_modes(reader: GuestReader) -> HomeModes:
             elif name.startswith("id_") and not name.endswith(".pub"):
                 paths.append(entry(path, child, "private-key"))
     return HomeModes(tuple(paths), uid_min)
+
+
+def group_ids(text: str) -> dict[str, int]:
+    """/etc/group -> {name: gid}; the first line for a name wins, as getgrnam's does."""
+    out: dict[str, int] = {}
+    for group in parse_group(text):
+        if group.gid is not None:
+            out.setdefault(group.name, group.gid)
+    return out
 
 
 @hookimpl
