@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from certify import accel
+from certify import accel, lvmlabel
 from certify.errors import CertifyError
 from certify.model import FactUnavailable
 from certify.progress import SILENT, Progress
@@ -296,12 +296,41 @@ class GuestReader:
         return self._disk_of_mount[mount]
 
     def _device_disk(self, device: str) -> str | None:
+        """The bundle disk under a mounted device: a partition's disk, or the one disk an LV's volume group sits on."""
+        if device.startswith("btrfsvol:"):  # btrfsvol:/dev/sda1/subvolume
+            device = "/dev/" + device[len("btrfsvol:/dev/"):].split("/", 1)[0]
         whole = _PARTITION.sub(r"\1", device)
         try:
             index = self._g.device_index(whole)
         except RuntimeError:
-            index = 0 if len(self._disks) == 1 else -1  # LVM and the like: only certain with one disk
+            # An LV: the disk its volume group sits on. One spread over several disks has no one file;
+            # anything else (md, dm) is only certain when there is one disk.
+            indexes = self._volume_group_disks(device) or ({0} if len(self._disks) == 1 else set())
+            index = indexes.pop() if len(indexes) == 1 else -1
         return self._disks[index].name if 0 <= index < len(self._disks) else None
+
+    def _volume_group_disks(self, device: str) -> set[int]:
+        """Indexes of the disks holding the physical volumes of the LV ``device``; empty when it is no LV.
+
+        Each partition and whole disk is asked for its PV label directly: the
+        ``pv_name`` LVM reports is its own view of the device names, which
+        libguestfs does not translate, and with several disks it was seen
+        naming the wrong one.
+        """
+        try:
+            vg = self._g.lvm_canonical_lv_name(device).split("/")[2]  # /dev/VG/LV
+            wanted = {u.replace("-", "") for u in self._g.vgpvuuids(vg)}
+            candidates = [*self._g.list_partitions(), *self._g.list_devices()]
+        except (RuntimeError, IndexError):
+            return set()
+        found = set()
+        for candidate in candidates:
+            try:
+                if lvmlabel.pv_uuid(self._g.pread_device(candidate, lvmlabel.LABEL_SCAN_BYTES, 0)) in wanted:
+                    found.add(self._g.device_index(_PARTITION.sub(r"\1", candidate)))
+            except RuntimeError:
+                continue
+        return found
 
 
 _TWO_LEVEL_TOPS = {"home", "usr", "var", "opt", "srv", "mnt", "media"}

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+import plants
+import shapes
 from certify import sample
 from certify.sshkeys import parse_public_key_line
 
@@ -69,13 +71,7 @@ def clean_spec() -> sample.GuestSpec:
     return spec
 
 
-def host_key_only_spec() -> tuple[sample.GuestSpec, str]:
-    spec = sample.base_system("qcow2-appliance")
-    private, public = sample.ed25519_keypair("root@qcow2")
-    spec.add("/etc/ssh/ssh_host_ed25519_key", private, 0o600)
-    return spec, _fp(public)
-
-
+BARE_QCOW2_SHAPE = "alpine-appliance"
 VNC_EXTRA = {"RemoteDisplay.vnc.enabled": "TRUE", "RemoteDisplay.vnc.port": "5901", "RemoteDisplay.vnc.password": "vendor123"}
 
 
@@ -87,24 +83,70 @@ class Appliances:
     empty_disk: Path
     planted: Planted
     qcow2_host_fp: str
+    shapes: dict[str, shapes.Shape]  # tests/shapes.py: several disks, LVM, xfs/btrfs, three distro families
+    shape_artifacts: dict[str, Path]
+    shape_signatures: dict[str, list[tuple[str | None, str]]]  # what each raw disk held, read on the host
+    catalog: dict[str, Path]  # "dirty" / "clean": tests/plants composed, as bare qcow2 disks
+
+
+def to_qcow2(raw: str, qcow2: Path) -> None:
+    subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, str(qcow2)], check=True)
+
+
+def disk_signature(raw: str) -> tuple[str | None, str]:
+    """(partition table, signature of the first partition or the whole disk), by util-linux on the host: no launch."""
+    table = subprocess.run(["sfdisk", "--json", raw], capture_output=True, text=True)
+    label, offset = None, 0
+    if table.returncode == 0 and table.stdout.strip():
+        parts = json.loads(table.stdout)["partitiontable"]
+        label, offset = parts["label"], parts["partitions"][0]["start"] * parts.get("sectorsize", 512)
+    found = subprocess.run(["blkid", "-p", "-o", "value", "-s", "TYPE", "-O", str(offset), raw], capture_output=True, text=True)
+    return label, found.stdout.strip()
+
+
+def package(shape: shapes.Shape, disks: list[str], out: Path) -> Path:
+    """The shape's raw disks as the bundle it is uploaded as."""
+    artifact = out / shape.artifact_name
+    if shape.kind == "ova":
+        sample.make_ova(str(artifact), disks)
+    elif shape.kind == "vmx":
+        artifact.parent.mkdir()
+        sample.make_vmx(str(artifact), disks)
+    else:
+        assert len(disks) == 1, "a bare disk upload is one disk"
+        to_qcow2(disks[0], artifact)
+    return artifact
 
 
 @pytest.fixture(scope="session")
 def appliances(tmp_path_factory) -> Appliances:
+    """Every guest image of the session, built in ONE libguestfs launch."""
     out = tmp_path_factory.mktemp("appliances")
     dirty, planted = dirty_spec()
-    qcow2_guest, qcow2_fp = host_key_only_spec()
-    raws = {str(out / "dirty.raw"): dirty, str(out / "clean.raw"): clean_spec(), str(out / "q.raw"): qcow2_guest}
-    sample.build_images(raws)
+    shape_specs = shapes.shapes()
+    raws = {str(out / "dirty.raw"): dirty, str(out / "clean.raw"): clean_spec(),
+            str(out / "catalog-dirty.raw"): plants.catalog_dirty(), str(out / "catalog-clean.raw"): plants.catalog_clean(),
+            **{str(out / f"{name}.raw"): shape.spec for name, shape in shape_specs.items()}}  # fmt: skip
+    disks = sample.build_images(raws)
     sample.make_ova(str(out / "dirty-appliance.ova"), str(out / "dirty.raw"), VNC_EXTRA)
     sample.make_ova(str(out / "clean-appliance.ova"), str(out / "clean.raw"))
-    subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(out / "q.raw"), str(out / "appliance.qcow2")], check=True)
-    for raw in raws:
+    catalog = {which: out / f"catalog-{which}.qcow2" for which in ("dirty", "clean")}
+    for which, artifact in catalog.items():
+        to_qcow2(str(out / f"catalog-{which}.raw"), artifact)
+    signatures, artifacts = {}, {}
+    for name, shape in shape_specs.items():
+        shape_disks = disks[str(out / f"{name}.raw")]
+        signatures[name] = [disk_signature(d) for d in shape_disks]
+        artifacts[name] = package(shape, shape_disks, out)
+    for raw in (d for image in disks.values() for d in image):
         os.unlink(raw)
     with open(out / "blank.img", "wb") as f:  # no partition table, no filesystem, no OS
         f.truncate(16 * 1024 * 1024)
-    return Appliances(out / "dirty-appliance.ova", out / "clean-appliance.ova", out / "appliance.qcow2",
-                      out / "blank.img", planted, qcow2_fp)  # fmt: skip
+    # The bare qcow2 upload is the Alpine shape: one scan serves both, one launch fewer.
+    bare = shape_specs[BARE_QCOW2_SHAPE]
+    return Appliances(out / "dirty-appliance.ova", out / "clean-appliance.ova", artifacts[BARE_QCOW2_SHAPE],
+                      out / "blank.img", planted, bare.fingerprints["/etc/ssh/ssh_host_ed25519_key"],
+                      shape_specs, artifacts, signatures, catalog)  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -151,18 +193,27 @@ def guest_scans(appliances, plugin_site, signing_key, tmp_path_factory) -> dict[
                          ["--format", "json", "--certificate", str(out / "clean+plugin" / "cert.json"), "--key", str(signing_key[0])]),
         "qcow2": (appliances.qcow2, None, ["--format", "json"]),
         "no-os": (appliances.empty_disk, None, ["--format", "json"]),
+        **{f"shape:{name}": (artifact, None, ["--format", "json"])
+           for name, artifact in appliances.shape_artifacts.items() if name != BARE_QCOW2_SHAPE},
+        **{f"catalog-{which}": (artifact, None, ["--format", "json", "--profile", "isv-selftest"])
+           for which, artifact in appliances.catalog.items()},
     }  # fmt: skip
     procs = {}
     for name, (artifact, env, args) in jobs.items():
-        outdir = out / name
+        outdir = out / name.replace(":", "-")
         outdir.mkdir()
         target = outdir if "," in args[1] else outdir / "report.json"
         cmd = [*CERTIFY, "scan", str(artifact), *args, "-o", str(target)]
-        procs[name] = (subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), outdir)
+        # Output goes to files, not pipes: with this many scans, one waited on last could fill its pipe and stall.
+        log = out / f"{outdir.name}.stderr"
+        with open(log, "w") as stderr:
+            procs[name] = (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr), outdir, log)
     scans = {}
-    for name, (proc, outdir) in procs.items():
-        _stdout, stderr = proc.communicate(timeout=900)
+    for name, (proc, outdir, log) in procs.items():
+        proc.wait(timeout=1800)
+        stderr = log.read_text()
         report = outdir / "report.json"
         assert report.exists(), f"scan {name} wrote no report (exit {proc.returncode}): {stderr}"
         scans[name] = Scan(proc.returncode, json.loads(report.read_text()), stderr, outdir)
+    scans[f"shape:{BARE_QCOW2_SHAPE}"] = scans["qcow2"]
     return scans

@@ -34,3 +34,28 @@ def test_memory_dirty_image_has_exactly_the_planted_findings(memory_scans, check
 @pytest.mark.parametrize("check_id", ALL_IDS)
 def test_memory_clean_image_passes(memory_scans, check_id):
     assert memory_scans["clean"]["status"][check_id] == "pass", memory_scans["clean"]["evidence"]
+
+
+# --- the same expectations on real images, built in the session's one launch and scanned with isv-selftest ---
+
+
+def report_failing(report: dict, check_id: str) -> set[tuple]:
+    return {(f["id"], f["location"].get("path"), f["severity"]) for f in report["findings"]
+            if f["id"] == check_id and f["status"] == "fail"}  # fmt: skip
+
+
+@pytest.mark.guest
+@pytest.mark.parametrize("check_id", ALL_IDS)
+def test_real_dirty_image_has_exactly_the_planted_findings(guest_scans, check_id):
+    report = guest_scans["catalog-dirty"].report
+    expected = plants.expected_dirty()[check_id]
+    assert report["profile"] == "isv-selftest" and report["errors"] == []
+    assert report_failing(report, check_id) == expected
+    assert report["check_status"][check_id] == ("fail" if expected else "pass")
+
+
+@pytest.mark.guest
+@pytest.mark.parametrize("check_id", ALL_IDS)
+def test_real_clean_image_passes(guest_scans, check_id):
+    report = guest_scans["catalog-clean"].report
+    assert report["check_status"][check_id] == "pass", [f for f in report["findings"] if f["id"] == check_id]
