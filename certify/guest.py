@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from certify import accel, lvmlabel
+from certify import accel, fstab, lvmlabel
 from certify.errors import CertifyError
 from certify.model import FactUnavailable
 from certify.progress import SILENT, Progress
@@ -436,6 +436,23 @@ def _launch(disks: list[GuestDisk], workdir: str, settings: list[str] | None) ->
     return g
 
 
+FSTAB_LIMIT = 1024 * 1024
+
+
+def _require_every_disk_mount(g: Any, mounted: dict[str, str]) -> None:
+    """Inspection skips an fstab entry whose disk is not there; files the guest keeps on it would go unseen."""
+    try:
+        st = g.statns("/etc/fstab")
+        text = g.pread("/etc/fstab", FSTAB_LIMIT, 0).decode("utf-8", "replace") if statmod.S_ISREG(st["st_mode"]) else ""
+    except RuntimeError:
+        return  # no fstab: inspection found the filesystems by itself
+    missing = fstab.missing_mounts(text, set(mounted))
+    if missing:
+        shown = ", ".join(f"{e.mountpoint} from {e.source} (line {e.line})" for e in missing[:3])
+        raise GuestNotInspectable(f"/etc/fstab mounts {shown} at boot, but no uploaded disk holds it: "
+                                  "what the guest keeps there could not be seen")  # fmt: skip
+
+
 @contextmanager
 def open_guest(
     disks: list[GuestDisk], workdir: str, progress: Progress = SILENT
@@ -475,6 +492,7 @@ def open_guest(
                 mounted[mountpoint] = mounts[mountpoint]
             except RuntimeError as exc:  # files under it would go unseen: no fact is complete without it
                 raise GuestNotInspectable(f"{mountpoint} ({mounts[mountpoint]}) does not mount: {exc}") from None
+        _require_every_disk_mount(g, mounted)
         info = _os_info(g, root)
         yield GuestReader(g, mounted, disks, info, workdir)
     finally:

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from certify import guest
+from certify import fstab, guest
 from certify.collectors.ssh import collect_authorized_keys, collect_host_keys
 from certify.guest import GuestDisk, GuestNotInspectable, GuestReader, open_guest
 from certify.model import FactUnavailable
@@ -82,12 +82,22 @@ def test_host_key_named_files_that_are_not_keys():
     assert [(f.path, f.key.type) for f in found] == [("/etc/ssh/ssh_host_ed25519_key", "ssh-ed25519")]
 
 
+def test_optional_removable_and_network_mounts_need_no_disk():
+    text = ("UUID=1 / ext4 defaults 0 1\nUUID=2 /data ext4 defaults,nofail 0 2\n/dev/sr0 /media/cdrom udf,iso9660 user,noauto\n"
+            "nas:/export /mnt/nas nfs defaults 0 0\ntmpfs /tmp tmpfs defaults 0 0\nUUID=3 none swap sw 0 0\n"
+            "LABEL=logs /var/log\\040old ext4 defaults 0 2\n# UUID=4 /old ext4 defaults 0 2\n")  # fmt: skip
+    assert [(e.mountpoint, e.line) for e in fstab.missing_mounts(text, {"/"})] == [("/var/log old", 7)]
+    assert fstab.missing_mounts(text, {"/", "/var/log old"}) == []
+
+
 @pytest.mark.parametrize(
     "fake, message",
     [
         (FakeGuestFS({}, roots=()), "no operating system"),
         (FakeGuestFS({}, roots=("/dev/sda1", "/dev/sdb1")), "2 operating systems"),
         (FakeGuestFS({}, mounts={"/": "/dev/sda1", "/home": "/dev/sdb1"}, unmountable={"/home"}), "/home"),
+        (FakeGuestFS({"/etc/fstab": b"UUID=1 / ext4 defaults 0 1\nUUID=2 /srv/data xfs defaults 0 2\n"}),
+         "/srv/data from UUID=2 .line 2. at boot, but no uploaded disk holds it"),
     ],
 )
 def test_guests_that_cannot_be_fully_seen_are_not_inspectable(monkeypatch, tmp_path, fake, message):
