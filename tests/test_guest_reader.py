@@ -53,3 +53,19 @@ def test_tar_root_and_exclude_escaping():
     inventory = guest.Inventory({"/": guest.Stat(stat.S_IFDIR, 0, 0, 0), "/d": guest.Stat(stat.S_IFDIR, 0, 0, 0),
                                  "/d/a*b": guest.Stat(stat.S_IFREG, 0, 0, 1), "/d/keep": guest.Stat(stat.S_IFREG, 0, 0, 1)})  # fmt: skip
     assert guest._excludes(inventory, "/d", {"/d/keep"}) == ["./a\\*b"]
+
+
+def test_inventory_walks_by_directory_and_keeps_names_it_cannot_pass_back(tmp_path):
+    spec = spec_with_many_files()
+    spec.add("/srv/data/ok.txt", "fine\n")
+    spec.add("/srv/data/caf\udce9.txt", "latin-1 name\n")  # not UTF-8 in the guest
+    spec.add("/srv/caf\udce9/inner.txt", "under a latin-1 directory\n")
+    spec.symlink("/srv/data/loop", "/srv")  # listed, never entered
+    reader = memory_reader(spec, tmp_path)
+    inventory = reader.inventory()
+    assert inventory.get("/srv/data/ok.txt").is_file
+    assert inventory.get("/srv/data/loop").is_link
+    assert not any(p.startswith("/srv/data/loop/") for p, _ in inventory)
+    assert inventory.unstatable == ("/srv/caf\udce9", "/srv/data/caf\udce9.txt")
+    expected = {p for p in reader._g.nodes if "\udce9" not in p}
+    assert set(inventory.entries) == expected
