@@ -77,8 +77,9 @@ class Inventory:
     """Every path in the guest with its lstat, gathered in one walk.
 
     Names the guest holds that are not UTF-8 cannot be passed back to
-    libguestfs; they are kept in ``unstatable`` so checks that need every
-    file can say what they could not see instead of passing.
+    libguestfs; they are kept in ``unstatable`` (a directory's name stands
+    for everything under it) so checks that need every file can say what
+    they could not see instead of passing.
     """
 
     def __init__(self, entries: dict[str, Stat], unstatable: Iterable[str] = ()):
@@ -184,10 +185,10 @@ class GuestReader:
             return None
 
     def inventory(self) -> Inventory:
-        """Every file in the guest, lstat'ed: one ``find0`` and one ``lstatnslist`` per directory.
+        """Every file in the guest, lstat'ed: a ``readdir`` and an ``lstatnslist`` per directory.
 
         A round trip per file would cost more than the appliance launch on a
-        guest with a hundred thousand files; this costs one per directory.
+        guest with a hundred thousand files; this costs two per directory.
         Cached: every collector shares the one walk.
         """
         if self._inventory is None:
@@ -195,34 +196,47 @@ class GuestReader:
         return self._inventory
 
     def _walk(self) -> Inventory:
-        with tempfile.NamedTemporaryFile(dir=self._workdir, prefix="find0-") as listing:
-            self._g.find0("/", listing.name)
+        # Not find0: it sends one protocol chunk per path, which under software
+        # emulation costs more than the stats (benchmarks/guest_bench.py --probe-walk).
+        # readdir answers a whole directory in one reply. Recursion follows lstat's
+        # S_ISDIR, so a symlink to a directory is listed, never entered.
+        entries: dict[str, Stat] = {"/": self.lstat("/") or Stat(statmod.S_IFDIR | 0o755, 0, 0, 0)}
+        unstatable: list[str] = []
+        pending = ["/"]
+        while pending:
+            directory = pending.pop()
+            names = self._list_directory(directory, unstatable)
+            if not names:
+                continue
+            if len(entries) + len(names) > MAX_INVENTORY:
+                raise FactUnavailable(f"the guest holds more than {MAX_INVENTORY} files: not walked")
+            for base, st in zip(names, self._g.lstatnslist(directory, names)):
+                if st["st_ino"] < 0 and st["st_mode"] < 0:  # vanished between listing and lstat
+                    continue
+                path = posixpath.join(directory, base)
+                entries[path] = Stat(mode=st["st_mode"], uid=st["st_uid"], gid=st["st_gid"], size=st["st_size"])
+                if statmod.S_ISDIR(st["st_mode"]):
+                    pending.append(path)
+        return Inventory(entries, unstatable)
+
+    def _list_directory(self, directory: str, unstatable: list[str]) -> list[str]:
+        """The names in one directory; names that are not UTF-8 go to ``unstatable`` (libguestfs cannot take them back)."""
+        try:
+            return [d["name"] for d in self._g.readdir(directory) if d["name"] not in (".", "..")]
+        except UnicodeDecodeError:  # the binding refuses the whole reply: list it again as bytes
+            pass
+        with tempfile.NamedTemporaryFile(dir=self._workdir, prefix="ls0-") as listing:
+            self._g.ls0(directory, listing.name)
             raw = listing.read()
-        by_dir: dict[str, list[str]] = defaultdict(list)
-        unstatable = []
-        count = 0
+        names = []
         for name in raw.split(b"\0"):
             if not name:
                 continue
-            count += 1
-            if count > MAX_INVENTORY:
-                raise FactUnavailable(f"the guest holds more than {MAX_INVENTORY} files: not walked")
             try:
-                text = name.decode("utf-8")
+                names.append(name.decode("utf-8"))
             except UnicodeDecodeError:
-                unstatable.append("/" + name.decode("utf-8", "surrogateescape"))
-                continue
-            parent, _, base = ("/" + text).rpartition("/")
-            by_dir[parent or "/"].append(base)
-        entries: dict[str, Stat] = {"/": self.lstat("/") or Stat(statmod.S_IFDIR | 0o755, 0, 0, 0)}
-        for directory in sorted(by_dir):
-            names = by_dir[directory]
-            for base, st in zip(names, self._g.lstatnslist(directory, names)):
-                path = posixpath.join(directory, base)
-                if st["st_ino"] < 0 and st["st_mode"] < 0:  # vanished between find and lstat
-                    continue
-                entries[path] = Stat(mode=st["st_mode"], uid=st["st_uid"], gid=st["st_gid"], size=st["st_size"])
-        return Inventory(entries, unstatable)
+                unstatable.append(posixpath.join(directory, name.decode("utf-8", "surrogateescape")))
+        return names
 
     def read_many(self, paths: Iterable[str], limit: int = DEFAULT_READ_LIMIT) -> dict[str, bytes]:
         """The first ``limit`` bytes of each regular file in ``paths``, in as few round trips as possible.

@@ -251,7 +251,7 @@ class Report:
     plugins: list[dict[str, str]] = field(default_factory=list)
     disks: list[dict[str, Any]] = field(default_factory=list)
     guest: dict[str, Any] | None = None
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)  # seconds per stage; "collectors": {name: seconds}
     waivers: list[dict[str, Any]] = field(default_factory=list)  # each waiver with its state
     catalog: dict[str, dict[str, Any]] = field(default_factory=dict)  # metadata of the checks run
     bundle_root: str | None = None  # the upload's directory, for bundles copied from one (not in reports)

@@ -10,7 +10,8 @@ Shape (keys sorted, findings in a stable order)::
     check_status {id: status}, summary {severity: unwaived failing findings},
     errors [text], notes [text], disks [{file, format, subformat, size,
     virtual_size, sha256}], guest {type, distro, ...} | null, plugins
-    [{name, distribution, version}], timings {stage: seconds}, waivers [{check,
+    [{name, distribution, version}], timings {stage: seconds, guest_open: seconds,
+    collectors {name: seconds}}, waivers [{check,
     reason, expires, ..., line, state (applied|expired|unused), matched}],
     baseline (path of the --baseline report) | null
 """

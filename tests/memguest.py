@@ -112,6 +112,24 @@ class MemoryGuestFS:
         names = sorted(p[len(prefix):] for p in self.nodes if p.startswith(prefix) and p != directory)
         Path(hostfile).write_bytes(b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in names))
 
+    def _children(self, directory):
+        prefix = directory.rstrip("/") + "/"
+        return sorted(p[len(prefix):] for p in self.nodes if p.startswith(prefix) and p != directory and "/" not in p[len(prefix):])
+
+    def readdir(self, directory):
+        names = self._children(directory)
+        for name in names:  # the binding decodes names strictly, failing the whole call
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise UnicodeDecodeError("utf-8", name.encode("utf-8", "surrogateescape"), exc.start, exc.end, "invalid") from None
+        kinds = {stat.S_IFDIR: "d", stat.S_IFREG: "r", stat.S_IFLNK: "l"}
+        found = [(n, kinds.get(stat.S_IFMT(self.nodes[posixpath.join(directory, n)][0]), "u")) for n in names]
+        return [{"ino": 1, "ftyp": kind, "name": name} for name, kind in [(".", "d"), ("..", "d"), *found]]
+
+    def ls0(self, directory, hostfile):
+        Path(hostfile).write_bytes(b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in self._children(directory)))
+
     def tar_out(self, directory, hostfile, excludes=()):
         patterns = [re.sub(r"\\(.)", r"\1", e) for e in excludes]
         prefix = directory.rstrip("/") + "/"

@@ -140,3 +140,19 @@ def test_pv_label_parser_takes_any_bytes():
         assert uuid is None or (len(uuid) == 32 and uuid.isalnum())
 
     never_raises()
+
+
+def test_inventory_walks_by_directory_and_keeps_names_it_cannot_pass_back(tmp_path):
+    spec = spec_with_many_files()
+    spec.add("/srv/data/ok.txt", "fine\n")
+    spec.add("/srv/data/caf\udce9.txt", "latin-1 name\n")  # not UTF-8 in the guest
+    spec.add("/srv/caf\udce9/inner.txt", "under a latin-1 directory\n")
+    spec.symlink("/srv/data/loop", "/srv")  # listed, never entered
+    reader = memory_reader(spec, tmp_path)
+    inventory = reader.inventory()
+    assert inventory.get("/srv/data/ok.txt").is_file
+    assert inventory.get("/srv/data/loop").is_link
+    assert not any(p.startswith("/srv/data/loop/") for p, _ in inventory)
+    assert inventory.unstatable == ("/srv/caf\udce9", "/srv/data/caf\udce9.txt")
+    expected = {p for p in reader._g.nodes if "\udce9" not in p}
+    assert set(inventory.entries) == expected
