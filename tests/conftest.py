@@ -53,6 +53,9 @@ def dirty_spec() -> tuple[sample.GuestSpec, Planted]:
     spec.add("/etc/ssh/ssh_host_ed25519_key.pub", host_public + "\n")
     spec.add("/etc/ssh/ssh_host_rsa_key", sample.rsa_pem_private_key(), 0o600)  # no .pub beside it
     _, root_key = sample.ed25519_keypair("packer@vendor-ci")
+    for i, home in enumerate(("/root", "/home/alice", "/home/bob", "/home/we[ir]d")):
+        uid = 0 if i == 0 else 999 + i
+        spec.mkdir(f"{home}/.ssh", 0o700, owner=(uid, uid))  # as sshd wants them: only the keys are findings
     spec.add("/root/.ssh/authorized_keys", root_key + "\n", 0o600)
     _, alice1 = sample.ed25519_keypair("alice@laptop")
     _, alice2 = sample.ed25519_keypair("deploy")
@@ -66,8 +69,9 @@ def dirty_spec() -> tuple[sample.GuestSpec, Planted]:
 
 def clean_spec() -> sample.GuestSpec:
     spec = sample.base_system("localhost")
-    spec.dirs["/root/.ssh"] = 0o700
-    spec.add("/home/alice/.ssh/authorized_keys", "# keys are added at first boot by cloud-init\n", 0o600)
+    spec.mkdir("/root/.ssh", 0o700)
+    spec.mkdir("/home/alice/.ssh", 0o700, owner=(1000, 1000))
+    spec.add("/home/alice/.ssh/authorized_keys", "# keys are added at first boot by cloud-init\n", 0o600, owner=(1000, 1000))
     return spec
 
 

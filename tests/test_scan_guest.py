@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from certify.plugins.manager import load_registry
+
 pytestmark = pytest.mark.guest
 
 
@@ -28,6 +30,7 @@ def test_dirty_ova_fails_with_exactly_the_planted_findings(guest_scans, applianc
         ("ssh-authorized-keys-present", "critical", "guest", "/root/.ssh/authorized_keys"),
         ("ssh-authorized-keys-present", "critical", "guest", "/home/alice/.ssh/authorized_keys2"),
         ("ssh-authorized-keys-present", "critical", "guest", "/home/we[ir]d/.ssh/authorized_keys"),
+        ("scratch-and-crash-residue", "low", "guest", "/home/bob/.ssh/authorized_keys.bak"),  # a backup sshd ignores
         ("vmx-vnc-enabled", "critical", "descriptor", "RemoteDisplay.vnc.enabled"),
         ("descriptor-secret", "high", "descriptor", "RemoteDisplay.vnc.password"),
         ("extraconfig-smuggling", "high", "descriptor", "RemoteDisplay.vnc.enabled"),
@@ -37,9 +40,9 @@ def test_dirty_ova_fails_with_exactly_the_planted_findings(guest_scans, applianc
     }
     assert [f for f in report["findings"] if f["status"] != "fail"] == []
     failed = {"ssh-authorized-keys-present", "ssh-host-keys-present", "vmx-vnc-enabled", "descriptor-secret",
-              "extraconfig-smuggling", "unsigned-bundle"}  # fmt: skip
+              "extraconfig-smuggling", "unsigned-bundle", "scratch-and-crash-residue"}  # fmt: skip
     assert report["check_status"] == {c: ("fail" if c in failed else "pass") for c in report["checks_run"]}
-    assert len(report["checks_run"]) == 20
+    assert len(report["checks_run"]) == 57
 
 
 def test_dirty_findings_name_keys_by_fingerprint_and_never_repeat_secrets(guest_scans, appliances):
@@ -121,11 +124,12 @@ def test_disk_without_an_operating_system_never_passes(guest_scans):
     report = scan.report
     assert scan.returncode == 1 and report["verdict"] == "fail"
     statuses = report["check_status"]
-    assert statuses["ssh-authorized-keys-present"] == statuses["ssh-host-keys-present"] == "not-evaluated"
+    guest_checks = {c.id for c in load_registry().checks.values() if c.layer.value == "guest"}
+    assert len(guest_checks) == 39 and {statuses[c] for c in guest_checks} == {"not-evaluated"}
     bundle_checks = ("bundle-extraneous-files", "dangling-reference", "disk-format-mismatch", "disk-external-reference")
     assert {statuses[c] for c in bundle_checks} == {"pass"}
     assert {c for c, s in statuses.items() if s == "not-applicable"} == {c for c in statuses if c not in (
-        "ssh-authorized-keys-present", "ssh-host-keys-present", *bundle_checks)}  # fmt: skip
+        *guest_checks, *bundle_checks)}  # fmt: skip
     assert statuses["unsigned-bundle"] == "not-applicable"
     for finding in report["findings"]:
         assert finding["status"] == "not-evaluated"
@@ -145,7 +149,7 @@ def test_real_scan_in_every_format(guest_scans):
     jsonschema.validate(sarif, SARIF_SCHEMA)
     assert len(sarif["runs"][0]["results"]) == len(failing(guest_scans["dirty"].report))
     junit = ET.parse(outdir / "report.xml").getroot()
-    assert junit.get("failures") == "6"
+    assert junit.get("failures") == "7"
     html = (outdir / "report.html").read_text()
     assert "NOT CERTIFIED" in html and "/etc/ssh/ssh_host_ed25519_key" in html
     assert "NOT CERTIFIED" in (outdir / "report.txt").read_text()
