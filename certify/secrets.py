@@ -129,7 +129,7 @@ def _assignment(key: str, keyword: str, flags: int = re.IGNORECASE) -> Finder:
             while start > floor and text[start - 1] in _IDENTIFIER_CHARS:
                 start -= 1
             m = assign.match(text, start)
-            if m is None:
+            if m is None or (m.group("bare") is not None and _colon_mid_line(text, m)):
                 continue
             for group in ("dq", "sq", "bare"):
                 if m.group(group) is not None:
@@ -140,6 +140,22 @@ def _assignment(key: str, keyword: str, flags: int = re.IGNORECASE) -> Finder:
                 yield m.start("value"), m.group("value"), ""
 
     return find
+
+
+_LINE_LEAD = frozenset(" \t-{,[\"'")
+
+
+def _colon_mid_line(text: str, m: re.Match) -> bool:
+    """A bare ``key: value`` after other words on its line is prose or a log message, not YAML.
+
+    ("dpkg: base-passwd: dependency problems" in a dpkg log); a YAML key
+    starts its line after indentation, a list dash or a flow brace.
+    """
+    between = text[m.end("key") : m.start("bare")]
+    if "=" in between or ":" not in between:
+        return False
+    line_start = text.rfind("\n", 0, m.start("key")) + 1
+    return any(c not in _LINE_LEAD for c in text[line_start : m.start("key")])
 
 
 _PEM_BEGIN = re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK)?-----")

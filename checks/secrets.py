@@ -42,6 +42,8 @@ STOCK_FILES = {
     "/etc/nsswitch.conf": "'passwd:' names a database, not a password",
     "/etc/chromium.d/apikeys": "Debian's Chromium API keys, public in its source package",
 }
+# Names whose "passwd:" lines name a database wherever the file lies (/usr/share/libc-bin keeps Debian's template)
+STOCK_NAMES = {"nsswitch.conf"}
 TRIVY = "Trivy secret scanner built-in rule ids (pkg/fanal/secret/builtin-rules.go)"
 
 
@@ -260,10 +262,10 @@ def hardcoded_app_secrets(content_scan: ContentScan):
     skipped; a generic secret needs 8+ characters of two classes, a password 4+), database URLs with an
     inline password (postgres://user:pass@host), other URLs with inline credentials, and JWTs, in
     configuration and application files (/etc, /opt, /srv, /var/www, /usr/local, /usr/share/<app>,
-    .env files, homes). Not reported: /etc/nsswitch.conf ('passwd:' names a database) and
+    .env files, homes). Not reported: nsswitch.conf anywhere ('passwd:' names a database) and
     /etc/chromium.d/apikeys (Debian's Chromium API keys, public in its source package)."""
     for f, matches in _owned(content_scan, APP_SECRETS):
-        if f.path in STOCK_FILES:
+        if f.path in STOCK_FILES or posixpath.basename(f.path) in STOCK_NAMES:
             continue
         yield fail(_location(f.path, f.disk, matches[0].line), describe_matches(f.path, matches, f.more_matches))
     yield from _coverage_gap(content_scan)

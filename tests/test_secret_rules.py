@@ -264,3 +264,11 @@ def test_hostile_megabyte_scans_in_bounded_time(data):
     start = time.perf_counter()
     secrets.scan(data)
     assert time.perf_counter() - start < 10  # linear: well under a second alone, generous for shared CPUs
+
+
+def test_a_colon_after_other_words_is_prose_not_yaml():
+    log = "dpkg: base-passwd: dependency problems, but configuring anyway as you requested:\n"
+    assert secrets.scan(log.encode()).matches == ()
+    yaml_text = "db:\n  password: Kx9vRw2Lq\n- password: Tz8wQe4Pn\n{password: Mv7cXb3Nh}\n"
+    assert [m.line for m in secrets.scan(yaml_text.encode()).matches if m.rule_id == "generic-password"] == [2, 3, 4]
+    assert [m.rule_id for m in secrets.scan(b"export DB_PASSWORD=Kx9vRw2Lq # set by hand\n").matches] == ["generic-password"]
