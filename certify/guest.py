@@ -138,6 +138,7 @@ class GuestReader:
         self._workdir = workdir
         self._memo: dict[str, Any] = {}
         self.os = os_info
+        self.walk_seconds: float | None = None  # what the one inventory walk cost, once it has run
 
     def memo(self, key: str, compute: Callable[[GuestReader], Any]) -> Any:
         """Something several collectors derive from the guest (the package database), computed once."""
@@ -192,7 +193,9 @@ class GuestReader:
         Cached: every collector shares the one walk.
         """
         if self._inventory is None:
+            started = time.monotonic()
             self._inventory = self._walk()
+            self.walk_seconds = time.monotonic() - started
         return self._inventory
 
     def _walk(self) -> Inventory:

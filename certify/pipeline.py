@@ -188,6 +188,8 @@ def _gather_facts(
                         errors.append(f"guest collector {name!r} failed: {type(exc).__name__}: {exc}")
                     finally:
                         collector_seconds[name] = round(time.monotonic() - started, 3)
+                if reader.walk_seconds is not None:  # paid by whichever collector asked first; shown on its own
+                    timer.timings["inventory_walk"] = round(reader.walk_seconds, 3)
         except GuestNotInspectable as exc:
             for name in guest_facts:
                 facts.unavailable.setdefault(name, str(exc))

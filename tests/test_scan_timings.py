@@ -62,3 +62,4 @@ def test_every_guest_collector_is_timed_and_the_stage_keys_stay(monkeypatch, tmp
     registry = load_registry()
     assert set(timings["collectors"]) == {f for c in registry.checks.values() for f in c.facts} & set(registry.collectors)
     assert timings["guest_open"] <= timings["guest"]
+    assert 0 <= timings["inventory_walk"] <= sum(timings["collectors"].values())  # the one walk, reported on its own
