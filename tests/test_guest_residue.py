@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import pytest
 from memguest import DEBIAN, scan_spec
+from plants.residue import CHECKS as IDS
 from plants.residue import ELF_CORE
 
 from certify import sample
 from certify.collectors.residue import CONTENT_LIMIT
-
-IDS = (
-    "instance-identity-and-entropy",
-    "network-identity-residue",
-    "persistent-net-mac-binding",
-    "scheduled-jobs-residue",
-    "package-cache-residue",
-    "scratch-and-crash-residue",
-    "cloud-agent-state-residue",
-)
 
 
 def scan(spec, tmp_path, check_id, os_info=None):
