@@ -1,8 +1,10 @@
 """Builds small sample appliances by code: for the demo and for the tests.
 
 ``python -m certify.sample OUTDIR`` writes ``clean-appliance.ova`` and
-``dirty-appliance.ova`` (host keys, a vendor's authorized key, a VNC console
-with a stored password), both made in one libguestfs launch.
+``dirty-appliance.ova`` (host keys, a vendor's authorized key, root's password
+left at a common default, password SSH in a drop-in, a shell history holding a
+cloud key, a VNC console with a stored password), both made in one libguestfs
+launch.
 
 A spec's ``Layout`` says how its files sit on disks: partition table or
 none, ext4/xfs/btrfs, root on LVM, data disks mounted by /etc/fstab.
@@ -505,6 +507,22 @@ def make_vmx(vmx: str, raw_disks: Sequence[str], guest_os: str = "other5xlinux-6
         f.write("\n".join(lines) + "\n")
 
 
+def _leave_vendor_residue(spec: GuestSpec) -> None:
+    """What a rushed vendor build leaves behind besides keys: a default password, password SSH, a history."""
+    from certify.crypt import make_hash
+
+    _replace_line(spec, "/etc/shadow", "root:", f"root:{make_hash('changeme', '$y$')}:19700:0:99999:7:::")
+    spec.add("/etc/ssh/sshd_config.d/10-support.conf", "# remote support\nPasswordAuthentication yes\n")
+    spec.add("/root/.bash_history", "apt-get install -y nginx\n"
+             "export AWS_SECRET_ACCESS_KEY=Zq8mXv2Lp9Rt4Wn6Yb1Kc3Hd5Jf7Gs0Ae2Ui4Oy6\n", 0o600)  # a made-up key
+
+
+def _replace_line(spec: GuestSpec, path: str, prefix: str, line: str) -> None:
+    content, mode = spec.files[path]
+    lines = [line if old.startswith(prefix) else old for old in content.decode().splitlines()]
+    spec.files[path] = ("\n".join(lines) + "\n").encode(), mode
+
+
 def demo_specs() -> dict[str, tuple[GuestSpec, dict[str, str]]]:
     clean = base_system("clean-appliance")
     clean.mkdir("/root/.ssh", 0o700)
@@ -519,6 +537,7 @@ def demo_specs() -> dict[str, tuple[GuestSpec, dict[str, str]]]:
     _, vendor_key = ed25519_keypair("packer@vendor-ci")
     dirty.mkdir("/root/.ssh", 0o700)
     dirty.add("/root/.ssh/authorized_keys", vendor_key + "\n", 0o600)
+    _leave_vendor_residue(dirty)
     vnc = {"RemoteDisplay.vnc.enabled": "TRUE", "RemoteDisplay.vnc.port": "5901", "RemoteDisplay.vnc.password": "vendor123"}
     return {"clean-appliance": (clean, {}), "dirty-appliance": (dirty, vnc)}
 
