@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from certify.checkdef import check
 from certify.model import Check
+from certify.model import FactNotApplicable
+from certify.model import FactUnavailable
 from certify.model import GuestCollector
 from certify.model import Finding
 from certify.model import Layer
@@ -23,6 +25,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Check",
+    "FactNotApplicable",
+    "FactUnavailable",
     "Finding",
     "GuestCollector",
     "Layer",
