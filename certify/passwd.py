@@ -6,6 +6,9 @@ import posixpath
 from dataclasses import dataclass
 
 
+PASSWD_LIMIT = 16 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Account:
     name: str
@@ -28,3 +31,8 @@ def parse_passwd(text: str) -> list[Account]:
         home = posixpath.normpath(fields[5]) if fields[5].startswith("/") else ""
         accounts.append(Account(name=fields[0], uid=uid, home=home, shell=fields[6], line=number, password=fields[1], gid=gid))
     return accounts
+
+
+def guest_accounts(reader) -> list[Account]:
+    """The guest's /etc/passwd (followed if a link), read and parsed once per scan: several collectors need its homes."""
+    return reader.memo("passwd", lambda r: parse_passwd(r.read_text("/etc/passwd", PASSWD_LIMIT) or ""))

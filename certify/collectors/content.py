@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from certify import answerfiles, cloudinit, secrets, vncpasswd
 from certify.guest import GuestReader, Inventory, Stat
 from certify.model import GuestCollector
-from certify.passwd import parse_passwd
+from certify.passwd import guest_accounts
 from certify.plugins.hookspecs import hookimpl
 from certify.sshkeys import private_key_public
 
@@ -47,7 +47,6 @@ MAX_FILE_SIZE = secrets.DEFAULT_MAX_SIZE
 MAX_CANDIDATES = 10_000
 MAX_TOTAL_BYTES = 96 * 1024 * 1024
 SMALL_IN_KEY_DIR = 16 * 1024
-PASSWD_LIMIT = 16 * 1024 * 1024
 
 CONFIG_TREES = ("/etc", "/var/lib/cloud", "/var/spool/cron", "/tmp", "/var/tmp")
 APP_TREES = ("/opt", "/srv", "/var/www", "/usr/local")
@@ -212,9 +211,9 @@ def homes(reader: GuestReader, inventory: Inventory) -> tuple[tuple[str, ...], t
     """(full homes: /root and /home/*, dot-only homes: other directories /etc/passwd names as homes)."""
     full = {"/root"} | {p for p in inventory.children("/home") if (st := inventory.get(p)) is not None and st.is_dir}
     passwd_stat = inventory.get("/etc/passwd")
-    text = reader.read_text("/etc/passwd", PASSWD_LIMIT) if passwd_stat is not None and passwd_stat.is_file else ""
+    accounts = guest_accounts(reader) if passwd_stat is not None and passwd_stat.is_file else []
     others = set()
-    for account in parse_passwd(text or ""):
+    for account in accounts:
         home = account.home
         st = inventory.get(home) if home else None
         if st is None or not st.is_dir or home in full or home in ("/", "/etc", "/var", "/var/lib", "/home", "/tmp"):

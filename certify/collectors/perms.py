@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from certify.guest import GuestReader, Stat
 from certify.model import FactUnavailable, GuestCollector
-from certify.passwd import parse_passwd
+from certify.passwd import guest_accounts
 from certify.accounts import parse_group, parse_login_defs
 from certify.perms import ACCOUNT_FILES, set_id, world_writable
 from certify.pkgdb import Digest, package_database
@@ -180,7 +180,7 @@ def collect_home_modes(reader: GuestReader) -> HomeModes:
         raise FactUnavailable(f"/etc/passwd is {passwd_stat.size} bytes, over {ACCOUNT_DB_LIMIT}: homes cannot all be listed")
     uid_min = parse_login_defs(reader.read_text("/etc/login.defs", ACCOUNT_DB_LIMIT) or "").uid_min
     owners: dict[str, list[tuple[str, int]]] = {}
-    for account in parse_passwd(reader.read_text("/etc/passwd", ACCOUNT_DB_LIMIT) or ""):
+    for account in guest_accounts(reader):
         # System accounts' homes (/usr/sbin, /var/www, /run/sshd) belong to packages, not to people.
         if account.uid is not None and (account.uid == 0 or account.uid >= uid_min) and account.home not in ("", "/"):
             owners.setdefault(account.home, []).append((account.name, account.uid))

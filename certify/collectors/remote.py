@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from certify.guest import GuestReader, Inventory
 from certify.model import GuestCollector
-from certify.passwd import parse_passwd
+from certify.passwd import guest_accounts
 from certify.plugins.hookspecs import hookimpl
 from certify.remote_access import (
     enabled_units,
@@ -30,7 +30,6 @@ from certify.remote_access import (
 )
 
 TEXT_LIMIT = 256 * 1024
-PASSWD_LIMIT = 16 * 1024 * 1024
 BINARY_DIRS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/local/bin", "/usr/libexec")
 
 
@@ -164,8 +163,7 @@ def collect_cleartext_services(reader: GuestReader) -> list[RemoteFinding]:
 
 
 def _homes(reader: GuestReader) -> list[str]:
-    passwd = reader.read_text("/etc/passwd", PASSWD_LIMIT) or ""
-    return sorted({"/root", *(a.home for a in parse_passwd(passwd) if a.home)})
+    return sorted({"/root", *(a.home for a in guest_accounts(reader) if a.home)})
 
 
 def collect_trust_files(reader: GuestReader) -> list[RemoteFinding]:

@@ -9,13 +9,12 @@ from certify.guest import GuestReader, glob_escape
 from certify.model import FactUnavailable, GuestCollector
 from certify.collectors.sshd import MEMO_KEY as SSHD_MEMO_KEY
 from certify.collectors.sshd import load_sshd_config
-from certify.passwd import Account, parse_passwd
+from certify.passwd import PASSWD_LIMIT, Account, guest_accounts
 from certify.sshd_config import MAIN_CONFIG
 from certify.plugins.hookspecs import hookimpl
 from certify.sshkeys import KeyEntry, PublicKey, parse_authorized_keys, parse_public_key_line, private_key_public
 
 KEY_FILE_LIMIT = 64 * 1024
-PASSWD_LIMIT = 16 * 1024 * 1024
 AUTHORIZED_KEYS_LIMIT = 1024 * 1024
 HOST_KEY_GLOBS = ("/etc/ssh/ssh_host_*_key", "/etc/ssh/ssh_host_key")
 AUTHORIZED_KEYS_NAMES = ("authorized_keys", "authorized_keys2")
@@ -110,8 +109,7 @@ def collect_authorized_keys(reader: GuestReader) -> list[AuthorizedKeysFile]:
     passwd_stat = reader.stat("/etc/passwd")
     if passwd_stat is not None and passwd_stat.size > PASSWD_LIMIT:
         raise FactUnavailable(f"/etc/passwd is {passwd_stat.size} bytes, over {PASSWD_LIMIT}: homes cannot all be listed")
-    passwd = reader.read_text("/etc/passwd", PASSWD_LIMIT) or ""
-    accounts = parse_passwd(passwd)
+    accounts = list(guest_accounts(reader))  # a copy: root may be added below
     for account in accounts:
         if account.home:
             owners.setdefault(account.home, []).append(account.name)
