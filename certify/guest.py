@@ -256,10 +256,8 @@ class GuestReader:
         out: dict[str, bytes] = {}
         for root, members in sorted(groups.items()):
             if len(members) < TAR_MIN_FILES or self._workdir is None:
-                for path in members:
-                    data = self.read(path, limit)
-                    if data is not None:
-                        out[path] = data
+                # the inventory already says each is a regular file and its size: no stat round trip
+                out.update((path, self._pread(path, min(inventory.entries[path].size, limit))) for path in members)
                 continue
             out.update(self._tar_read(root, set(members), limit))
         return out
@@ -277,10 +275,9 @@ class GuestReader:
                     handle = tar.extractfile(member)
                     if handle is not None:
                         out[path] = handle.read(limit)
-        for path in members - out.keys():  # a name tar could not carry: read it directly
-            data = self.read(path, limit)
-            if data is not None:
-                out[path] = data
+        entries = self.inventory().entries
+        for path in sorted(members - out.keys()):  # a name tar could not carry: read it directly
+            out[path] = self._pread(path, min(entries[path].size, limit))
         return out
 
     def read(self, path: str, limit: int = DEFAULT_READ_LIMIT) -> bytes | None:
@@ -292,7 +289,10 @@ class GuestReader:
         st = self.stat(path)
         if st is None or not st.is_file:
             return None
-        chunks, offset, want = [], 0, min(st.size, limit)
+        return self._pread(path, min(st.size, limit))
+
+    def _pread(self, path: str, want: int) -> bytes:
+        chunks, offset = [], 0
         while offset < want:
             chunk = self._g.pread(path, min(want - offset, DEFAULT_READ_LIMIT), offset)
             if not chunk:
