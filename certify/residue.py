@@ -715,7 +715,6 @@ class ResidueFacts:
     package_caches: list[Residue] = field(default_factory=list)
     scratch: list[Residue] = field(default_factory=list)
     cloud_agent: list[Residue] = field(default_factory=list)
-    os_type: str | None = "linux"
 
 
 def find_residue(inventory: Inventory, contents: Mapping[str, bytes], cores: set[str], trees=None) -> ResidueFacts:

@@ -102,18 +102,11 @@ def _stat(reader: GuestReader, path: str) -> Stat | None:
     return reader.stat(path) if entry is not None and entry.is_link else entry
 
 
-def _require_linux(reader: GuestReader) -> None:
-    kind = reader.os.get("type")
-    if kind and kind != "linux":
-        raise FactUnavailable(f"a {kind} guest: the account checks read Linux account databases")
-
-
 def _text(data: bytes | None) -> str:
     return "" if data is None else data.decode("utf-8", "surrogateescape")
 
 
 def collect_accounts(reader: GuestReader) -> AccountDatabase:
-    _require_linux(reader)
     inventory = reader.inventory()
     backups = sorted(p for d in BACKUP_DIRS for p in inventory.children(d) if backup_of(p) is not None)
     files = _read_files(reader, [PASSWD, SHADOW, GROUP, GSHADOW, LOGIN_DEFS, "/etc/hostname", *backups], DATABASE_LIMIT)
@@ -199,7 +192,6 @@ def collect_sudo(reader: GuestReader) -> SudoConfig:
     With no /etc/sudoers at all, /etc/sudoers.d is read as the distributions'
     default '@includedir /etc/sudoers.d' would: installing sudo later turns it on.
     """
-    _require_linux(reader)
     inventory = reader.inventory()
     if inventory.get(PASSWD) is None:
         raise FactUnavailable("no /etc/passwd in the guest: not a Linux root filesystem")

@@ -12,7 +12,7 @@ import dataclasses
 
 from certify import residue
 from certify.guest import GuestReader
-from certify.model import FactUnavailable, GuestCollector
+from certify.model import GuestCollector
 from certify.plugins.hookspecs import hookimpl
 
 CONTENT_LIMIT = 256 * 1024  # configuration files; larger ones are reported as unread, not half-parsed
@@ -21,11 +21,6 @@ CORE_SNIFF_MAX = 200  # core-named files sniffed; past this a tree of files call
 
 
 def collect_residue(reader: GuestReader) -> residue.ResidueFacts:
-    os_type = (reader.os or {}).get("type")
-    if not os_type or os_type == "unknown":
-        raise FactUnavailable("the guest's operating system type is unknown: its residue paths cannot be chosen")
-    if os_type != "linux":
-        return residue.ResidueFacts(os_type=os_type)
     inventory = reader.inventory()
     trees = residue.gather(inventory, residue.tree_roots())
     # tar streams whole files: one too large to be configuration is left out rather than copied
