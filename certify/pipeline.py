@@ -16,7 +16,7 @@ from certify.baseline import mark_known
 from certify.errors import InputRejected, UsageError
 from certify.guest import GuestLaunchError, GuestNotInspectable, describe_os, open_guest
 from certify.ingest import Bundle, IngestPolicy, Limits, ingest
-from certify.model import Check, FactNotApplicable, FactUnavailable, Facts, Report, Severity, Verdict, Waiver
+from certify.model import Check, FactNotApplicable, FactUnavailable, Facts, GuestCollector, Report, Severity, Verdict, Waiver
 from certify.plugins.manager import Registry, load_registry
 from certify.profile import Profile, load_profile
 from certify.progress import SILENT, Progress
@@ -178,11 +178,7 @@ def _gather_facts(
                 for name in guest_facts:
                     started = time.monotonic()
                     try:
-                        facts.values[name] = registry.collectors[name].gather(reader)
-                    except FactNotApplicable as exc:
-                        facts.not_applicable[name] = str(exc)
-                    except FactUnavailable as exc:
-                        facts.unavailable[name] = str(exc)
+                        collect_fact(facts, name, registry.collectors[name], reader)
                     except Exception as exc:  # a broken collector must not look like a clean guest
                         facts.unavailable[name] = f"collector failed: {type(exc).__name__}: {exc}"
                         errors.append(f"guest collector {name!r} failed: {type(exc).__name__}: {exc}")
@@ -200,6 +196,16 @@ def _gather_facts(
     if collector_seconds:
         timer.timings["collectors"] = collector_seconds
     return facts, errors, guest_info
+
+
+def collect_fact(facts: Facts, name: str, collector: GuestCollector, reader: Any) -> None:
+    """One guest fact into ``facts``: its value, or why it does not apply or could not be gathered."""
+    try:
+        facts.values[name] = collector.gather(reader)
+    except FactNotApplicable as exc:
+        facts.not_applicable[name] = str(exc)
+    except FactUnavailable as exc:
+        facts.unavailable[name] = str(exc)
 
 
 def _display(path: str) -> str:

@@ -167,19 +167,14 @@ def memory_reader(spec: GuestSpec, workdir: str | Path, os_info: dict | None = N
 
 
 def guest_facts(reader: GuestReader, names) -> Facts:
-    """Run the installed collectors of ``names`` as the pipeline would."""
-    from certify.model import FactNotApplicable, FactUnavailable
+    """Run the installed collectors of ``names`` as the pipeline does."""
+    from certify.pipeline import collect_fact
     from certify.plugins.manager import get_plugin_manager, load_registry
 
     registry = load_registry(get_plugin_manager(autoload=False))
     facts = Facts()
     for name in names:
-        try:
-            facts.values[name] = registry.collectors[name].gather(reader)
-        except FactNotApplicable as exc:
-            facts.not_applicable[name] = str(exc)
-        except FactUnavailable as exc:
-            facts.unavailable[name] = str(exc)
+        collect_fact(facts, name, registry.collectors[name], reader)
     return facts
 
 
