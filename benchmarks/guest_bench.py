@@ -236,7 +236,7 @@ def bare_guest(image: Path, phases: dict[str, float], *, memsize: int | None = N
     """The floor, phase by phase: handle, read-only drive, launch, inspect, mount_ro; shutdown and close on exit."""
     import guestfs
 
-    from certify import accel
+    from certify.guest import accel
 
     settings = accel.choose().backend_settings
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
@@ -349,7 +349,7 @@ def walk_readdir(g) -> int:
 
 def probe_launch_variants(image: Path, results: dict) -> None:
     """Launch with two vCPUs (MTTCG can run them on two host threads) and with more memory: launch and cold walk."""
-    from certify.guest import GuestReader
+    from certify.guest.reader import GuestReader
 
     for label, kwargs in (("smp=2", {"smp": 2}), ("memsize=2048", {"memsize": 2048})):
         phases: dict[str, float] = {}
@@ -363,7 +363,7 @@ def probe_launch_variants(image: Path, results: dict) -> None:
 
 def probe_walk(image: Path, results: dict) -> None:
     """Inside one appliance: cold/warm cost of find0, the inventory walk and read_many of /etc."""
-    from certify.guest import GuestDisk, GuestReader, _os_info
+    from certify.guest.reader import GuestDisk, GuestReader, _os_info
 
     phases: dict[str, float] = {}
     with bare_guest(image, phases) as (g, root, mounts, tmp):
@@ -452,7 +452,7 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("run as root: debootstrap and the image build need it")
     sys.path.insert(0, str(REPO))
-    from certify import accel
+    from certify.guest import accel
 
     images = build_images(names, args.rebuild)
     log(f"appliance: {accel.choose().description}; {os.cpu_count()} host cores")

@@ -12,17 +12,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from certify import __version__
-from certify.baseline import mark_known
+from certify.policy.baseline import mark_known
 from certify.errors import InputRejected, UsageError
-from certify.guest import GuestLaunchError, GuestNotInspectable, describe_os, open_guest
-from certify.ingest import Bundle, IngestPolicy, Limits, ingest
+from certify.guest.reader import GuestLaunchError, GuestNotInspectable, describe_os, open_guest
+from certify.bundle.ingest import Bundle, IngestPolicy, Limits, ingest
 from certify.model import Check, FactNotApplicable, FactUnavailable, Facts, GuestCollector, Report, Severity, Verdict, Waiver
 from certify.plugins.manager import Registry, load_registry
-from certify.profile import Profile, load_profile
+from certify.policy.profile import Profile, load_profile
 from certify.progress import SILENT, Progress
 from certify.runner import run_checks
-from certify.verdict import decide
-from certify.waivers import apply_waivers
+from certify.policy.verdict import decide
+from certify.policy.waivers import apply_waivers
 
 DEFAULT_PROFILE = "default"
 PIPELINE_FACTS = ("descriptor", "bundle")

@@ -23,7 +23,7 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from certify import accel
+from certify.guest import accel
 
 DISK_BYTES = 64 * 1024 * 1024
 MiB = 1024 * 1024
@@ -509,7 +509,7 @@ def make_vmx(vmx: str, raw_disks: Sequence[str], guest_os: str = "other5xlinux-6
 
 def _leave_vendor_residue(spec: GuestSpec) -> None:
     """What a rushed vendor build leaves behind besides keys: a default password, password SSH, a history."""
-    from certify.crypt import make_hash
+    from certify.guest.parsers.crypt import make_hash
 
     _replace_line(spec, "/etc/shadow", "root:", f"root:{make_hash('changeme', '$y$')}:19700:0:99999:7:::")
     spec.add("/etc/ssh/sshd_config.d/10-support.conf", "# remote support\nPasswordAuthentication yes\n")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import fnmatch
 
 from certify.checkdef import check
-from certify.descriptor import Descriptor
-from certify.ingest import BundleFacts
+from certify.bundle.descriptor import Descriptor
+from certify.bundle.ingest import BundleFacts
 from certify.model import Layer, Location, Severity, fail, not_applicable
 from certify.plugins.hookspecs import hookimpl
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from certify.checkdef import check
-from certify.descriptor import Descriptor, is_on, outside_bundle_reason, redact
+from certify.bundle.descriptor import Descriptor, is_on, outside_bundle_reason, redact
 from certify.model import Layer, Severity, fail
 from certify.plugins.hookspecs import hookimpl
 

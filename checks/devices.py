@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 
 from certify.checkdef import check
-from certify.descriptor import Descriptor, is_on, is_plainly_true, redact
+from certify.bundle.descriptor import Descriptor, is_on, is_plainly_true, redact
 from certify.model import Layer, Result, Severity, fail
 from certify.plugins.hookspecs import hookimpl
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from certify.checkdef import check
-from certify.ingest import BundleFacts
+from certify.bundle.ingest import BundleFacts
 from certify.model import Layer, Result, Severity, fail
 from certify.plugins.hookspecs import hookimpl
 

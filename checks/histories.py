@@ -7,8 +7,8 @@ histories and logs), and raise their severity on a match instead.
 from __future__ import annotations
 
 from certify.checkdef import check
-from certify.collectors import content
-from certify.collectors.content import ContentScan, ScannedFile
+from certify.guest.collectors import content
+from certify.guest.collectors.content import ContentScan, ScannedFile
 from certify.model import Layer, Location, Severity, fail
 from certify.plugins.hookspecs import hookimpl
 

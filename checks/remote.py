@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from certify.checkdef import check
-from certify.collectors.remote import RemoteFinding
+from certify.guest.collectors.remote import RemoteFinding
 from certify.model import Layer, Location, Severity, fail
 from certify.plugins.hookspecs import hookimpl
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from certify.checkdef import check
-from certify.collectors.residue import CONTENT_LIMIT
+from certify.guest.collectors.residue import CONTENT_LIMIT
 from certify.model import Layer, Location, Result, Severity, Status, fail
 from certify.plugins.hookspecs import hookimpl
-from certify.residue import Residue, ResidueFacts
+from certify.guest.parsers.residue import Residue, ResidueFacts
 
 
 def _report(facts: ResidueFacts, items: list[Residue]) -> Iterator[Result]:

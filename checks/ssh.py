@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from certify.checkdef import check
-from certify.collectors.ssh import AuthorizedKeysFile, HostKeyFile
+from certify.guest.collectors.ssh import AuthorizedKeysFile, HostKeyFile
 from certify.model import Layer, Location, Severity, fail
 from certify.plugins.hookspecs import hookimpl
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from certify.certificate import CertificateInvalid, canonical, verify
+from certify.policy.certificate import CertificateInvalid, canonical, verify
 from certify.errors import CertifyError, UsageError
 from certify.isolation import deploy, render
 from certify.isolation import verify as verification

@@ -23,7 +23,7 @@ def _modules(package: str) -> tuple[str, ...]:
 
 BUILTIN_PLUGINS = (
     *_modules("certify.checks"),
-    *_modules("certify.collectors"),
+    *_modules("certify.guest.collectors"),
     "certify.reports.text",
     "certify.reports.json",
     "certify.reports.sarif",

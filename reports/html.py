@@ -10,13 +10,13 @@ from typing import Any
 
 import jinja2
 
-from certify.guest import describe_os
+from certify.guest.reader import describe_os
 from certify.model import Report, Reporter, Severity
 from certify.plugins.hookspecs import hookimpl
 from certify.reports.text import clean, verdict_label, verdict_reason, where
 
 _ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("certify", "templates"),
+    loader=jinja2.PackageLoader("certify.reports", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     finalize=lambda value: clean(value) if isinstance(value, str) else value,  # control bytes shown, not sent

@@ -11,7 +11,7 @@ import re
 import textwrap
 from typing import Any
 
-from certify.guest import describe_os
+from certify.guest.reader import describe_os
 from certify.model import Finding, Location, Report, Reporter, Severity, Status, Verdict
 from certify.plugins.hookspecs import hookimpl
 

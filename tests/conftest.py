@@ -19,7 +19,7 @@ import pytest
 import plants
 import shapes
 from certify import sample
-from certify.sshkeys import parse_public_key_line
+from certify.guest.parsers.sshkeys import parse_public_key_line
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from certify.guest import GuestDisk, GuestReader
+from certify.guest.reader import GuestDisk, GuestReader
 from certify.model import Facts
 from certify.sample import GuestSpec
 

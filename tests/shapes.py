@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from certify import sample
 from certify.sample import Disk, Layout
-from certify.sshkeys import parse_public_key_line
+from certify.guest.parsers.sshkeys import parse_public_key_line
 
 
 @dataclass

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from certify import accel
+from certify.guest import accel
 
 QEMU = {"x86_64": "qemu-system-x86_64", "aarch64": "qemu-system-aarch64"}[platform.machine()]
 

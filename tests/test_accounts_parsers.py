@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certify import accounts as acc
-from certify import crypt
-from certify.passwd import parse_passwd
+from certify.guest.parsers import accounts as acc
+from certify.guest.parsers import crypt
+from certify.guest.parsers.passwd import parse_passwd
 
 # --- passwd, shadow, group, login.defs -----------------------------------------------------------
 

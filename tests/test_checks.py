@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 
 from certify import Layer, Location, Severity, Status, check, fail
-from certify.collectors.ssh import AuthorizedKeysFile, HostKeyFile
-from certify.descriptor import from_vmx
+from certify.guest.collectors.ssh import AuthorizedKeysFile, HostKeyFile
+from certify.bundle.descriptor import from_vmx
 from certify.model import Facts, Verdict
 from certify.pipeline import PIPELINE_FACTS
 from certify.plugins.manager import load_registry
 from certify.runner import run_checks
-from certify.sshkeys import KeyEntry, PublicKey
-from certify.verdict import decide
-from certify.vmx import parse_vmx
+from certify.guest.parsers.sshkeys import KeyEntry, PublicKey
+from certify.policy.verdict import decide
+from certify.bundle.vmx import parse_vmx
 
 REGISTRY = load_registry()
 
@@ -62,8 +62,8 @@ def test_storage_path_outside_bundle():
 
 
 def test_every_path_bearing_key_is_judged_in_vmx_and_extra_config():
-    from certify.descriptor import from_ovf
-    from certify.ovf import parse_ovf
+    from certify.bundle.descriptor import from_ovf
+    from certify.bundle.ovf import parse_ovf
     from certify.sample import ovf_descriptor
 
     desc = vmx('serial0.fileName = "/etc/shadow"\nsharedFolder0.hostPath = "/"\nparallel0.fileName = "/dev/parport0"\n'
@@ -149,7 +149,7 @@ def test_catalog_is_complete_and_consistent():
 
 
 def test_manifest_missing():
-    from certify.ingest import BundleFacts
+    from certify.bundle.ingest import BundleFacts
 
     assert [r.status.value for r in evaluate("manifest-missing", bundle=BundleFacts("ova", "a.ovf", None))] == ["fail"]
     assert evaluate("manifest-missing", bundle=BundleFacts("ova", "a.ovf", "a.mf")) == []

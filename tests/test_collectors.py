@@ -7,9 +7,10 @@ import stat
 
 import pytest
 
-from certify import fstab, guest
-from certify.collectors.ssh import collect_authorized_keys, collect_host_keys
-from certify.guest import GuestDisk, GuestNotInspectable, GuestReader, open_guest
+from certify.guest.parsers import fstab
+from certify.guest import reader as guest_reader
+from certify.guest.collectors.ssh import collect_authorized_keys, collect_host_keys
+from certify.guest.reader import GuestDisk, GuestNotInspectable, GuestReader, open_guest
 from certify.model import FactUnavailable
 from certify.sample import ed25519_keypair
 
@@ -101,7 +102,7 @@ def test_optional_removable_and_network_mounts_need_no_disk():
     ],
 )
 def test_guests_that_cannot_be_fully_seen_are_not_inspectable(monkeypatch, tmp_path, fake, message):
-    monkeypatch.setattr(guest, "_launch", lambda disks, workdir, settings: fake)
+    monkeypatch.setattr(guest_reader, "_launch", lambda disks, workdir, settings: fake)
     with pytest.raises(GuestNotInspectable, match=message):
         with open_guest([GuestDisk("/x", "d.vmdk", "vmdk")], str(tmp_path)):
             pass

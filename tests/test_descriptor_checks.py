@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from certify.descriptor import Descriptor, from_ovf, from_vmx
-from certify.ingest import BundleFacts
-from certify.ovf import parse_ovf
+from certify.bundle.descriptor import Descriptor, from_ovf, from_vmx
+from certify.bundle.ingest import BundleFacts
+from certify.bundle.ovf import parse_ovf
 from certify.plugins.manager import load_registry
 from certify.runner import run_checks
 from certify.model import Facts
 from certify.sample import ovf_descriptor
-from certify.vmx import parse_vmx
+from certify.bundle.vmx import parse_vmx
 from test_parsers import CORPUS
 
 REGISTRY = load_registry()
@@ -153,7 +153,7 @@ def test_empty_password_properties_are_not_secrets():
 
 
 def test_unsigned_bundle():
-    from certify.signature import Signer
+    from certify.bundle.signature import Signer
 
     def run(signer, kind="ova"):
         results = list(REGISTRY.checks["unsigned-bundle"].evaluate(bundle=BundleFacts(kind, "a.ovf", "a.mf", (), signer)))
@@ -213,7 +213,7 @@ def test_property_defaults_in_value_children_and_contents_are_seen_and_booleans_
 
 
 def test_credentials_in_urls_never_reach_the_report():
-    from certify.descriptor import redact
+    from certify.bundle.descriptor import redact
 
     desc = vmx(CLEAN_VMX + 'serial0.fileName = "telnet://admin:Sup3rS3cret@0.0.0.0:23/?token=abc"\n')
     findings, _ = run_checks(DESCRIPTOR_CHECKS, Facts(values={"descriptor": desc, "bundle": BundleFacts("vmx", "a.vmx", None)}))

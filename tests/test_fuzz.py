@@ -12,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from certify.descriptor import from_ovf, from_vmx
-from certify.diskformat import sniff_bytes
+from certify.bundle.descriptor import from_ovf, from_vmx
+from certify.bundle.diskformat import sniff_bytes
 from certify.errors import ParseError
-from certify.manifest import parse_manifest
-from certify.ovf import parse_ovf
-from certify.sshkeys import parse_authorized_keys, private_key_public
-from certify.vmx import parse_vmx
+from certify.bundle.manifest import parse_manifest
+from certify.bundle.ovf import parse_ovf
+from certify.guest.parsers.sshkeys import parse_authorized_keys, private_key_public
+from certify.bundle.vmx import parse_vmx
 from test_parsers import CORPUS
 
 FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -141,7 +141,7 @@ def pem_seed() -> bytes:
 
 
 def test_signature_file_and_pem_bundle_parsers(pem_seed):
-    from certify.signature import parse_pem_certificates, parse_signature_file
+    from certify.bundle.signature import parse_pem_certificates, parse_signature_file
 
     @FUZZ
     @given(mutated([pem_seed]))

@@ -9,7 +9,7 @@ from memguest import guest_facts, memory_reader, scan_spec
 from plants.accounts import CHECKS, append, replace_line
 
 from certify import sample
-from certify.crypt import make_hash
+from certify.guest.parsers.crypt import make_hash
 from certify.plugins.manager import get_plugin_manager, load_registry
 from certify.runner import run_checks
 

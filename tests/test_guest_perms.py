@@ -10,9 +10,9 @@ from plants.perms import PASSWD_BINARY, plant_dpkg_passwd
 from test_pkgdb import package_header, rpm_sqlite
 
 from certify import sample
-from certify.collectors.perms import group_ids
-from certify.perms import ModeRule, bit_names
-from certify.guest import Stat
+from certify.guest.collectors.perms import group_ids
+from certify.guest.parsers.perms import ModeRule, bit_names
+from certify.guest.reader import Stat
 
 ACCOUNTS, HOST_KEYS, WRITABLE, SETID, HOMES = ("account-file-permissions", "ssh-host-key-permissions", "world-writable-files",
                                                "suid-sgid-inventory", "home-and-ssh-dir-permissions")  # fmt: skip

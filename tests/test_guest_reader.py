@@ -6,7 +6,7 @@ import stat
 
 from memguest import memory_reader
 
-from certify import guest
+from certify.guest import reader as guest_reader
 from certify.sample import GuestSpec
 
 
@@ -47,12 +47,12 @@ def test_read_many_streams_one_tar_and_leaves_out_the_rest(tmp_path, monkeypatch
 
 
 def test_tar_root_and_exclude_escaping():
-    assert guest._tar_root("/etc/ssh/sshd_config") == "/etc"
-    assert guest._tar_root("/home/alice/.ssh/id_rsa") == "/home/alice"
-    assert guest._tar_root("/vmlinuz") == "/"
-    inventory = guest.Inventory({"/": guest.Stat(stat.S_IFDIR, 0, 0, 0), "/d": guest.Stat(stat.S_IFDIR, 0, 0, 0),
-                                 "/d/a*b": guest.Stat(stat.S_IFREG, 0, 0, 1), "/d/keep": guest.Stat(stat.S_IFREG, 0, 0, 1)})  # fmt: skip
-    assert guest._excludes(inventory, "/d", {"/d/keep"}) == ["./a\\*b"]
+    assert guest_reader._tar_root("/etc/ssh/sshd_config") == "/etc"
+    assert guest_reader._tar_root("/home/alice/.ssh/id_rsa") == "/home/alice"
+    assert guest_reader._tar_root("/vmlinuz") == "/"
+    inventory = guest_reader.Inventory({"/": guest_reader.Stat(stat.S_IFDIR, 0, 0, 0), "/d": guest_reader.Stat(stat.S_IFDIR, 0, 0, 0),
+                                 "/d/a*b": guest_reader.Stat(stat.S_IFREG, 0, 0, 1), "/d/keep": guest_reader.Stat(stat.S_IFREG, 0, 0, 1)})  # fmt: skip
+    assert guest_reader._excludes(inventory, "/d", {"/d/keep"}) == ["./a\\*b"]
 
 
 class _LvmGuestFS:
@@ -97,7 +97,7 @@ def pv_label(uuid: str, sector: int = 1) -> bytes:
 
 
 def test_pv_label_gives_the_uuid_only_for_an_lvm2_label():
-    from certify.lvmlabel import pv_uuid
+    from certify.guest.parsers.lvmlabel import pv_uuid
 
     uuid = "XUvF01jsyGzzfsla3mYnfspXCjI10LJ8"
     assert pv_uuid(pv_label(uuid)) == uuid
@@ -109,7 +109,7 @@ def test_pv_label_gives_the_uuid_only_for_an_lvm2_label():
 
 
 def test_disk_file_follows_a_logical_volume_to_the_disk_of_its_volume_group():
-    from certify.guest import GuestDisk, GuestReader
+    from certify.guest.reader import GuestDisk, GuestReader
 
     disks = [GuestDisk(f"/x{i}", f"vm-disk{i}.vmdk", "vmdk") for i in (1, 2, 3)]
     mounts = {"/": "/dev/vg0/root", "/srv/data": "/dev/sda1", "/var/lib/big": "/dev/vg1/big", "/mnt/md": "/dev/md0",
@@ -128,7 +128,7 @@ def test_pv_label_parser_takes_any_bytes():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from certify.lvmlabel import pv_uuid
+    from certify.guest.parsers.lvmlabel import pv_uuid
 
     seed = pv_label("XUvF01jsyGzzfsla3mYnfspXCjI10LJ8")
 

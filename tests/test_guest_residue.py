@@ -8,7 +8,7 @@ from plants.residue import CHECKS as IDS
 from plants.residue import ELF_CORE
 
 from certify import sample
-from certify.collectors.residue import CONTENT_LIMIT
+from certify.guest.collectors.residue import CONTENT_LIMIT
 
 
 def scan(spec, tmp_path, check_id, os_info=None):

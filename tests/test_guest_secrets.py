@@ -7,8 +7,9 @@ import json
 import pytest
 from memguest import memory_reader, scan_spec
 
-from certify import sample, vncpasswd
-from certify.collectors import content
+from certify import sample
+from certify.guest.parsers import vncpasswd
+from certify.guest.collectors import content
 from plants import secrets as plant
 
 ALL = plant.CHECKS

@@ -7,7 +7,7 @@ from memguest import DEBIAN, guest_facts, memory_reader, scan_spec
 
 from certify import sample
 from certify.plugins.manager import get_plugin_manager, load_registry
-from certify.remote_access import (
+from certify.guest.parsers.remote_access import (
     inetd_services,
     netrc_summary,
     openvpn_client,

@@ -12,8 +12,8 @@ import pytest
 
 from certify import sample
 from certify.errors import InputRejected, UsageError
-from certify.ingest import IngestPolicy, Limits, identify, ingest
-from certify.ova import check_member_name
+from certify.bundle.ingest import IngestPolicy, Limits, identify, ingest
+from certify.bundle.ova import check_member_name
 
 
 def refused(bundle, check: str, match: str) -> None:
@@ -556,12 +556,12 @@ def test_a_folder_swapped_for_a_symlink_leads_nowhere(tmp_path, vmdk_bytes):
 
 
 def test_a_file_that_grows_while_copied_is_refused(tmp_path, monkeypatch):
-    from certify import bundlefs
+    from certify.bundle import files
 
     bundle = tmp_path / "vm"
     bundle.mkdir()
     disk = raw_disk(bundle / "disk.img", 2 * 1024 * 1024)
-    real_open = bundlefs.open_in_bundle
+    real_open = files.open_in_bundle
 
     class Growing:
         """The uploader appends once the copy has started (after the size was taken)."""
@@ -589,7 +589,7 @@ def test_a_file_that_grows_while_copied_is_refused(tmp_path, monkeypatch):
         f = real_open(root, name)
         return Growing(f) if root == str(bundle) else f
 
-    monkeypatch.setattr(bundlefs, "open_in_bundle", opener)
+    monkeypatch.setattr(files, "open_in_bundle", opener)
     with pytest.raises(InputRejected, match="changed while it was being read"):
         ingest(str(disk), fresh(tmp_path))
 
@@ -606,7 +606,7 @@ def test_ovf_sizes_and_capacities_are_held_to_the_bytes(tmp_path, vmdk_bytes):
 
 
 def test_capacity_units():
-    from certify.ovf import OvfDisk, capacity_bytes
+    from certify.bundle.ovf import OvfDisk, capacity_bytes
 
     def disk(capacity, units):
         return OvfDisk(disk_id="d", file_ref="f", capacity=capacity, format=None, line=1, capacity_units=units)

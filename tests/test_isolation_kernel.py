@@ -16,7 +16,7 @@ from unittest import mock
 
 import pytest
 
-from certify.certificate import build_record, keygen, load_private_key
+from certify.policy.certificate import build_record, keygen, load_private_key
 from certify.isolation import admission, deploy, netns, render, state
 from certify.isolation import verify as verification
 from certify.isolation.model import parse_provider

@@ -16,15 +16,15 @@ import tarfile
 import pytest
 
 from certify import sample
-from certify.descriptor import Descriptor, from_ovf, from_vmx
+from certify.bundle.descriptor import Descriptor, from_ovf, from_vmx
 from certify.errors import InputRejected, ParseError
-from certify.ingest import BundleFacts, IngestPolicy, Limits, ingest
+from certify.bundle.ingest import BundleFacts, IngestPolicy, Limits, ingest
 from certify.model import Facts, Severity
-from certify.ovf import parse_ovf
+from certify.bundle.ovf import parse_ovf
 from certify.runner import run_checks
-from certify.sanitize import render_vmx, sanitize_vmx
-from certify.sanitize_ovf import sanitize_ovf
-from certify.vmx import parse_vmx
+from certify.bundle.sanitize_vmx import render_vmx, sanitize_vmx
+from certify.bundle.sanitize_ovf import sanitize_ovf
+from certify.bundle.vmx import parse_vmx
 from test_descriptor_checks import DESCRIPTOR_CHECKS, REGISTRY
 from test_ingest import (_cert_file, _signer, _sparse_vmdk, _zero_capacity_with_host_extent, fresh, make_tar, mf, ovf_for,  # noqa: F401
                          qemu_img, refused, sha, vmdk_bytes)  # fmt: skip

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from certify import sample
-from certify.descriptor import from_ovf, from_vmx, outside_bundle_reason, redact
-from certify.diskformat import format_from_ovf, sniff_bytes
+from certify.bundle.descriptor import from_ovf, from_vmx, outside_bundle_reason, redact
+from certify.bundle.diskformat import format_from_ovf, sniff_bytes
 from certify.errors import ParseError
-from certify.ovf import parse_ovf
-from certify.sshkeys import fingerprint, parse_authorized_keys, parse_public_key_line, private_key_public
-from certify.vmx import parse_vmx
+from certify.bundle.ovf import parse_ovf
+from certify.guest.parsers.sshkeys import fingerprint, parse_authorized_keys, parse_public_key_line, private_key_public
+from certify.bundle.vmx import parse_vmx
 from conftest import SHARED
 
 CORPUS = SHARED / "corpus" / "real-descriptors"
@@ -262,8 +262,8 @@ def _nested(depth: int) -> bytes:
 
 
 def test_nesting_is_bounded_before_anything_recurses():
-    from certify.ovf import MAX_DEPTH
-    from certify.sanitize_ovf import sanitize_ovf
+    from certify.bundle.ovf import MAX_DEPTH
+    from certify.bundle.sanitize_ovf import sanitize_ovf
 
     def nested(depth):
         return sample.ovf_descriptor("vm", "d.vmdk", 1, 1).replace("  </VirtualSystem>", "<AnnotationSection><Info>x</Info><Annotation>"
@@ -277,7 +277,7 @@ def test_nesting_is_bounded_before_anything_recurses():
 
 
 def test_virtual_system_collections_are_bounded():
-    from certify.ovf import MAX_COLLECTION_DEPTH, MAX_SYSTEMS
+    from certify.bundle.ovf import MAX_COLLECTION_DEPTH, MAX_SYSTEMS
 
     assert parse_ovf(_nested(MAX_COLLECTION_DEPTH)).systems == ("vm",)
     with pytest.raises(ParseError, match=f"nested more than {MAX_COLLECTION_DEPTH} deep"):
@@ -326,7 +326,7 @@ def test_networks_licences_and_item_details_are_facts():
     assert [(i.subtype, i.connections) for i in ovf.items] == [("VmxNet3", ("VM Network",))]
     descriptor = from_ovf("a.ovf", ovf)
     assert [n.name for n in descriptor.networks] == ["VM Network"] and descriptor.licenses[0].value == "Use it kindly."
-    from certify.ovf import MAX_LICENSE_CHARS
+    from certify.bundle.ovf import MAX_LICENSE_CHARS
 
     huge = ENVELOPE.format(_system("vm", f"<EulaSection><Info>x</Info><License>{'x' * (MAX_LICENSE_CHARS + 1)}</License></EulaSection>"))
     with pytest.raises(ParseError, match="EulaSection License"):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from memguest import memory_reader
 
 from certify import sample
-from certify.pkgdb import (
+from certify.guest.parsers.pkgdb import (
     NO_DATABASE, RpmHeaderError, canonical, package_database, parse_apk_installed, parse_dpkg_list, parse_dpkg_md5sums,
     parse_rpm_header, read_rpm_sqlite,
 )  # fmt: skip

@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from certify import residue
-from certify.guest import Inventory, Stat
+from certify.guest.parsers import residue
+from certify.guest.reader import Inventory, Stat
 
 
 def test_machine_id_empty_or_uninitialized_is_not_an_id():

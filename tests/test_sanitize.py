@@ -7,13 +7,13 @@ import json
 import pytest
 from hypothesis import given
 
-from certify.descriptor import from_vmx
+from certify.bundle.descriptor import from_vmx
 from certify.errors import ParseError
 from certify.model import Facts
 from certify.plugins.manager import load_registry
 from certify.runner import run_checks
-from certify.sanitize import render_vmx, sanitize_vmx
-from certify.vmx import parse_vmx
+from certify.bundle.sanitize_vmx import render_vmx, sanitize_vmx
+from certify.bundle.vmx import parse_vmx
 from conftest import run_certify
 from test_fuzz import FUZZ, VMX_SEEDS, mutated
 from test_parsers import CORPUS

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from certify.descriptor import from_ovf
+from certify.bundle.descriptor import from_ovf
 from certify.errors import ParseError
 from certify.model import Facts
-from certify.ovf import parse_ovf
+from certify.bundle.ovf import parse_ovf
 from certify.plugins.manager import load_registry
 from certify.runner import run_checks
 from certify.sample import ovf_descriptor
-from certify.sanitize_ovf import sanitize_ovf
+from certify.bundle.sanitize_ovf import sanitize_ovf
 from conftest import run_certify
 from test_fuzz import FUZZ, OVF_SEEDS, mutated
 from test_parsers import CORPUS
@@ -300,7 +300,7 @@ def test_a_hardware_section_outside_a_virtual_system_is_refused():
 def test_removals_rebuild_each_parent_once_whatever_their_number(count, monkeypatch):
     # Removing n of n siblings one at a time rebuilds the sibling list n times (quadratic); here a parent is
     # rebuilt once per pass, so the number of rebuilds does not grow with the number of removals.
-    from certify import sanitize_ovf as module
+    from certify.bundle import sanitize_ovf as module
 
     rebuilt = []
     original = module._Doc.flush

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from certify import accel, guest
+from certify.guest import accel, reader as guest_reader
 from certify.pipeline import ScanOptions, scan
 from certify.plugins.manager import load_registry
-from certify.profile import load_profile
+from certify.policy.profile import load_profile
 from certify.sample import base_system
 from tests.memguest import MemoryGuestFS
 
@@ -52,7 +52,7 @@ class InspectableMemoryGuestFS(MemoryGuestFS):
 
 def test_every_guest_collector_is_timed_and_the_stage_keys_stay(monkeypatch, tmp_path):
     monkeypatch.setattr(accel, "choose", lambda: accel.Accel(None, "test"))
-    monkeypatch.setattr(guest, "_launch", lambda disks, workdir, settings: InspectableMemoryGuestFS(base_system()))
+    monkeypatch.setattr(guest_reader, "_launch", lambda disks, workdir, settings: InspectableMemoryGuestFS(base_system()))
     disk = tmp_path / "appliance.img"
     disk.write_bytes(b"\0" * 1024 * 1024)
     report = scan(str(disk), ScanOptions(profile=load_profile("isv-selftest"), workdir_parent=str(tmp_path)))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certify import answerfiles, cloudinit, secrets, vncpasswd
+from certify.guest.parsers import answerfiles, cloudinit, secrets, vncpasswd
 
 AWS_ID = "AKIA" + "ZZPLANTFAKEKEY42"
 AWS_SECRET = "FakePlantedSecretKey/0123456789abcdefABC"

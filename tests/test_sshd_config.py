@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from certify import remote_access
-from certify.sshd_config import (
+from certify.guest.parsers import remote_access
+from certify.guest.parsers.sshd_config import (
     Connection,
     compiled_defaults,
     glob_paths,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 from certify import sample
-from certify.crypt import make_hash
+from certify.guest.parsers.crypt import make_hash
 
 CHECKS = (
     "account-empty-password",

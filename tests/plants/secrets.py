@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime
 
-from certify import sample, vncpasswd
+from certify import sample
+from certify.guest.parsers import vncpasswd
 
 CHECKS = (
     "ssh-user-private-keys",

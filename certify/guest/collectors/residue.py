@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from certify import residue
-from certify.guest import GuestReader
+from certify.guest.parsers import residue
+from certify.guest.reader import GuestReader
 from certify.model import GuestCollector
 from certify.plugins.hookspecs import hookimpl
 

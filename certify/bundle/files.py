@@ -13,8 +13,8 @@ import stat
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from certify import manifest
-from certify.descriptor import outside_bundle_reason
+from certify.bundle import manifest
+from certify.bundle.descriptor import outside_bundle_reason
 from certify.errors import InputRejected
 
 CHUNK = 1024 * 1024

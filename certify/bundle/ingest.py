@@ -1,8 +1,8 @@
 """Ingest an upload: identify it, bring its files in safely, find its descriptor and disks.
 
 Nothing in an upload is trusted. An OVA is streamed once into the work
-directory (``certify.ova``); the files of an OVF or VMX directory, or a bare
-disk, are copied in (``certify.bundlefs``). Descriptors are parsed, manifests
+directory (``certify.bundle.ova``); the files of an OVF or VMX directory, or a bare
+disk, are copied in (``certify.bundle.files``). Descriptors are parsed, manifests
 and signatures verified, and every disk's format checked against its bytes
 before anything reaches qemu.
 """
@@ -18,17 +18,17 @@ from typing import Any
 
 from cryptography import x509
 
-from certify import diskformat, manifest, signature
-from certify.bundlefs import Limits, MissingFile, Staging, show
-from certify.descriptor import DISK_FILENAME_KEY, Descriptor, from_ovf, from_vmx, outside_bundle_reason
+from certify.bundle import diskformat, manifest, signature
+from certify.bundle.files import Limits, MissingFile, Staging, show
+from certify.bundle.descriptor import DISK_FILENAME_KEY, Descriptor, from_ovf, from_vmx, outside_bundle_reason
 from certify.errors import InputRejected, ParseError, UsageError
-from certify.guest import GuestDisk
-from certify.manifest import ManifestEntry
+from certify.guest.reader import GuestDisk
+from certify.bundle.manifest import ManifestEntry
 from certify.model import Layer, Location
-from certify.ova import extract
-from certify.ovf import OvfDescriptor, OvfDisk, capacity_bytes, parse_ovf
-from certify.signature import Signer
-from certify.vmx import parse_vmx
+from certify.bundle.ova import extract
+from certify.bundle.ovf import OvfDescriptor, OvfDisk, capacity_bytes, parse_ovf
+from certify.bundle.signature import Signer
+from certify.bundle.vmx import parse_vmx
 
 DESCRIPTOR_LIMIT = 8 * 1024 * 1024
 _PACKAGE_RESOURCE = re.compile(r"^(ovf:)?/(disk|file)/([^/]+)$")  # ovf:/disk/ID, ovf:/file/ID (or without the scheme)

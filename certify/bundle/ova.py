@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from certify import manifest
-from certify.bundlefs import CHUNK, Digests, Limits, show
+from certify.bundle import manifest
+from certify.bundle.files import CHUNK, Digests, Limits, show
 from certify.errors import InputRejected
-from certify.manifest import ManifestEntry
+from certify.bundle.manifest import ManifestEntry
 
 
 @dataclass

@@ -6,7 +6,7 @@ import posixpath
 from collections import deque
 from dataclasses import dataclass, field
 
-from certify.accounts import (
+from certify.guest.parsers.accounts import (
     INVALID,
     USABLE,
     DoasRule,
@@ -23,9 +23,9 @@ from certify.accounts import (
     password_state,
     resolve_include,
 )
-from certify.guest import GuestReader, Stat
+from certify.guest.reader import GuestReader, Stat
 from certify.model import FactUnavailable, GuestCollector
-from certify.passwd import parse_passwd
+from certify.guest.parsers.passwd import parse_passwd
 from certify.plugins.hookspecs import hookimpl
 
 DATABASE_LIMIT = 16 * 1024 * 1024

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from certify.guest import Inventory, Stat
+from certify.guest.reader import Inventory, Stat
 
 # ---------------------------------------------------------------------------
 # What a finding is

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from certify.guest import Stat
+from certify.guest.reader import Stat
 
 _BIT_NAMES = (
     (0o4000, "setuid"), (0o2000, "setgid"), (0o1000, "sticky"),

@@ -103,12 +103,12 @@ class Profile:
 
 
 def shipped_names() -> list[str]:
-    folder = resources.files("certify") / "profiles"
+    folder = resources.files("certify.policy") / "profiles"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def _shipped_text(name: str) -> str:
-    return (resources.files("certify") / "profiles" / f"{name}.yaml").read_text(encoding="utf-8")
+    return (resources.files("certify.policy") / "profiles" / f"{name}.yaml").read_text(encoding="utf-8")
 
 
 def load_profile(name_or_path: str, _seen: tuple[str, ...] = ()) -> Profile:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cryptography import x509
 
 from certify.errors import ParseError, UsageError
-from certify.signature import parse_pem_certificates, usable_certificate
+from certify.bundle.signature import parse_pem_certificates, usable_certificate
 
 MAX_BYTES = 4 * 1024 * 1024
 

@@ -10,11 +10,11 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from certify.guest import GuestReader, Inventory
+from certify.guest.reader import GuestReader, Inventory
 from certify.model import GuestCollector
-from certify.passwd import guest_accounts
+from certify.guest.parsers.passwd import guest_accounts
 from certify.plugins.hookspecs import hookimpl
-from certify.remote_access import (
+from certify.guest.parsers.remote_access import (
     enabled_units,
     inetd_services,
     netrc_summary,

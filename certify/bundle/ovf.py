@@ -16,7 +16,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 
 from certify.errors import ParseError
-from certify.vmx import KEY as VMX_KEY
+from certify.bundle.vmx import KEY as VMX_KEY
 
 MAX_BYTES = 8 * 1024 * 1024
 MAX_SYSTEMS = 64  # VirtualSystems in one package, nested ones included

@@ -1,6 +1,6 @@
 """The account databases and sudo rules, parsed from text: shadow, group, login.defs, sudoers, doas.conf.
 
-Lenient like ``certify.passwd``: a malformed line is skipped, never fatal,
+Lenient like ``certify.guest.parsers.passwd``: a malformed line is skipped, never fatal,
 and nothing here reads files. Hashes are classified, never reported.
 """
 
@@ -388,4 +388,4 @@ def default_passwords() -> list[str]:
     """The common default passwords shipped with certify."""
     from importlib import resources
 
-    return parse_password_list(resources.files("certify").joinpath(DEFAULT_PASSWORDS_RESOURCE).read_text("utf-8"))
+    return parse_password_list(resources.files("certify.guest.parsers").joinpath(DEFAULT_PASSWORDS_RESOURCE).read_text("utf-8"))

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from certify.errors import CertifyError, UsageError
-from certify.ingest import identify
+from certify.bundle.ingest import identify
 from certify.model import Report, Verdict
 
 SCHEMA = "certify-certificate/1"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from certify.descriptor import DISK_FILENAME_KEY, PATH_KEY, outside_bundle_reason
-from certify.vmx import VmxEntry, VmxFile
+from certify.bundle.descriptor import DISK_FILENAME_KEY, PATH_KEY, outside_bundle_reason
+from certify.bundle.vmx import VmxEntry, VmxFile
 
 # (key pattern, reason, check id), first match wins. Namespaces like 'serial0.' go whole.
 REMOVE = [

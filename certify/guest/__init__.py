@@ -1,0 +1,1 @@
+"""What is inside: the read-only libguestfs session, its fact collectors and the parsers of guest files."""

@@ -1,0 +1,1 @@
+"""Pure parsers of guest files: bytes or text in, plain data out."""

@@ -1,0 +1,1 @@
+"""What we decide: profiles, waivers, baselines, the verdict and the signed certificate."""
