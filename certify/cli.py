@@ -17,24 +17,24 @@ from dataclasses import replace
 from typing import NoReturn
 
 from certify import __version__
-from certify.policy.baseline import load_baseline
 from certify.bundle.files import Limits
-from certify.policy.certificate import CertificateInvalid, build_record, keygen, load_private_key, verify
+from certify.bundle.ovf import MAX_BYTES as OVF_MAX_BYTES
+from certify.bundle.sanitize_ovf import sanitize_ovf
+from certify.bundle.sanitize_vmx import render_vmx, sanitize_vmx
+from certify.bundle.truststore import load_trust_store
+from certify.bundle.vmx import MAX_BYTES as VMX_MAX_BYTES
+from certify.bundle.vmx import parse_vmx
 from certify.errors import CertifyError, ParseError, UsageError
 from certify.isolation import cli as isolation_cli
 from certify.model import Report, Severity, Verdict
-from certify.bundle.ovf import MAX_BYTES as OVF_MAX_BYTES
 from certify.pipeline import ScanOptions, scan
 from certify.plugins.manager import Registry, load_registry
+from certify.policy.baseline import load_baseline
+from certify.policy.certificate import CertificateInvalid, build_record, keygen, load_private_key, verify
 from certify.policy.profile import load_profile, shipped_names
-from certify.progress import Progress
-from certify.bundle.sanitize_vmx import render_vmx, sanitize_vmx
-from certify.bundle.sanitize_ovf import sanitize_ovf
-from certify.bundle.truststore import load_trust_store
-from certify.units import parse_size
-from certify.bundle.vmx import MAX_BYTES as VMX_MAX_BYTES
-from certify.bundle.vmx import parse_vmx
 from certify.policy.waivers import load_waivers
+from certify.progress import Progress
+from certify.units import parse_size
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3

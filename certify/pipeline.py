@@ -12,17 +12,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from certify import __version__
-from certify.policy.baseline import mark_known
+from certify.bundle.ingest import Bundle, IngestPolicy, Limits, ingest
 from certify.errors import InputRejected, UsageError
 from certify.guest.reader import GuestLaunchError, GuestNotInspectable, describe_os, open_guest
-from certify.bundle.ingest import Bundle, IngestPolicy, Limits, ingest
-from certify.model import Check, FactNotApplicable, FactUnavailable, Facts, GuestCollector, Report, Severity, Verdict, Waiver
+from certify.model import Check, FactNotApplicable, Facts, FactUnavailable, GuestCollector, Report, Severity, Verdict, Waiver
 from certify.plugins.manager import Registry, load_registry
+from certify.policy.baseline import mark_known
 from certify.policy.profile import Profile, load_profile
-from certify.progress import SILENT, Progress
-from certify.runner import run_checks
 from certify.policy.verdict import decide
 from certify.policy.waivers import apply_waivers
+from certify.progress import SILENT, Progress
+from certify.runner import run_checks
 
 DEFAULT_PROFILE = "default"
 PIPELINE_FACTS = ("descriptor", "bundle")

@@ -12,10 +12,10 @@ import re
 import time
 from collections.abc import Iterator
 
-from certify.guest.parsers import crypt
-from certify.guest.parsers.accounts import EMPTY, USABLE, broad_command, default_passwords, interactive_shell
 from certify.checkdef import check
 from certify.guest.collectors.accounts import UNKNOWN, AccountDatabase, SudoConfig, SudoFile, UserAccount
+from certify.guest.parsers import crypt
+from certify.guest.parsers.accounts import EMPTY, USABLE, broad_command, default_passwords, interactive_shell
 from certify.model import Layer, Location, Result, Severity, Status, fail
 from certify.plugins.hookspecs import hookimpl
 

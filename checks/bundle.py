@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 
-from certify.checkdef import check
 from certify.bundle.descriptor import Descriptor
 from certify.bundle.ingest import BundleFacts
+from certify.checkdef import check
 from certify.model import Layer, Location, Severity, fail, not_applicable
 from certify.plugins.hookspecs import hookimpl
 

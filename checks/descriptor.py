@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from certify.checkdef import check
 from certify.bundle.descriptor import Descriptor, is_on, outside_bundle_reason, redact
+from certify.checkdef import check
 from certify.model import Layer, Severity, fail
 from certify.plugins.hookspecs import hookimpl
 

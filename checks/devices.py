@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from certify.checkdef import check
 from certify.bundle.descriptor import Descriptor, is_on, is_plainly_true, redact
+from certify.checkdef import check
 from certify.model import Layer, Result, Severity, fail
 from certify.plugins.hookspecs import hookimpl
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from certify.checkdef import check
 from certify.bundle.ingest import BundleFacts
+from certify.checkdef import check
 from certify.model import Layer, Result, Severity, fail
 from certify.plugins.hookspecs import hookimpl
 

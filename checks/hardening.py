@@ -9,11 +9,11 @@ import re
 import zlib
 from collections.abc import Iterator
 
-from certify.checkdef import check
 from certify.bundle.descriptor import Descriptor, is_on, is_plainly_true
+from certify.bundle.sanitize_vmx import HARDENING
+from certify.checkdef import check
 from certify.model import Layer, Location, Result, Severity, fail, not_applicable
 from certify.plugins.hookspecs import hookimpl
-from certify.bundle.sanitize_vmx import HARDENING
 
 # Whole words only: 'passthrough', 'compass' and 'tokenizer' are not secrets.
 SECRET_NAME = re.compile(r"(?<![a-z])(pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|credentials?)(?![a-z])",

@@ -8,11 +8,19 @@ from collections import Counter
 
 from certify.checkdef import check
 from certify.guest.collectors.perms import AccountFileModes, HomeModes, HostKeyModes, SetIdFile, SetIdInventory, WorldWritablePaths
-from certify.model import Layer, Location, Result, Severity, Status, fail, not_evaluated
 from certify.guest.parsers.perms import (
-    OPASSWD, SHADOW_FILES, account_file_rule, authorized_keys_rule, describe, home_rule, host_key_rule, octal,
-    private_key_rule, ssh_dir_rule,
+    OPASSWD,
+    SHADOW_FILES,
+    account_file_rule,
+    authorized_keys_rule,
+    describe,
+    home_rule,
+    host_key_rule,
+    octal,
+    private_key_rule,
+    ssh_dir_rule,
 )  # fmt: skip
+from certify.model import Layer, Location, Result, Severity, Status, fail, not_evaluated
 from certify.plugins.hookspecs import hookimpl
 
 # Setuid/setgid on any of these is a root shell for every local user (GTFOBins "SUID" list); no package sets it.

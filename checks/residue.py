@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 from certify.checkdef import check
 from certify.guest.collectors.residue import CONTENT_LIMIT
+from certify.guest.parsers.residue import Residue, ResidueFacts
 from certify.model import Layer, Location, Result, Severity, Status, fail
 from certify.plugins.hookspecs import hookimpl
-from certify.guest.parsers.residue import Residue, ResidueFacts
 
 
 def _report(facts: ResidueFacts, items: list[Residue]) -> Iterator[Result]:

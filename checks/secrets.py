@@ -23,10 +23,10 @@ import inspect
 import posixpath
 from collections.abc import Iterator
 
-from certify.guest.parsers import answerfiles, secrets
 from certify.checkdef import check
 from certify.guest.collectors import content
 from certify.guest.collectors.content import ContentScan, ScannedFile
+from certify.guest.parsers import answerfiles, secrets
 from certify.model import Layer, Location, Result, Severity, fail, not_evaluated
 from certify.plugins.hookspecs import hookimpl
 

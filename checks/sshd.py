@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from certify.checkdef import check
 from certify.guest.collectors.sshd import SshdConfig
+from certify.guest.parsers.sshd_config import MAIN_CONFIG, Connection, Directive
 from certify.model import Layer, Location, Result, Severity, fail, not_applicable, not_evaluated
 from certify.plugins.hookspecs import hookimpl
-from certify.guest.parsers.sshd_config import MAIN_CONFIG, Connection, Directive
 
 OTHER_USER = Connection("any account other than root", None, None)
 CIS = "CIS Benchmark (ComplianceAsCode rule {})"

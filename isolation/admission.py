@@ -13,12 +13,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from certify.policy.certificate import CertificateInvalid, canonical, verify
 from certify.errors import CertifyError, UsageError
 from certify.isolation import deploy, render
 from certify.isolation import verify as verification
 from certify.isolation.model import NAME, ModelError, Provider, Service, Workload, allocate_address, check_workload_fits, mac_for
 from certify.isolation.registry import Registry
+from certify.policy.certificate import CertificateInvalid, canonical, verify
 
 
 class AdmissionRefused(CertifyError):

@@ -14,7 +14,6 @@ from certify.model import Check, GuestCollector, Reporter
 from certify.plugins import hookspecs
 
 
-
 def _modules(package: str) -> tuple[str, ...]:
     """Every module of a built-in package: a new check or collector file is registered by existing."""
     path = importlib.import_module(package).__path__

@@ -14,10 +14,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 import plants
+import pytest
 import shapes
+
 from certify import sample
 from certify.guest.parsers.sshkeys import parse_public_key_line
 

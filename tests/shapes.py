@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from certify import sample
-from certify.sample import Disk, Layout
 from certify.guest.parsers.sshkeys import parse_public_key_line
+from certify.sample import Disk, Layout
 
 
 @dataclass

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 
 from certify import Layer, Location, Severity, Status, check, fail
-from certify.guest.collectors.ssh import AuthorizedKeysFile, HostKeyFile
 from certify.bundle.descriptor import from_vmx
+from certify.bundle.vmx import parse_vmx
+from certify.guest.collectors.ssh import AuthorizedKeysFile, HostKeyFile
+from certify.guest.parsers.sshkeys import KeyEntry, PublicKey
 from certify.model import Facts, Verdict
 from certify.pipeline import PIPELINE_FACTS
 from certify.plugins.manager import load_registry
-from certify.runner import run_checks
-from certify.guest.parsers.sshkeys import KeyEntry, PublicKey
 from certify.policy.verdict import decide
-from certify.bundle.vmx import parse_vmx
+from certify.runner import run_checks
 
 REGISTRY = load_registry()
 

@@ -7,9 +7,9 @@ import stat
 
 import pytest
 
-from certify.guest.parsers import fstab
 from certify.guest import reader as guest_reader
 from certify.guest.collectors.ssh import collect_authorized_keys, collect_host_keys
+from certify.guest.parsers import fstab
 from certify.guest.reader import GuestDisk, GuestNotInspectable, GuestReader, open_guest
 from certify.model import FactUnavailable
 from certify.sample import ed25519_keypair

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from test_parsers import CORPUS
 
 from certify.bundle.descriptor import Descriptor, from_ovf, from_vmx
 from certify.bundle.ingest import BundleFacts
 from certify.bundle.ovf import parse_ovf
+from certify.bundle.vmx import parse_vmx
+from certify.model import Facts
 from certify.plugins.manager import load_registry
 from certify.runner import run_checks
-from certify.model import Facts
 from certify.sample import ovf_descriptor
-from certify.bundle.vmx import parse_vmx
-from test_parsers import CORPUS
 
 REGISTRY = load_registry()
 # unsigned-bundle has its own test below; it would fire on every unsigned example here.

@@ -11,15 +11,15 @@ import subprocess
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_parsers import CORPUS
 
 from certify.bundle.descriptor import from_ovf, from_vmx
 from certify.bundle.diskformat import sniff_bytes
-from certify.errors import ParseError
 from certify.bundle.manifest import parse_manifest
 from certify.bundle.ovf import parse_ovf
-from certify.guest.parsers.sshkeys import parse_authorized_keys, private_key_public
 from certify.bundle.vmx import parse_vmx
-from test_parsers import CORPUS
+from certify.errors import ParseError
+from certify.guest.parsers.sshkeys import parse_authorized_keys, private_key_public
 
 FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 VMX_SEEDS = [p.read_bytes() for p in sorted(CORPUS.glob("*.vmx"))]

@@ -6,11 +6,11 @@ import json
 
 import pytest
 from memguest import memory_reader, scan_spec
+from plants import secrets as plant
 
 from certify import sample
-from certify.guest.parsers import vncpasswd
 from certify.guest.collectors import content
-from plants import secrets as plant
+from certify.guest.parsers import vncpasswd
 
 ALL = plant.CHECKS
 

@@ -6,7 +6,6 @@ import pytest
 from memguest import DEBIAN, guest_facts, memory_reader, scan_spec
 
 from certify import sample
-from certify.plugins.manager import get_plugin_manager, load_registry
 from certify.guest.parsers.remote_access import (
     inetd_services,
     netrc_summary,
@@ -18,6 +17,7 @@ from certify.guest.parsers.remote_access import (
     vsftpd_requires_tls,
     xinetd_services,
 )
+from certify.plugins.manager import get_plugin_manager, load_registry
 
 SSHD = ("sshd-permit-root-login", "sshd-password-authentication", "sshd-permit-empty-passwords", "sshd-hardening-baseline")
 DROPIN = "/etc/ssh/sshd_config.d/90-test.conf"

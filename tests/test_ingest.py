@@ -11,9 +11,9 @@ import tarfile
 import pytest
 
 from certify import sample
-from certify.errors import InputRejected, UsageError
 from certify.bundle.ingest import IngestPolicy, Limits, identify, ingest
 from certify.bundle.ova import check_member_name
+from certify.errors import InputRejected, UsageError
 
 
 def refused(bundle, check: str, match: str) -> None:

@@ -15,14 +15,14 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from conftest import run_certify
 
-from certify.policy.certificate import build_record, keygen, load_private_key
 from certify.isolation import admission, deploy, netns, render, state
 from certify.isolation import verify as verification
 from certify.isolation.model import parse_provider
 from certify.isolation.registry import Registry
 from certify.model import Report, Severity, Verdict
-from conftest import run_certify
+from certify.policy.certificate import build_record, keygen, load_private_key
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces and nftables need root")
 

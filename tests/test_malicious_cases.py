@@ -14,21 +14,33 @@ import struct
 import tarfile
 
 import pytest
+from test_descriptor_checks import DESCRIPTOR_CHECKS, REGISTRY
+from test_ingest import (  # noqa: F401
+    _cert_file,
+    _signer,
+    _sparse_vmdk,
+    _zero_capacity_with_host_extent,
+    fresh,
+    make_tar,
+    mf,
+    ovf_for,
+    qemu_img,  # fmt: skip
+    refused,
+    sha,
+    vmdk_bytes,
+)
+from test_parsers import BILLION_LAUGHS, CORPUS, XXE
 
 from certify import sample
 from certify.bundle.descriptor import Descriptor, from_ovf, from_vmx
-from certify.errors import InputRejected, ParseError
 from certify.bundle.ingest import BundleFacts, IngestPolicy, Limits, ingest
-from certify.model import Facts, Severity
 from certify.bundle.ovf import parse_ovf
-from certify.runner import run_checks
-from certify.bundle.sanitize_vmx import render_vmx, sanitize_vmx
 from certify.bundle.sanitize_ovf import sanitize_ovf
+from certify.bundle.sanitize_vmx import render_vmx, sanitize_vmx
 from certify.bundle.vmx import parse_vmx
-from test_descriptor_checks import DESCRIPTOR_CHECKS, REGISTRY
-from test_ingest import (_cert_file, _signer, _sparse_vmdk, _zero_capacity_with_host_extent, fresh, make_tar, mf, ovf_for,  # noqa: F401
-                         qemu_img, refused, sha, vmdk_bytes)  # fmt: skip
-from test_parsers import BILLION_LAUGHS, CORPUS, XXE
+from certify.errors import InputRejected, ParseError
+from certify.model import Facts, Severity
+from certify.runner import run_checks
 
 REJECT, FLAG = "reject", "flag"
 

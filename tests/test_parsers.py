@@ -6,15 +6,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import SHARED
 
 from certify import sample
 from certify.bundle.descriptor import from_ovf, from_vmx, outside_bundle_reason, redact
 from certify.bundle.diskformat import format_from_ovf, sniff_bytes
-from certify.errors import ParseError
 from certify.bundle.ovf import parse_ovf
-from certify.guest.parsers.sshkeys import fingerprint, parse_authorized_keys, parse_public_key_line, private_key_public
 from certify.bundle.vmx import parse_vmx
-from conftest import SHARED
+from certify.errors import ParseError
+from certify.guest.parsers.sshkeys import fingerprint, parse_authorized_keys, parse_public_key_line, private_key_public
 
 CORPUS = SHARED / "corpus" / "real-descriptors"
 

@@ -14,8 +14,15 @@ from memguest import memory_reader
 
 from certify import sample
 from certify.guest.parsers.pkgdb import (
-    NO_DATABASE, RpmHeaderError, canonical, package_database, parse_apk_installed, parse_dpkg_list, parse_dpkg_md5sums,
-    parse_rpm_header, read_rpm_sqlite,
+    NO_DATABASE,
+    RpmHeaderError,
+    canonical,
+    package_database,
+    parse_apk_installed,
+    parse_dpkg_list,
+    parse_dpkg_md5sums,
+    parse_rpm_header,
+    read_rpm_sqlite,
 )  # fmt: skip
 
 BIN, INT16, INT32, STRING, STRING_ARRAY = 7, 3, 4, 6, 8

@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 import yaml
+from conftest import run_certify
 
 from certify.policy.profile import load_profile, shipped_names
-from conftest import run_certify
 
 DESCRIPTOR_ONLY = "include: [vmx-vnc-enabled, storage-path-outside-bundle]\n"  # lets a bundle without disks pass
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import run_certify
 from hypothesis import given
+from test_fuzz import FUZZ, VMX_SEEDS, mutated
+from test_parsers import CORPUS
 
 from certify.bundle.descriptor import from_vmx
+from certify.bundle.sanitize_vmx import render_vmx, sanitize_vmx
+from certify.bundle.vmx import parse_vmx
 from certify.errors import ParseError
 from certify.model import Facts
 from certify.plugins.manager import load_registry
 from certify.runner import run_checks
-from certify.bundle.sanitize_vmx import render_vmx, sanitize_vmx
-from certify.bundle.vmx import parse_vmx
-from conftest import run_certify
-from test_fuzz import FUZZ, VMX_SEEDS, mutated
-from test_parsers import CORPUS
 
 SCOURED = {"vmx-vnc-enabled", "shared-folder", "host-device-passthrough", "host-listener-or-pipe", "descriptor-secret",
            "duplicate-descriptor-key", "vmx-isolation-settings", "storage-path-outside-bundle"}  # fmt: skip

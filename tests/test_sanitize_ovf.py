@@ -6,20 +6,20 @@ import json
 import re
 
 import pytest
+from conftest import run_certify
 from hypothesis import given
 from hypothesis import strategies as st
+from test_fuzz import FUZZ, OVF_SEEDS, mutated
+from test_parsers import CORPUS
 
 from certify.bundle.descriptor import from_ovf
+from certify.bundle.ovf import parse_ovf
+from certify.bundle.sanitize_ovf import sanitize_ovf
 from certify.errors import ParseError
 from certify.model import Facts
-from certify.bundle.ovf import parse_ovf
 from certify.plugins.manager import load_registry
 from certify.runner import run_checks
 from certify.sample import ovf_descriptor
-from certify.bundle.sanitize_ovf import sanitize_ovf
-from conftest import run_certify
-from test_fuzz import FUZZ, OVF_SEEDS, mutated
-from test_parsers import CORPUS
 
 SCOURED = {"vmx-vnc-enabled", "shared-folder", "host-device-passthrough", "host-listener-or-pipe", "descriptor-secret",
            "duplicate-descriptor-key", "vmx-isolation-settings", "storage-path-outside-bundle", "extraconfig-smuggling"}  # fmt: skip

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from certify.guest import accel, reader as guest_reader
+from certify.guest import accel
+from certify.guest import reader as guest_reader
 from certify.pipeline import ScanOptions, scan
 from certify.plugins.manager import load_registry
 from certify.policy.profile import load_profile

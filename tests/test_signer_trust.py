@@ -6,17 +6,17 @@ import datetime
 import json
 
 import pytest
+from conftest import run_certify
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from certify.errors import InputRejected
-from certify.bundle.ingest import IngestPolicy, ingest
-from certify.bundle.signature import trust_path
-from conftest import run_certify
 from test_descriptor_checks import REGISTRY
 from test_ingest import fresh, make_tar, mf, ovf_for, sha, vmdk_bytes  # noqa: F401 - vmdk_bytes is a fixture
+
+from certify.bundle.ingest import IngestPolicy, ingest
+from certify.bundle.signature import trust_path
+from certify.errors import InputRejected
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 

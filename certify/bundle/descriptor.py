@@ -11,9 +11,9 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from certify.model import Layer, Location
 from certify.bundle.ovf import OvfDescriptor
 from certify.bundle.vmx import VmxFile
+from certify.model import Layer, Location
 
 DISK_FILENAME_KEY = re.compile(r"^(scsi|ide|sata|nvme)\d+:\d+\.filename$", re.IGNORECASE)
 # Keys whose value names host storage: disks and images, host devices and files a port writes,

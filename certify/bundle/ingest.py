@@ -19,16 +19,16 @@ from typing import Any
 from cryptography import x509
 
 from certify.bundle import diskformat, manifest, signature
-from certify.bundle.files import Limits, MissingFile, Staging, show
 from certify.bundle.descriptor import DISK_FILENAME_KEY, Descriptor, from_ovf, from_vmx, outside_bundle_reason
-from certify.errors import InputRejected, ParseError, UsageError
-from certify.guest.reader import GuestDisk
+from certify.bundle.files import Limits, MissingFile, Staging, show
 from certify.bundle.manifest import ManifestEntry
-from certify.model import Layer, Location
 from certify.bundle.ova import extract
 from certify.bundle.ovf import OvfDescriptor, OvfDisk, capacity_bytes, parse_ovf
 from certify.bundle.signature import Signer
 from certify.bundle.vmx import parse_vmx
+from certify.errors import InputRejected, ParseError, UsageError
+from certify.guest.reader import GuestDisk
+from certify.model import Layer, Location
 
 DESCRIPTOR_LIMIT = 8 * 1024 * 1024
 _PACKAGE_RESOURCE = re.compile(r"^(ovf:)?/(disk|file)/([^/]+)$")  # ovf:/disk/ID, ovf:/file/ID (or without the scheme)

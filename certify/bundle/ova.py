@@ -17,8 +17,8 @@ from typing import BinaryIO
 
 from certify.bundle import manifest
 from certify.bundle.files import CHUNK, Digests, Limits, show
-from certify.errors import InputRejected
 from certify.bundle.manifest import ManifestEntry
+from certify.errors import InputRejected
 
 
 @dataclass

@@ -15,8 +15,8 @@ from xml.parsers.expat import ExpatError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 
-from certify.errors import ParseError
 from certify.bundle.vmx import KEY as VMX_KEY
+from certify.errors import ParseError
 
 MAX_BYTES = 8 * 1024 * 1024
 MAX_SYSTEMS = 64  # VirtualSystems in one package, nested ones included

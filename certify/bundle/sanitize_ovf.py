@@ -28,11 +28,11 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
-from certify.checks.devices import HOST_ITEM_SUBTYPE, HOST_ITEM_TYPES
-from certify.checks.hardening import DEFAULT_CONFIG_ALLOWED, DEFAULT_EXTRACONFIG_ALLOWED, NOT_TEXT_TYPES, secret_content, secret_name
 from certify.bundle.descriptor import PATH_KEY, outside_bundle_reason, redact
 from certify.bundle.ovf import LINE_ATTR, VBOX, VMW, parse_ovf, parse_tree, read_vbox_settings, unknown_sections
 from certify.bundle.sanitize_vmx import HARDENING, SECRET_KEYS, Change, removal_for
+from certify.checks.devices import HOST_ITEM_SUBTYPE, HOST_ITEM_TYPES
+from certify.checks.hardening import DEFAULT_CONFIG_ALLOWED, DEFAULT_EXTRACONFIG_ALLOWED, NOT_TEXT_TYPES, secret_content, secret_name
 
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 # Prefixes written for well-known namespaces a document did not name itself.

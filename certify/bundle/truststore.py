@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from cryptography import x509
 
-from certify.errors import ParseError, UsageError
 from certify.bundle.signature import parse_pem_certificates, usable_certificate
+from certify.errors import ParseError, UsageError
 
 MAX_BYTES = 4 * 1024 * 1024
 

@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from certify.errors import CertifyError
 from certify.guest import accel
 from certify.guest.parsers import fstab, lvmlabel
-from certify.errors import CertifyError
 from certify.model import FactUnavailable
 from certify.progress import SILENT, Progress
 

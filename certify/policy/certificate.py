@@ -19,8 +19,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from certify.errors import CertifyError, UsageError
 from certify.bundle.ingest import identify
+from certify.errors import CertifyError, UsageError
 from certify.model import Report, Verdict
 
 SCHEMA = "certify-certificate/1"

@@ -23,9 +23,9 @@ from certify.guest.parsers.accounts import (
     password_state,
     resolve_include,
 )
+from certify.guest.parsers.passwd import parse_passwd
 from certify.guest.reader import GuestReader, Stat
 from certify.model import FactUnavailable, GuestCollector
-from certify.guest.parsers.passwd import parse_passwd
 from certify.plugins.hookspecs import hookimpl
 
 DATABASE_LIMIT = 16 * 1024 * 1024

@@ -35,11 +35,11 @@ import posixpath
 from dataclasses import dataclass, field
 
 from certify.guest.parsers import answerfiles, cloudinit, secrets, vncpasswd
+from certify.guest.parsers.passwd import guest_accounts
+from certify.guest.parsers.sshkeys import private_key_public
 from certify.guest.reader import GuestReader, Inventory, Stat
 from certify.model import GuestCollector
-from certify.guest.parsers.passwd import guest_accounts
 from certify.plugins.hookspecs import hookimpl
-from certify.guest.parsers.sshkeys import private_key_public
 
 # The module docstring's body, shown as the collector's and the checks' "what is read" (absent under -OO)
 WHAT_IS_READ = (__doc__ or "").partition("\n\n")[2].strip()

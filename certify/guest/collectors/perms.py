@@ -13,12 +13,12 @@ import hashlib
 import posixpath
 from dataclasses import dataclass
 
-from certify.guest.reader import GuestReader, Stat
-from certify.model import FactUnavailable, GuestCollector
-from certify.guest.parsers.passwd import guest_accounts
 from certify.guest.parsers.accounts import parse_group, parse_login_defs
+from certify.guest.parsers.passwd import guest_accounts
 from certify.guest.parsers.perms import ACCOUNT_FILES, set_id, world_writable
 from certify.guest.parsers.pkgdb import Digest, package_database
+from certify.guest.reader import GuestReader, Stat
+from certify.model import FactUnavailable, GuestCollector
 from certify.plugins.hookspecs import hookimpl
 
 ACCOUNT_DB_LIMIT = 16 * 1024 * 1024

@@ -10,10 +10,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from certify.guest.reader import GuestReader, Inventory
-from certify.model import GuestCollector
 from certify.guest.parsers.passwd import guest_accounts
-from certify.plugins.hookspecs import hookimpl
 from certify.guest.parsers.remote_access import (
     enabled_units,
     inetd_services,
@@ -28,6 +25,9 @@ from certify.guest.parsers.remote_access import (
     vsftpd_requires_tls,
     xinetd_services,
 )
+from certify.guest.reader import GuestReader, Inventory
+from certify.model import GuestCollector
+from certify.plugins.hookspecs import hookimpl
 
 TEXT_LIMIT = 256 * 1024
 BINARY_DIRS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/local/bin", "/usr/libexec")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from certify.guest.reader import GuestReader, glob_escape
-from certify.model import FactUnavailable, GuestCollector
 from certify.guest.collectors.sshd import MEMO_KEY as SSHD_MEMO_KEY
 from certify.guest.collectors.sshd import load_sshd_config
 from certify.guest.parsers.passwd import PASSWD_LIMIT, Account, guest_accounts
 from certify.guest.parsers.sshd_config import MAIN_CONFIG
-from certify.plugins.hookspecs import hookimpl
 from certify.guest.parsers.sshkeys import KeyEntry, PublicKey, parse_authorized_keys, parse_public_key_line, private_key_public
+from certify.guest.reader import GuestReader, glob_escape
+from certify.model import FactUnavailable, GuestCollector
+from certify.plugins.hookspecs import hookimpl
 
 KEY_FILE_LIMIT = 64 * 1024
 AUTHORIZED_KEYS_LIMIT = 1024 * 1024

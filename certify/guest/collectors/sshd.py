@@ -5,11 +5,11 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
+from certify.guest.parsers.passwd import Account, parse_passwd
+from certify.guest.parsers.sshd_config import MAIN_CONFIG, SSH_DIR, Defaults, EffectiveConfig, compiled_defaults, glob_paths, resolve
 from certify.guest.reader import GuestReader
 from certify.model import GuestCollector
-from certify.guest.parsers.passwd import Account, parse_passwd
 from certify.plugins.hookspecs import hookimpl
-from certify.guest.parsers.sshd_config import MAIN_CONFIG, SSH_DIR, Defaults, EffectiveConfig, compiled_defaults, glob_paths, resolve
 
 CONFIG_LIMIT = 256 * 1024
 ACCOUNTS_LIMIT = 16 * 1024 * 1024

@@ -5,7 +5,6 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-
 PASSWD_LIMIT = 16 * 1024 * 1024
 
 
