@@ -6,18 +6,10 @@ import re
 from collections.abc import Iterator
 
 from certify.bundle.descriptor import Descriptor, is_on, is_plainly_true, redact
+from certify.bundle.vmx_policy import HOST_ITEM_SUBTYPE, HOST_ITEM_TYPES, RAW_DEVICE_TYPES
 from certify.checkdef import check
 from certify.model import Layer, Result, Severity, fail
 from certify.plugins.hookspecs import hookimpl
-
-# CIM ResourceType numbers of OVF hardware items that bind host hardware (35: VirtualBox's sound card).
-HOST_ITEM_TYPES = {"14": "floppy drive", "21": "serial port", "22": "parallel port", "23": "USB controller", "35": "sound card"}
-_RAW_DEVICE_TYPES = {"cdrom-raw", "atapi-cdrom", "scsi-passthru", "rawdisk", "scsi-cdrom"}
-# rasd:ResourceSubType of an OVF item backed by a host (or console client) device rather than an image:
-# vmware.cdrom.atapi / remoteatapi / remotepassthrough (the OVF form of cdrom-raw), PCI pass-through,
-# vmware.soundcard.* (host audio, as sound.present in a VMX).
-HOST_ITEM_SUBTYPE = re.compile(r"(atapi|passthrough|passthru|soundcard)", re.IGNORECASE)
-
 
 # VirtualBox UART/LPT host modes that open a pipe or socket on the host (RawFile and HostDevice write host files/devices).
 _VBOX_LISTENER_MODES = {"hostpipe", "tcp", "tcpserver", "udp"}
@@ -43,7 +35,7 @@ def _vbox_port_mode(setting) -> str:
 def host_device_passthrough(descriptor: Descriptor) -> Iterator[Result]:
     """A device key that binds the VM to hardware or networks of the host it lands on."""
     for entry, _ in descriptor.matching(r"^(scsi|ide|sata|nvme)\d+:\d+\.devicetype$"):
-        if entry.value.strip().lower() in _RAW_DEVICE_TYPES:
+        if entry.value.strip().lower() in RAW_DEVICE_TYPES:
             yield fail(entry.location, f"{entry.key} = {entry.value!r}: a host device passed through")
     for entry, m in descriptor.matching(r"^(floppy|serial|parallel)(\d+)\.filetype$"):
         kind = entry.value.strip().lower()

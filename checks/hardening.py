@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import fnmatch
 import re
-import zlib
 from collections.abc import Iterator
 
 from certify.bundle.descriptor import Descriptor, is_on, is_plainly_true
-from certify.bundle.sanitize_vmx import HARDENING
+from certify.bundle.vmx_policy import (
+    DEFAULT_CONFIG_ALLOWED,
+    DEFAULT_EXTRACONFIG_ALLOWED,
+    HARDENING,
+    NOT_TEXT_TYPES,
+    secret_content,
+    secret_name,
+)
 from certify.checkdef import check
 from certify.model import Layer, Location, Result, Severity, fail, not_applicable
 from certify.plugins.hookspecs import hookimpl
-
-# Whole words only: 'passthrough', 'compass' and 'tokenizer' are not secrets.
-SECRET_NAME = re.compile(r"(?<![a-z])(pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|credentials?)(?![a-z])",
-                         re.IGNORECASE)  # fmt: skip
-
-
-def secret_name(key: str) -> bool:
-    """A key named like a secret; camelCase words count as words (adminPassword, vami.rootPassword, apiToken)."""
-    words = re.sub(r"([A-Z])([A-Z][a-z])", r"\1_\2", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key))
-    return bool(SECRET_NAME.search(words))
-
-
-NOT_TEXT_TYPES = ("boolean", "uint", "sint", "int", "real")  # an ovf:type that cannot hold a secret
-_SECRET_CONTENT = re.compile(r"passw(or)?d|chpasswd|ssh_authorized_keys|PRIVATE KEY-----", re.IGNORECASE)
 
 
 @check(
@@ -100,22 +90,6 @@ def descriptor_secret(descriptor: Descriptor) -> Iterator[Result]:
         if prop.secret or named or secret_content(prop.value):
             kind = "password property" if prop.secret else "property named like a secret" if named else "property whose default holds credentials"
             yield fail(prop.location, f"{kind} {prop.name!r} has a default value (not shown)")
-
-
-def secret_content(value: str) -> bool:
-    """Credentials in a value, also inside base64 (wrapped or not) and gzip, as cloud-init user data travels."""
-    if _SECRET_CONTENT.search(value):
-        return True
-    try:
-        raw = base64.b64decode("".join(value.split()), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = zlib.decompressobj(wbits=31).decompress(raw, 1024 * 1024)  # bounded: no gzip bomb
-        except zlib.error:
-            return False
-    return bool(_SECRET_CONTENT.search(raw.decode("utf-8", "replace")))
 
 
 @check(
@@ -195,22 +169,6 @@ def vmx_isolation_settings(descriptor: Descriptor) -> Iterator[Result]:
 
 
 _STIG_VALUES = {k.lower(): v for k, v in HARDENING.items()}
-DEFAULT_EXTRACONFIG_ALLOWED = [
-    "cpuid.coresPerSocket", "svga.present", "svga.autodetect", "svga.vramSize", "svga.numDisplays",
-    "tools.syncTime", "tools.upgrade.policy", "time.synchronize.*", "disk.EnableUUID", "numa.*",
-]  # fmt: skip
-
-
-# vmw:Config (VirtualMachineConfigSpec) fields real exports carry (descriptors.md §2.4), and device fields of Items.
-DEFAULT_CONFIG_ALLOWED = [
-    "firmware", "nestedHVEnabled", "flags.vvtdEnabled", "flags.vbsEnabled", "tools.syncTimeWithHost",
-    "tools.afterPowerOn", "tools.afterResume", "tools.beforeGuestStandby", "tools.beforeGuestShutdown",
-    "tools.beforeGuestReboot", "tools.toolsUpgradePolicy", "powerOpInfo.*", "bootOptions.efiSecureBootEnabled",
-    "bootOptions.bootDelay", "bootOptions.enterBIOSSetup", "cpuHotAddEnabled", "cpuHotRemoveEnabled",
-    "memoryHotAddEnabled", "virtualICH7MPresent", "virtualSMCPresent", "slotInfo.pciSlotNumber",
-    "connectable.startConnected", "connectable.connected", "wakeOnLanEnabled", "videoRamSizeInKB",
-    "enable3DSupport", "use3dRenderer", "numDisplays", "useAutoDetect", "graphicsMemorySizeInKB",
-]  # fmt: skip
 
 
 @check(

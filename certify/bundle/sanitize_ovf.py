@@ -30,9 +30,20 @@ from dataclasses import dataclass, field
 
 from certify.bundle.descriptor import PATH_KEY, outside_bundle_reason, redact
 from certify.bundle.ovf import LINE_ATTR, VBOX, VMW, parse_ovf, parse_tree, read_vbox_settings, unknown_sections
-from certify.bundle.sanitize_vmx import HARDENING, SECRET_KEYS, Change, removal_for
-from certify.checks.devices import HOST_ITEM_SUBTYPE, HOST_ITEM_TYPES
-from certify.checks.hardening import DEFAULT_CONFIG_ALLOWED, DEFAULT_EXTRACONFIG_ALLOWED, NOT_TEXT_TYPES, secret_content, secret_name
+from certify.bundle.sanitize_vmx import Change
+from certify.bundle.vmx_policy import (
+    DEFAULT_CONFIG_ALLOWED,
+    DEFAULT_EXTRACONFIG_ALLOWED,
+    HARDENING,
+    HOST_ITEM_SUBTYPE,
+    HOST_ITEM_TYPES,
+    NOT_TEXT_TYPES,
+    RAW_DEVICE_TYPES,
+    SECRET_KEYS,
+    removal_for,
+    secret_content,
+    secret_name,
+)
 
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 # Prefixes written for well-known namespaces a document did not name itself.
@@ -50,7 +61,6 @@ KNOWN_PREFIXES = {
 ALLOWED_EXTRACONFIG = [p.lower() for p in DEFAULT_EXTRACONFIG_ALLOWED] + [k.lower() for k in HARDENING]
 ALLOWED_CONFIG = [p.lower() for p in DEFAULT_CONFIG_ALLOWED]
 _HARDENING_KEYS = {k.lower() for k in HARDENING}
-_RAW_DEVICES = {"cdrom-raw", "atapi-cdrom", "scsi-passthru", "rawdisk", "scsi-cdrom"}
 _DEVICE_NAMESPACE = re.compile(r"^(scsi|ide|sata|nvme)\d+:\d+$", re.IGNORECASE)
 # vmw:Config fields (VirtualMachineConfigSpec) that are identity or let the guest plug devices in.
 CONFIG_REMOVE = [
@@ -301,7 +311,7 @@ def _config(doc: _Doc, holder: ET.Element, extra_allowed: bool) -> None:
             continue
         if key.lower().endswith(".filename") and value and outside_bundle_reason(value):
             doomed[namespace] = (f"storage outside the bundle ({outside_bundle_reason(value)})", "storage-path-outside-bundle")
-        if key.lower().endswith(".devicetype") and value.strip().lower() in _RAW_DEVICES:
+        if key.lower().endswith(".devicetype") and value.strip().lower() in RAW_DEVICE_TYPES:
             doomed.setdefault(namespace, ("host device passed through", "host-device-passthrough"))
     for elem in elems:
         kind, key = _local(elem.tag), (elem.get(f"{{{VMW}}}key") or "").strip()

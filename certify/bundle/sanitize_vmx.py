@@ -13,47 +13,7 @@ from dataclasses import dataclass
 
 from certify.bundle.descriptor import DISK_FILENAME_KEY, PATH_KEY, outside_bundle_reason
 from certify.bundle.vmx import VmxEntry, VmxFile
-
-# (key pattern, reason, check id), first match wins. Namespaces like 'serial0.' go whole.
-REMOVE = [
-    (r"remotedisplay\.vnc\..*", "VNC console and its stored secret", "vmx-vnc-enabled"),
-    (r"(sharedfolder\d*|hgfs)\..*", "host folder shared with the guest", "shared-folder"),
-    (r"(serial|parallel|floppy)\d+\..*", "port or drive backed by the host", "host-device-passthrough"),
-    (r"(usb|ehci|usb_xhci)(\..*|:\d+\..*)", "host USB devices", "host-device-passthrough"),
-    (r"pcipassthru\d+\..*", "host PCI device", "host-device-passthrough"),
-    (r"sound\..*", "host audio device", "host-device-passthrough"),
-    (r"(debugstub\..*|monitor\.debugonstartguest(32|64))", "debugger endpoint on the host", "host-listener-or-pipe"),
-    (r"vmsafe\..*", "introspection endpoint", "host-listener-or-pipe"),
-    (r"(vmci\d+\.unrestricted|allowunrestrictedcommunication)", "VMCI channel to other VMs on the host", "host-listener-or-pipe"),
-    (r"ethernet\d+\.(vnet|bsdname|connectiontype|networkname|pvnid|dvs\..*|filter\d+\..*)", "binding to a host network",
-     "host-device-passthrough"),
-    (r"ethernet\d+\.(address|generatedaddress|generatedaddressoffset|checkmacaddress)", "MAC address: regenerated on deploy", ""),
-    (r"(uuid\.(bios|location)|vc\.uuid|vm\.genid(x)?)", "identity: regenerated on deploy", ""),
-    (r"(sched\.swap\..*|workingdir|suspend\.directory|redologdir|checkpoint\.vmstate|vmxstats\.filename"
-     r"|migrate\.hostlog|log\.filename|filesearchpath|replay\.filename)", "host-owned location", "storage-path-outside-bundle"),
-    (r"(answer\.msg\..*|msg\.autoanswer)", "pre-answered hypervisor question", ""),
-    (r"guestinfo\..*", "guest-readable data, may carry secrets", "descriptor-secret"),
-    (r"sched\.mem\.pshare\.salt", "page sharing across VMs", "vmx-isolation-settings"),
-]
-_REMOVE = [(re.compile(p + "$", re.IGNORECASE), reason, check) for p, reason, check in REMOVE]
-_RAW_DEVICES = {"cdrom-raw", "atapi-cdrom", "scsi-passthru", "rawdisk", "scsi-cdrom"}
-SECRET_KEYS = re.compile(r"remotedisplay\.vnc\.(password|key)$|guestinfo\..*", re.IGNORECASE)
-
-# vSphere 8.0 VM STIG V2R1 values, written explicitly.
-HARDENING = {
-    "isolation.tools.copy.disable": "TRUE",
-    "isolation.tools.dnd.disable": "TRUE",
-    "isolation.tools.paste.disable": "TRUE",
-    "isolation.tools.diskShrink.disable": "TRUE",
-    "isolation.tools.diskWiper.disable": "TRUE",
-    "isolation.tools.hgfs.disable": "TRUE",
-    "isolation.device.connectable.disable": "TRUE",
-    "isolation.device.edit.disable": "TRUE",
-    "tools.guestlib.enableHostInfo": "FALSE",
-    "mks.enable3d": "FALSE",
-    "RemoteDisplay.maxConnections": "1",
-    "tools.setinfo.sizeLimit": "1048576",
-}
+from certify.bundle.vmx_policy import HARDENING, RAW_DEVICE_TYPES, SECRET_KEYS, removal_for
 
 
 @dataclass(frozen=True)
@@ -78,14 +38,9 @@ def _device_namespaces(vmx: VmxFile) -> dict[str, tuple[str, str]]:
         namespace = entry.key.rsplit(".", 1)[0].lower()
         if DISK_FILENAME_KEY.match(entry.key) and entry.value and outside_bundle_reason(entry.value):
             doomed[namespace] = (f"storage outside the bundle ({outside_bundle_reason(entry.value)})", "storage-path-outside-bundle")
-        if entry.norm.endswith(".devicetype") and entry.value.strip().lower() in _RAW_DEVICES:
+        if entry.norm.endswith(".devicetype") and entry.value.strip().lower() in RAW_DEVICE_TYPES:
             doomed.setdefault(namespace, ("host device passed through", "host-device-passthrough"))
     return doomed
-
-
-def removal_for(key: str) -> tuple[str, str] | None:
-    """(reason, check id) when a VMX key (or an OVF vmw:ExtraConfig/vmw:Config key) must go, else None."""
-    return next(((reason, check) for rx, reason, check in _REMOVE if rx.match(key)), None)
 
 
 def _shown(entry: VmxEntry) -> str:
