@@ -363,11 +363,12 @@ def probe_launch_variants(image: Path, results: dict) -> None:
 
 def probe_walk(image: Path, results: dict) -> None:
     """Inside one appliance: cold/warm cost of find0, the inventory walk and read_many of /etc."""
-    from certify.guest.reader import GuestDisk, GuestReader, _os_info
+    from certify.bundle.disk import BundleDisk
+    from certify.guest.reader import GuestReader, _os_info
 
     phases: dict[str, float] = {}
     with bare_guest(image, phases) as (g, root, mounts, tmp):
-        disks = [GuestDisk(str(image), image.name, "qcow2")]
+        disks = [BundleDisk(str(image), image.name, "qcow2")]
         mounted = dict(mounts)
         info = _os_info(g, root)
 

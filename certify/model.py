@@ -275,6 +275,13 @@ class Report:
         return counts
 
 
+def describe_os(info: dict) -> str:
+    """'debian 12.8 (hostname web-1)': libguestfs' product name is often just a version."""
+    product = info.get("product_name") or ""
+    name = product if any(c.isalpha() for c in product) else f"{info.get('distro') or info.get('type') or 'unknown OS'} {product}"
+    return name.strip() + (f" (hostname {info['hostname']})" if info.get("hostname") else "")
+
+
 class FactUnavailable(Exception):
     """Raised by a collector that cannot gather its fact from this guest (not a bug)."""
 

@@ -14,8 +14,8 @@ from typing import Any
 from certify import __version__
 from certify.bundle.ingest import Bundle, IngestPolicy, Limits, ingest
 from certify.errors import InputRejected, UsageError
-from certify.guest.reader import GuestLaunchError, GuestNotInspectable, describe_os, open_guest
-from certify.model import Check, FactNotApplicable, Facts, FactUnavailable, GuestCollector, Report, Severity, Verdict, Waiver
+from certify.guest.reader import GuestLaunchError, GuestNotInspectable, open_guest
+from certify.model import Check, FactNotApplicable, Facts, FactUnavailable, GuestCollector, Report, Severity, Verdict, Waiver, describe_os
 from certify.plugins.manager import Registry, load_registry
 from certify.policy.baseline import mark_known
 from certify.policy.profile import Profile, load_profile

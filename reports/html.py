@@ -10,8 +10,7 @@ from typing import Any
 
 import jinja2
 
-from certify.guest.reader import describe_os
-from certify.model import Report, Reporter, Severity
+from certify.model import Report, Reporter, Severity, describe_os
 from certify.plugins.hookspecs import hookimpl
 from certify.reports.text import clean, verdict_label, verdict_reason, where
 

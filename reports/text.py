@@ -11,8 +11,7 @@ import re
 import textwrap
 from typing import Any
 
-from certify.guest.reader import describe_os
-from certify.model import Finding, Location, Report, Reporter, Severity, Status, Verdict
+from certify.model import Finding, Location, Report, Reporter, Severity, Status, Verdict, describe_os
 from certify.plugins.hookspecs import hookimpl
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

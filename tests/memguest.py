@@ -15,7 +15,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from certify.guest.reader import GuestDisk, GuestReader
+from certify.bundle.disk import BundleDisk
+from certify.guest.reader import GuestReader
 from certify.model import Facts
 from certify.sample import GuestSpec
 
@@ -163,7 +164,7 @@ class MemoryGuestFS:
 def memory_reader(spec: GuestSpec, workdir: str | Path, os_info: dict | None = None) -> GuestReader:
     info = dict(DEBIAN if os_info is None else os_info)
     info["hostname"] = spec.hostname
-    return GuestReader(MemoryGuestFS(spec), {"/": "/dev/sda1"}, [GuestDisk("/x", "disk1.vmdk", "vmdk")], info, str(workdir))
+    return GuestReader(MemoryGuestFS(spec), {"/": "/dev/sda1"}, [BundleDisk("/x", "disk1.vmdk", "vmdk")], info, str(workdir))
 
 
 def guest_facts(reader: GuestReader, names) -> Facts:

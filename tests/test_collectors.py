@@ -7,10 +7,11 @@ import stat
 
 import pytest
 
+from certify.bundle.disk import BundleDisk
 from certify.guest import reader as guest_reader
 from certify.guest.collectors.ssh import collect_authorized_keys, collect_host_keys
 from certify.guest.parsers import fstab
-from certify.guest.reader import GuestDisk, GuestNotInspectable, GuestReader, open_guest
+from certify.guest.reader import GuestNotInspectable, GuestReader, open_guest
 from certify.model import FactUnavailable
 from certify.sample import ed25519_keypair
 
@@ -52,7 +53,7 @@ class FakeGuestFS:
 
 
 def reader(files) -> GuestReader:
-    return GuestReader(FakeGuestFS(files), {"/": "/dev/sda1"}, [GuestDisk("/x", "d.vmdk", "vmdk")], {})
+    return GuestReader(FakeGuestFS(files), {"/": "/dev/sda1"}, [BundleDisk("/x", "d.vmdk", "vmdk")], {})
 
 
 PASSWD = b"root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/:/bin/sh\n"
@@ -104,5 +105,5 @@ def test_optional_removable_and_network_mounts_need_no_disk():
 def test_guests_that_cannot_be_fully_seen_are_not_inspectable(monkeypatch, tmp_path, fake, message):
     monkeypatch.setattr(guest_reader, "_launch", lambda disks, workdir, settings: fake)
     with pytest.raises(GuestNotInspectable, match=message):
-        with open_guest([GuestDisk("/x", "d.vmdk", "vmdk")], str(tmp_path)):
+        with open_guest([BundleDisk("/x", "d.vmdk", "vmdk")], str(tmp_path)):
             pass

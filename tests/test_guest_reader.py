@@ -109,9 +109,10 @@ def test_pv_label_gives_the_uuid_only_for_an_lvm2_label():
 
 
 def test_disk_file_follows_a_logical_volume_to_the_disk_of_its_volume_group():
-    from certify.guest.reader import GuestDisk, GuestReader
+    from certify.bundle.disk import BundleDisk
+    from certify.guest.reader import GuestReader
 
-    disks = [GuestDisk(f"/x{i}", f"vm-disk{i}.vmdk", "vmdk") for i in (1, 2, 3)]
+    disks = [BundleDisk(f"/x{i}", f"vm-disk{i}.vmdk", "vmdk") for i in (1, 2, 3)]
     mounts = {"/": "/dev/vg0/root", "/srv/data": "/dev/sda1", "/var/lib/big": "/dev/vg1/big", "/mnt/md": "/dev/md0",
               "/home": "btrfsvol:/dev/sdc/@home"}  # fmt: skip
     reader = GuestReader(_LvmGuestFS(), mounts, disks, {})

@@ -20,6 +20,7 @@ from cryptography import x509
 
 from certify.bundle import diskformat, manifest, signature
 from certify.bundle.descriptor import DISK_FILENAME_KEY, Descriptor, from_ovf, from_vmx, outside_bundle_reason
+from certify.bundle.disk import BundleDisk
 from certify.bundle.files import Limits, MissingFile, Staging, show
 from certify.bundle.manifest import ManifestEntry
 from certify.bundle.ova import extract
@@ -27,7 +28,6 @@ from certify.bundle.ovf import OvfDescriptor, OvfDisk, capacity_bytes, parse_ovf
 from certify.bundle.signature import Signer
 from certify.bundle.vmx import parse_vmx
 from certify.errors import InputRejected, ParseError, UsageError
-from certify.guest.reader import GuestDisk
 from certify.model import Layer, Location
 
 DESCRIPTOR_LIMIT = 8 * 1024 * 1024
@@ -46,7 +46,7 @@ class Bundle:
     root: str  # the private copy in the work directory: every reader and qemu use it
     source: str | None = None  # the upload's own directory, for bundles copied from one
     descriptor: Descriptor | None = None
-    disks: list[GuestDisk] = field(default_factory=list)
+    disks: list[BundleDisk] = field(default_factory=list)
     disk_facts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     manifest: str | None = None  # the verified .mf, when the bundle has one
@@ -223,7 +223,7 @@ def _sniff(files: Staging, name: str, label: str) -> tuple[diskformat.DiskHeader
             raise InputRejected(f"{label}: {exc}") from None
 
 
-def _verify_disk(files: Staging, name: str, declared: str | None) -> tuple[GuestDisk, dict[str, Any]]:
+def _verify_disk(files: Staging, name: str, declared: str | None) -> tuple[BundleDisk, dict[str, Any]]:
     """Check that a disk's bytes are the declared format and name no other file."""
     try:
         header, size = _sniff(files, name, f"disk {show(name)}")
@@ -248,7 +248,7 @@ def _verify_disk(files: Staging, name: str, declared: str | None) -> tuple[Guest
         "size": size,
         "sha256": files.digest(name),
     }
-    return GuestDisk(path=files.path(name), name=name, format=declared), facts
+    return BundleDisk(path=files.path(name), name=name, format=declared), facts
 
 
 def _verify_extent(files: Staging, disk: str, path: str, extent: diskformat.Extent) -> None:

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from certify.bundle.disk import BundleDisk
 from certify.errors import CertifyError
 from certify.guest import accel
 from certify.guest.parsers import fstab, lvmlabel
@@ -41,13 +42,6 @@ class GuestLaunchError(CertifyError):
 
 class GuestNotInspectable(CertifyError):
     """The disks hold no operating system libguestfs can inspect and mount."""
-
-
-@dataclass(frozen=True)
-class GuestDisk:
-    path: str  # host path, inside the work or bundle directory
-    name: str  # name in the bundle, for reports
-    format: str  # verified format, always explicit
 
 
 @dataclass(frozen=True)
@@ -130,7 +124,7 @@ def glob_escape(path: str) -> str:
 class GuestReader:
     """What collectors see: read-only, bounded, in guest paths."""
 
-    def __init__(self, g: Any, mounts: dict[str, str], disks: list[GuestDisk], os_info: dict[str, Any], workdir: str | None = None):
+    def __init__(self, g: Any, mounts: dict[str, str], disks: list[BundleDisk], os_info: dict[str, Any], workdir: str | None = None):
         self._g = g
         self._mounts = mounts
         self._disks = disks
@@ -409,13 +403,6 @@ def _os_info(g: Any, root: str) -> dict[str, Any]:
     }
 
 
-def describe_os(info: dict) -> str:
-    """'debian 12.8 (hostname web-1)': libguestfs' product name is often just a version."""
-    product = info.get("product_name") or ""
-    name = product if any(c.isalpha() for c in product) else f"{info.get('distro') or info.get('type') or 'unknown OS'} {product}"
-    return name.strip() + (f" (hostname {info['hostname']})" if info.get("hostname") else "")
-
-
 @contextmanager
 def _ticker(progress: Progress, message: str) -> Iterator[None]:
     """Show elapsed seconds while something slow runs (the appliance boot)."""
@@ -435,7 +422,7 @@ def _ticker(progress: Progress, message: str) -> Iterator[None]:
         thread.join()
 
 
-def _launch(disks: list[GuestDisk], workdir: str, settings: list[str] | None) -> Any:
+def _launch(disks: list[BundleDisk], workdir: str, settings: list[str] | None) -> Any:
     import guestfs  # Debian's python3-guestfs, through --system-site-packages
 
     g = guestfs.GuestFS(python_return_dict=True, close_on_exit=False)
@@ -473,7 +460,7 @@ def _require_every_disk_mount(g: Any, mounted: dict[str, str]) -> None:
 
 @contextmanager
 def open_guest(
-    disks: list[GuestDisk], workdir: str, progress: Progress = SILENT
+    disks: list[BundleDisk], workdir: str, progress: Progress = SILENT
 ) -> Iterator[GuestReader]:
     """Launch once, inspect, mount read-only, yield a reader, shut down."""
     choice = accel.choose()
