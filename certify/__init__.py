@@ -1,5 +1,10 @@
 """Offline certification of virtual appliances.
 
+The pipeline reads top to bottom in ``pipeline``: ``bundle`` (what came in),
+``guest`` (what is inside), the checks, then ``policy`` (what we decide).
+``model``, ``errors``, ``units``, ``progress`` and ``checkdef`` are the
+foundation every stage may use; ``cli`` and ``sample`` sit on top.
+
 Public surface for plugin authors: ``hookimpl``, ``check`` and the model types.
 """
 
