@@ -58,7 +58,9 @@ def vmx_vnc_enabled(descriptor: Descriptor):
     title="Descriptor points at storage outside the bundle",
     remediation=(
         "Reference disks only by the bare file name of a file shipped in the bundle "
-        "(e.g. fileName = \"appliance-disk1.vmdk\"). Absolute paths, datastore paths, '..' and URLs "
+        "(e.g. fileName = \"appliance-disk1.vmdk\"), and leave host-owned locations (workingDir, sched.swap.*, "
+        "log.fileName, nvram, fileSearchPath, ...) out or inside the bundle; `certify sanitize` removes exactly what "
+        "this check reports. Absolute paths, datastore paths, '..' and URLs "
         "would let the appliance read another tenant's or the host's storage."
     ),
     params={"allow_subdirectories": True},
@@ -69,7 +71,9 @@ def vmx_vnc_enabled(descriptor: Descriptor):
     ),
 )
 def storage_path_outside_bundle(descriptor: Descriptor, params):
-    """A disk fileName (VMX) or File href (OVF) that names something outside the upload.
+    """A disk fileName (VMX), a File href (OVF), or any other key whose value names host storage
+    (nvram, workingDir, sched.swap.*, log.fileName, each directory of fileSearchPath, every
+    *.fileName), that names something outside the upload.
 
     Judged from the text alone; the named file is never opened. With
     ``allow_subdirectories`` off, only bare file names are accepted.

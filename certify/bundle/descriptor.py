@@ -13,16 +13,9 @@ from dataclasses import dataclass
 
 from certify.bundle.ovf import OvfDescriptor
 from certify.bundle.vmx import VmxFile
+from certify.bundle.vmx_policy import key_paths
 from certify.model import Layer, Location
 
-DISK_FILENAME_KEY = re.compile(r"^(scsi|ide|sata|nvme)\d+:\d+\.filename$", re.IGNORECASE)
-# Keys whose value names host storage: disks and images, host devices and files a port writes,
-# shared folders, and files the VMM loads or writes beside the VM.
-PATH_KEY = re.compile(
-    r"^((scsi|ide|sata|nvme)\d+:\d+\.filename|(floppy|serial|parallel)\d+\.filename|sharedfolder\d+\.hostpath"
-    r"|nvram|checkpoint\.vmstate|workingdir|suspend\.directory|redologdir|sched\.swap\.dir|extendedconfigfile)$",
-    re.IGNORECASE,
-)
 # ovf:/disk/ID and ovf:/file/ID (the Home Assistant OS export drops the scheme: /disk/ID).
 _PACKAGE_RESOURCE = re.compile(r"^(ovf:)?/(disk|file)/[^/]+$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
@@ -123,6 +116,11 @@ def outside_bundle_reason(ref: str) -> str | None:
     return None
 
 
+def path_outside_reason(key: str, value: str) -> str | None:
+    """Why a path-bearing key's value leaves the bundle (the first of its names that does), or None."""
+    return next((reason for path in key_paths(key, value) if (reason := outside_bundle_reason(path))), None)
+
+
 # ${VAR} (shell, packer, envsubst), {{ ... }} (Jinja, Go templates), @@VAR@@.
 _PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_.\-]*\}|\{\{[^{}\n]{1,200}\}\}|@@[A-Za-z_][A-Za-z0-9_.\-]*@@")
 _URL = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)(\S*)")
@@ -168,7 +166,7 @@ def from_vmx(name: str, vmx: VmxFile, text: str = "") -> Descriptor:
 
 
 def _path_refs(entries: tuple[ConfigEntry, ...]) -> tuple[StorageRef, ...]:
-    return tuple(StorageRef(value=e.value, location=e.location) for e in entries if e.value and PATH_KEY.match(e.key))
+    return tuple(StorageRef(value=path, location=e.location) for e in entries for path in key_paths(e.key, e.value))
 
 
 def from_ovf(name: str, ovf: OvfDescriptor, text: str = "") -> Descriptor:

@@ -19,7 +19,7 @@ from typing import Any
 from cryptography import x509
 
 from certify.bundle import diskformat, manifest, signature
-from certify.bundle.descriptor import DISK_FILENAME_KEY, Descriptor, from_ovf, from_vmx, outside_bundle_reason
+from certify.bundle.descriptor import Descriptor, from_ovf, from_vmx, outside_bundle_reason
 from certify.bundle.disk import BundleDisk
 from certify.bundle.files import Limits, MissingFile, Staging, show
 from certify.bundle.manifest import ManifestEntry
@@ -27,6 +27,7 @@ from certify.bundle.ova import extract
 from certify.bundle.ovf import OvfDescriptor, OvfDisk, capacity_bytes, parse_ovf
 from certify.bundle.signature import Signer
 from certify.bundle.vmx import parse_vmx
+from certify.bundle.vmx_policy import DISK_FILENAME_KEY
 from certify.errors import InputRejected, ParseError, UsageError
 from certify.model import Layer, Location
 

@@ -28,9 +28,9 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
-from certify.bundle.descriptor import PATH_KEY, outside_bundle_reason, redact
+from certify.bundle.descriptor import outside_bundle_reason, redact
 from certify.bundle.ovf import LINE_ATTR, VBOX, VMW, parse_ovf, parse_tree, read_vbox_settings, unknown_sections
-from certify.bundle.sanitize_vmx import Change
+from certify.bundle.sanitize_vmx import Change, path_rule
 from certify.bundle.vmx_policy import (
     DEFAULT_CONFIG_ALLOWED,
     DEFAULT_EXTRACONFIG_ALLOWED,
@@ -316,9 +316,7 @@ def _config(doc: _Doc, holder: ET.Element, extra_allowed: bool) -> None:
     for elem in elems:
         kind, key = _local(elem.tag), (elem.get(f"{{{VMW}}}key") or "").strip()
         value = elem.get(f"{{{VMW}}}value", "")
-        rule = doomed.get(key.rsplit(".", 1)[0].lower()) or removal_for(key)
-        if rule is None and PATH_KEY.match(key) and value and outside_bundle_reason(value):
-            rule = (f"storage outside the bundle ({outside_bundle_reason(value)})", "storage-path-outside-bundle")
+        rule = doomed.get(key.rsplit(".", 1)[0].lower()) or path_rule(key, value) or removal_for(key)
         if rule is None and kind == "Config":
             rule = next(((r, c) for rx, r, c in CONFIG_REMOVE if rx.match(key)), None)
         if rule is None and kind == "Config" and key.lower() in _HARDENING_KEYS:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from certify.bundle.descriptor import DISK_FILENAME_KEY, PATH_KEY, outside_bundle_reason
+from certify.bundle.descriptor import outside_bundle_reason, path_outside_reason
 from certify.bundle.vmx import VmxEntry, VmxFile
-from certify.bundle.vmx_policy import HARDENING, RAW_DEVICE_TYPES, SECRET_KEYS, removal_for
+from certify.bundle.vmx_policy import DISK_FILENAME_KEY, HARDENING, RAW_DEVICE_TYPES, SECRET_KEYS, removal_for
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,15 @@ def _device_namespaces(vmx: VmxFile) -> dict[str, tuple[str, str]]:
     return doomed
 
 
+def path_rule(key: str, value: str) -> tuple[str, str] | None:
+    """(reason, check) when a path-bearing key names storage outside the bundle: what scan reports, removed.
+
+    It comes before the namespace rules, so a change cites the check that reports the same key.
+    """
+    reason = path_outside_reason(key, value)
+    return (f"storage outside the bundle ({reason})", "storage-path-outside-bundle") if reason else None
+
+
 def _shown(entry: VmxEntry) -> str:
     return "(not shown)" if SECRET_KEYS.match(entry.key) and entry.value else entry.value
 
@@ -54,13 +63,11 @@ def sanitize_vmx(vmx: VmxFile) -> tuple[list[tuple[str, str]], list[Change]]:
     changes: list[Change] = []
     for entry in vmx.entries:
         namespace = entry.key.rsplit(".", 1)[0].lower()
-        rule = doomed.get(namespace) or removal_for(entry.key)
+        rule = doomed.get(namespace) or path_rule(entry.key, entry.value) or removal_for(entry.key)
         if entry.norm == ".encoding":  # the output is always UTF-8 and says so on its first line
             if entry.value.strip().upper().replace("_", "-") not in ("UTF-8", "UTF8"):
                 changes.append(Change("remove", entry.key, entry.value, None, "re-encoded as UTF-8", "", entry.line))
             continue
-        if rule is None and PATH_KEY.match(entry.key) and entry.value and outside_bundle_reason(entry.value):
-            rule = (f"storage outside the bundle ({outside_bundle_reason(entry.value)})", "storage-path-outside-bundle")
         if rule is None and entry.norm in kept:
             rule = ("duplicate key: the first value is kept", "duplicate-descriptor-key")
         if rule:

@@ -12,6 +12,41 @@ import binascii
 import re
 import zlib
 
+# Keys whose value names a file or folder on the host, one pattern each. This one list drives both
+# storage-path-outside-bundle (scan) and the sanitizers: a value that leaves the bundle is reported
+# and removed, whatever else the key's namespace is removed for.
+PATH_KEYS = (
+    r"(scsi|ide|sata|nvme)\d+:\d+\.filename",  # disks and CD images
+    r"(floppy|serial|parallel)\d+\.filename",  # image files, host devices, files a port writes
+    r"sharedfolder\d+\.hostpath",
+    r"nvram",
+    r"extendedconfigfile",
+    r"checkpoint\.vmstate",
+    r"workingdir",
+    r"suspend\.directory",
+    r"redologdir",
+    r"sched\.swap\.(dir|derivedname)",
+    r"log\.filename",
+    r"vmxstats\.filename",
+    r"migrate\.hostlog",
+    r"replay\.filename",
+    r"filesearchpath",
+    r"(?!guestinfo\.)[^=]+\.filename",  # every other *.fileName the VMM opens (snapshots, sound, ...)
+)
+PATH_KEY = re.compile(r"^(" + "|".join(PATH_KEYS) + r")$", re.IGNORECASE)
+DISK_FILENAME_KEY = re.compile(r"^" + PATH_KEYS[0] + r"$", re.IGNORECASE)
+_PATH_LIST_KEY = re.compile(r"^filesearchpath$", re.IGNORECASE)
+
+
+def key_paths(key: str, value: str) -> list[str]:
+    """The storage names a path-bearing key's value holds: fileSearchPath is a ';'-separated list."""
+    if not value or not PATH_KEY.match(key):
+        return []
+    if _PATH_LIST_KEY.match(key):
+        return [part for part in value.split(";") if part.strip()]
+    return [value]
+
+
 # (key pattern, reason, check id), first match wins. Namespaces like 'serial0.' go whole.
 REMOVE = [
     (r"remotedisplay\.vnc\..*", "VNC console and its stored secret", "vmx-vnc-enabled"),
@@ -27,8 +62,9 @@ REMOVE = [
      "host-device-passthrough"),
     (r"ethernet\d+\.(address|generatedaddress|generatedaddressoffset|checkmacaddress)", "MAC address: regenerated on deploy", ""),
     (r"(uuid\.(bios|location)|vc\.uuid|vm\.genid(x)?)", "identity: regenerated on deploy", ""),
+    # Inside the bundle these name nothing harmful, but where the VMM keeps them is the cloud's to choose.
     (r"(sched\.swap\..*|workingdir|suspend\.directory|redologdir|checkpoint\.vmstate|vmxstats\.filename"
-     r"|migrate\.hostlog|log\.filename|filesearchpath|replay\.filename)", "host-owned location", "storage-path-outside-bundle"),
+     r"|migrate\.hostlog|log\.filename|filesearchpath|replay\.filename)", "host-owned location: the cloud chooses it", ""),
     (r"(answer\.msg\..*|msg\.autoanswer)", "pre-answered hypervisor question", ""),
     (r"guestinfo\..*", "guest-readable data, may carry secrets", "descriptor-secret"),
     (r"sched\.mem\.pshare\.salt", "page sharing across VMs", "vmx-isolation-settings"),
