@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import enum
 import hashlib
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,6 +139,14 @@ def fingerprint(check_id: str, location: dict[str, Any] | None) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
+def fact_unavailable(fact: str, reason: str) -> str:
+    """The evidence of a check not evaluated because a fact it needs could not be gathered."""
+    return f"fact {fact!r} unavailable: {reason}"
+
+
+_FACT_UNAVAILABLE = re.compile(r"^fact '[^']*' unavailable: ")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Finding:
     """A result enriched with its check's metadata: what reports show."""
@@ -156,6 +165,11 @@ class Finding:
     @property
     def fingerprint(self) -> str:
         return fingerprint(self.check_id, self.location.as_dict() if self.location else None)
+
+    @property
+    def reason(self) -> str:
+        """Why a not-evaluated finding was not evaluated, whichever fact it lacked: findings that share one group."""
+        return _FACT_UNAVAILABLE.sub("", self.evidence)
 
     @property
     def counts(self) -> bool:

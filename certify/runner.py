@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from certify.checkdef import PARAMS
-from certify.model import Check, Facts, Finding, Location, Result, Severity, Status
+from certify.model import Check, Facts, Finding, Location, Result, Severity, Status, fact_unavailable
 
 
 def _finding(check: Check, result: Result, severity: Severity | None) -> Finding:
@@ -31,7 +31,7 @@ def _outcome(check: Check, facts: Facts, params: dict[str, Any]) -> tuple[Status
             return Status.NOT_APPLICABLE, []
     for name in check.facts:
         if name in facts.unavailable:
-            reason = f"fact {name!r} unavailable: {facts.unavailable[name]}"
+            reason = fact_unavailable(name, facts.unavailable[name])
             return Status.NOT_EVALUATED, [Result(status=Status.NOT_EVALUATED, location=Location(layer=check.layer), evidence=reason)]
     try:
         kwargs = {name: facts.values[name] for name in check.facts}

@@ -35,14 +35,27 @@ def verdict_label(report: Report) -> str:
     return _VERDICT_TEXT[report.verdict][0]
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def verdict_reason(report: Report) -> str:
-    """Why the verdict is what it is, in a few words (every human-facing report says it the same way)."""
-    return {
-        Verdict.PASS: f"no finding at or above {report.threshold.label}",
-        Verdict.FAIL: f"{len(report.blocking())} finding(s) at or above {report.threshold.label}",
-        Verdict.REJECTED: "the upload could not be processed safely",
-        Verdict.ERROR: "the scan did not complete; the result cannot be trusted",
-    }[report.verdict]
+    """Why the verdict is what it is, in a few words (every human-facing report says it the same way).
+
+    Findings and checks that could not be evaluated are counted apart: one tells
+    the vendor what to fix, the other what could not be looked at.
+    """
+    if report.verdict is Verdict.REJECTED:
+        return "the upload could not be processed safely"
+    if report.verdict is Verdict.ERROR:
+        return "the scan did not complete; the result cannot be trusted"
+    failing = sum(1 for f in report.blocking() if f.status is Status.FAIL)
+    found = _plural(failing, "finding") if failing else "no finding"
+    reason = f"{found} at or above {report.threshold.label}"
+    unevaluated = sum(1 for s in report.check_status.values() if s is Status.NOT_EVALUATED)
+    if unevaluated:
+        reason += f"; {_plural(unevaluated, 'check')} could not be evaluated"
+    return reason
 
 
 def clean(text: object) -> str:
@@ -102,6 +115,25 @@ def _finding(f: Finding, style: _Style) -> list[str]:
     return lines
 
 
+def _unevaluated(findings: list[Finding]) -> list[str]:
+    """One line per reason: forty checks that lack the same disk are one thing to fix, not forty."""
+    groups: dict[str, list[Finding]] = {}
+    for f in findings:
+        groups.setdefault(f.reason, []).append(f)
+    lines = []
+    for reason, group in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
+        ids = sorted({f.check_id for f in group})
+        layers = {f.location.layer.value for f in group if f.location}
+        kind = f"{layers.pop()} check" if len(layers) == 1 else "check"
+        named = f" ({', '.join(ids)})" if len(ids) <= 3 else ""
+        lines.append(_wrap_line(f"{_plural(len(ids), kind)} not evaluated{named}: {reason}"))
+    return lines
+
+
+def _wrap_line(text: str) -> str:
+    return textwrap.fill(clean(text), width=WIDTH, initial_indent="  ", subsequent_indent="      ")
+
+
 def render(report: Report, *, color: bool = False, display_min: Severity = Severity.INFO, **_options: Any) -> str:
     style = _Style(color)
     out = [f"certify {report.tool_version}: {clean(report.artifact_path)}" + (f" ({report.artifact_kind})" if report.artifact_kind else "")]
@@ -117,19 +149,24 @@ def render(report: Report, *, color: bool = False, display_min: Severity = Sever
     if report.verdict is Verdict.REJECTED:
         out.append(f"{style(label, code)}: {clean(report.rejection)}")
         return "\n".join(out) + "\n"
-    out.append(f"{style(label, code)} ({verdict_reason(report)}, profile {report.profile})")
+    out.append(f"{style(label, code)}: {verdict_reason(report)} (profile {report.profile})")
     for error in report.errors:
         out.append(f"  error: {clean(error)}")
     for note in report.notes:
         out.append(f"  note:  {clean(note)}")
 
+    unevaluated = [f for f in report.findings if f.status is Status.NOT_EVALUATED and f.waiver is None]
     for severity in sorted(Severity, reverse=True):
-        group = [f for f in report.findings if f.severity is severity]
+        group = [f for f in report.findings if f.severity is severity and f not in unevaluated]
         if group and severity >= display_min:
             out.append("")
             out.append(style(severity.label.upper(), _COLORS[severity]))
             for f in group:
                 out.extend(_finding(f, style))
+    if unevaluated:
+        out.append("")
+        out.append(style("NOT EVALUATED", "1"))
+        out.extend(_unevaluated(unevaluated))
 
     counts: dict[str, int] = {}
     for status in report.check_status.values():

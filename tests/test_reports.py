@@ -53,3 +53,33 @@ def test_json_is_sorted_and_stable():
     assert list(data) == sorted(data)
     assert data["summary"]["high"] == 1
     assert data["findings"][0]["location"] == {"layer": "guest", "file": "d.vmdk", "path": "/etc/ssh/\x1b[31mevil\x07"}
+
+
+def _unevaluated(check_id: str, fact: str, reason: str, severity: Severity = Severity.HIGH) -> Finding:
+    from certify.model import fact_unavailable
+
+    return Finding(check_id=check_id, severity=severity, title=check_id, status=Status.NOT_EVALUATED,
+                   location=Location(layer=Layer.GUEST), evidence=fact_unavailable(fact, reason), remediation="")  # fmt: skip
+
+
+def test_text_report_counts_findings_and_unevaluated_checks_apart_and_says_each_reason_once():
+    no_disk = "the bundle holds no disk that could be inspected"
+    guest = [_unevaluated(f"guest-check-{i:02}", f"fact{i % 3}", no_disk, Severity(i % 5)) for i in range(39)]
+    budget = _unevaluated("private-key-material", "content_scan", "the content scan ran out of its budget")
+    real = report().findings
+    status = {f.check_id: Status.NOT_EVALUATED for f in [*guest, budget]} | {"ssh-host-keys-present": Status.FAIL}
+    out = text_report.render(report(findings=[*real, *guest, budget], check_status=status))
+    assert "NOT CERTIFIED: 1 finding at or above high; 40 checks could not be evaluated (profile default)" in out
+    assert "\n  39 guest checks not evaluated: the bundle holds no disk that could be inspected\n" in out
+    assert "\n  1 guest check not evaluated (private-key-material): the content scan ran out of its budget\n" in out
+    assert out.count("guest-check-") == 0 and "ssh-host-keys-present" in out  # the real finding is shown in full
+    assert out.index("ssh-host-keys-present") < out.index("NOT EVALUATED")
+
+
+def test_text_headline_when_only_unevaluated_checks_block():
+    blocked = [_unevaluated("account-empty-password", "accounts", "no operating system found on the disk(s)", Severity.CRITICAL)]
+    out = text_report.render(report(findings=blocked, check_status={"account-empty-password": Status.NOT_EVALUATED}))
+    assert "NOT CERTIFIED: no finding at or above high; 1 check could not be evaluated" in out
+    assert "1 guest check not evaluated (account-empty-password): no operating system found on the disk(s)" in out
+    data = json.loads(json_report.render(report(findings=blocked, check_status={"account-empty-password": Status.NOT_EVALUATED})))
+    assert data["findings"][0]["status"] == "not-evaluated"  # JSON keeps every check's own finding
