@@ -1,7 +1,9 @@
 """Command line: argument parsing and exit codes, nothing else.
 
 Exit codes (a public contract): 0 certified, 1 not certified, 2 input rejected
-or usage error, 3 internal error. ``verify-certificate``: 0 valid, 1 invalid.
+or usage error, 3 internal error or a scan past its --timeout, 130/143 ended by
+SIGINT/SIGTERM, 141 a reader of standard output that left early (``| head``).
+``verify-certificate``: 0 valid, 1 invalid.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ from certify.policy.certificate import CertificateInvalid, build_record, keygen,
 from certify.policy.profile import load_profile, shipped_names
 from certify.policy.waivers import load_waivers
 from certify.progress import Progress
-from certify.units import parse_size
+from certify.scanguard import DEFAULT_TIMEOUT, ScanInterrupted
+from certify.units import parse_duration, parse_size
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process SIGPIPE ended
 SEVERITIES = [s.label for s in Severity]
 
 
@@ -60,6 +64,13 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _count(text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a positive whole number")
@@ -75,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     scan_p.add_argument("path", help=".ova, .ovf, .vmx, a directory holding one, or a disk image")
     scan_p.add_argument("--format", default="text", help="report format(s), comma-separated: text, json, sarif, junit, html")
     scan_p.add_argument("-o", "--output", metavar="PATH",
-                        help="report file (one format) or directory (several: report.json, .sarif, .xml, .html, .txt)")
+                        help="report file (one format) or directory, made if absent (several: report.json, .sarif, .xml, .html, .txt)")
     scan_p.add_argument("--profile", default="default", metavar="NAME|FILE", help="policy profile (see 'certify profiles')")
     scan_p.add_argument("--fail-on", type=_severity, metavar="SEVERITY", help="fail at this severity, overriding the profile")
     scan_p.add_argument("--severity", type=_severity, metavar="SEVERITY", help="show findings at or above this in text/html")
@@ -84,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     scan_p.add_argument("--certificate", metavar="OUT", help="on a pass, write a signed certification record here")
     scan_p.add_argument("--key", metavar="PRIVATE_KEY", help="Ed25519 key that signs --certificate (see 'certify keygen')")
     scan_p.add_argument("--workdir", metavar="DIR", help="where the private work directory is made (default: $TMPDIR)")
+    scan_p.add_argument("--timeout", type=_duration, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"stop the appliance and end with verdict error (exit 3) past this (90, 90s, 30m, 2h; "
+                             f"default {DEFAULT_TIMEOUT // 60}m)")  # fmt: skip
     scan_p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     scan_p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")  # fmt: skip
     scan_p.add_argument("--trust-store", metavar="PEM", help="CA (or pinned signer) certificates that vouch for package signers")
@@ -156,13 +170,23 @@ def _profiles(fmt: str) -> int:
     return 0
 
 
-def _check_output_path(path: str, directory: bool) -> None:
-    if directory:
-        if not os.path.isdir(path):
-            raise UsageError(f"{path}: several formats need -o to name an existing directory")
+def _report_directory(path: str) -> bool:
+    """Check -o DIR for several formats; True when DIR is to be made (its parent exists and is writable)."""
+    if os.path.isdir(path):
         if not os.access(path, os.W_OK):
             raise UsageError(f"{path}: the report directory is not writable")
-        return
+        return False
+    if os.path.lexists(path):
+        raise UsageError(f"{path}: exists and is not a directory; several formats need -o DIR")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"{path}: the report directory's parent {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{path}: cannot make the report directory: {parent} is not writable")
+    return True
+
+
+def _check_output_path(path: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise UsageError(f"{path}: the directory for the output does not exist")
@@ -172,10 +196,11 @@ def _check_output_path(path: str, directory: bool) -> None:
         raise UsageError(f"{path}: exists and is not a regular file; not replacing it")
 
 
-def _output_targets(args: argparse.Namespace, formats: list[str], registry: Registry) -> list[str | None]:
+def _output_targets(args: argparse.Namespace, formats: list[str], registry: Registry, new_directory: bool) -> list[str | None]:
     """Where each format goes (None: stdout), checked before the scan starts.
 
     No output may be the upload, a file of a bundle read in place, or another output.
+    Reports bound for a directory still to be made replace nothing and need no check.
     """
     if len(formats) > 1:
         reports: list[str | None] = [os.path.join(args.output, "report" + registry.reporters[f].extension) for f in formats]
@@ -183,7 +208,8 @@ def _output_targets(args: argparse.Namespace, formats: list[str], registry: Regi
         reports = [args.output]
     targets = [t for t in [*reports, args.certificate] if t]
     for target in targets:
-        _check_output_path(target, directory=False)
+        if not (new_directory and target in reports):
+            _check_output_path(target)
     resolved = [os.path.realpath(t) for t in targets]
     if len(set(resolved)) != len(resolved):
         raise UsageError("the report and the certificate would be written to the same file")
@@ -204,10 +230,20 @@ def _refuse_bundle_files(targets: list[str | None], report: Report) -> None:
             raise UsageError(f"{target}: would overwrite a file of the upload; nothing written")
 
 
+def _silence_stdout() -> None:
+    """The reader of standard output left (``| head``): what is still to come goes nowhere, quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def _write(text: str, path: str | None) -> None:
     if path is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the scan's other outputs (files, certificate) are still written
+            _silence_stdout()
         return
     directory = os.path.dirname(os.path.abspath(path))
     mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o644
@@ -232,15 +268,14 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
         raise UsageError(f"unknown report format {', '.join(unknown) or repr(args.format)} (have: {', '.join(sorted(registry.reporters))})")
     if len(formats) > 1 and not args.output:
         raise UsageError("several formats need -o DIR")
-    if args.output and len(formats) > 1:
-        _check_output_path(args.output, directory=True)
+    new_directory = bool(args.output and len(formats) > 1 and _report_directory(args.output))
     if not os.path.lexists(args.path):
         raise UsageError(f"{args.path}: no such file or directory")
     if args.workdir and not (os.path.isdir(args.workdir) and os.access(args.workdir, os.W_OK)):
         raise UsageError(f"{args.workdir}: not a writable directory for the work directory")
     if bool(args.certificate) != bool(args.key):
         raise UsageError("--certificate and --key go together")
-    report_targets = _output_targets(args, formats, registry)
+    report_targets = _output_targets(args, formats, registry, new_directory)
     key = load_private_key(args.key) if args.key else None
     progress = Progress(sys.stderr, enabled=not args.quiet)
     options = ScanOptions(
@@ -253,7 +288,13 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
         limits=_limits(args),
         trust_anchors=load_trust_store(args.trust_store) if args.trust_store else None,
         progress=progress,
+        timeout=args.timeout,
     )
+    if new_directory:  # every argument is checked by now: a usage error leaves nothing behind
+        try:
+            os.mkdir(args.output)
+        except OSError as exc:
+            raise UsageError(f"{args.output}: cannot make the report directory: {exc.strerror}") from None
     try:
         report = scan(args.path, options, registry)
     except CertifyError:
@@ -268,6 +309,9 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
                         threshold=options.threshold, errors=[message])  # fmt: skip
     if report.verdict is Verdict.REJECTED:
         print(f"certify: {args.path}: rejected: {report.rejection}", file=sys.stderr)
+    elif report.verdict is Verdict.ERROR:
+        for error in report.errors:
+            print(f"certify: {args.path}: error: {error}", file=sys.stderr)
 
     _refuse_bundle_files([*report_targets, args.certificate], report)
     display_min = args.severity if args.severity is not None else options.profile.display_min
@@ -299,7 +343,7 @@ def _sanitize(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.input}: sanitize takes a .vmx or an .ovf")
     changes_path = args.output + ".changes.json"
     for target in (args.output, changes_path):
-        _check_output_path(target, directory=False)
+        _check_output_path(target)
         if os.path.exists(target) and os.path.samefile(target, args.input):
             raise UsageError(f"{target}: would overwrite the input")
     limit = VMX_MAX_BYTES if kind == "vmx" else OVF_MAX_BYTES
@@ -332,36 +376,48 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "keygen":
+        private, public = keygen(args.output)
+        print(f"wrote {private} (private, keep it secret) and {public}")
+        return 0
+    if args.command == "verify-certificate":
+        return _verify(args)
+    if args.command == "profiles":
+        return _profiles(args.format)
+    if args.command == "sanitize":
+        return _sanitize(args)
+    if args.command in isolation_cli.COMMANDS:
+        return isolation_cli.run(args)
+    registry = load_registry()
+    if args.command == "checks":
+        return _list_checks(registry, args.format)
+    if args.command == "explain":
+        return _explain(registry, args.check_id)
+    return _scan(args, registry)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "keygen":
-            private, public = keygen(args.output)
-            print(f"wrote {private} (private, keep it secret) and {public}")
-            return 0
-        if args.command == "verify-certificate":
-            return _verify(args)
-        if args.command == "profiles":
-            return _profiles(args.format)
-        if args.command == "sanitize":
-            return _sanitize(args)
-        if args.command in isolation_cli.COMMANDS:
-            return isolation_cli.run(args)
-        registry = load_registry()
-        if args.command == "checks":
-            return _list_checks(registry, args.format)
-        if args.command == "explain":
-            return _explain(registry, args.check_id)
-        return _scan(args, registry)
+        code = _run(args)
+        sys.stdout.flush()  # here, not at interpreter exit, so a reader that left is noticed below
+        return code
     except UsageError as exc:
         print(f"certify: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except CertifyError as exc:
         print(f"certify: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
+    except ScanInterrupted as exc:
+        print(f"certify: {exc.reason}: the appliance was stopped and the work directory removed", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("certify: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # a bug: one line, exit 3, never the "not certified" exit 1
         if os.environ.get("CERTIFY_DEBUG"):
             traceback.print_exc()

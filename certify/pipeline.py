@@ -14,7 +14,7 @@ from typing import Any
 from certify import __version__
 from certify.bundle.ingest import Bundle, IngestPolicy, Limits, ingest
 from certify.errors import InputRejected, UsageError
-from certify.guest.reader import GuestLaunchError, GuestNotInspectable, open_guest
+from certify.guest.reader import GuestLaunchError, GuestNotInspectable, open_guest, stop_appliance
 from certify.model import Check, FactNotApplicable, Facts, FactUnavailable, GuestCollector, Report, Severity, Verdict, Waiver, describe_os
 from certify.plugins.manager import Registry, load_registry
 from certify.policy.baseline import mark_known
@@ -23,6 +23,7 @@ from certify.policy.verdict import decide
 from certify.policy.waivers import apply_waivers
 from certify.progress import SILENT, Progress
 from certify.runner import run_checks
+from certify.scanguard import DEFAULT_TIMEOUT, ScanGuard, ScanTimeout
 
 DEFAULT_PROFILE = "default"
 PIPELINE_FACTS = ("descriptor", "bundle")
@@ -40,6 +41,7 @@ class ScanOptions:
     limits: Limits = field(default_factory=Limits)
     trust_anchors: tuple | None = None  # certificates of --trust-store; None: no trust store
     progress: Progress = SILENT
+    timeout: float | None = DEFAULT_TIMEOUT  # seconds the whole scan may take; None: no limit
 
     @property
     def threshold(self) -> Severity:
@@ -73,14 +75,6 @@ def scan(path: str, options: ScanOptions | None = None, registry: Registry | Non
         workdir = tempfile.mkdtemp(prefix="certify-", dir=options.workdir_parent)
     except OSError as exc:
         raise UsageError(f"{options.workdir_parent or tempfile.gettempdir()}: cannot make a work directory: {exc.strerror}") from None
-    try:
-        return _scan(path, options, registry, timer, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, workdir: str) -> Report:
-    progress = options.progress
     base = {
         "tool_version": __version__,
         "artifact_path": _display(path),
@@ -90,6 +84,20 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
         "plugins": registry.plugins,
         "baseline": options.baseline_path,
     }
+    identity: dict[str, Any] = {"artifact_kind": None, "artifact_sha256": None}  # known once ingest is done
+    try:
+        with ScanGuard(options.timeout, lambda: stop_appliance(workdir)) as guard:
+            return _scan(path, options, registry, timer, workdir, base, identity, guard)
+    except ScanTimeout as exc:
+        options.progress.step(f"error: {exc.reason}")
+        return Report(**base, **identity, verdict=Verdict.ERROR, errors=[exc.reason], timings=timer.total())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, workdir: str, base: dict[str, Any],
+          identity: dict[str, Any], guard: ScanGuard) -> Report:  # fmt: skip
+    progress = options.progress
     progress.step(f"reading {path}")
     try:
         with timer.stage("ingest"):
@@ -101,6 +109,8 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
         progress.step(f"rejected: {exc}")
         return Report(**base, artifact_kind=None, artifact_sha256=None, verdict=Verdict.REJECTED,
                       rejection=str(exc), timings=timer.total())  # fmt: skip
+    identity.update(artifact_kind=bundle.kind, artifact_sha256=bundle.sha256)
+    guard.check()
 
     profile = options.profile
     notes = [*bundle.notes, *profile.validate_against(registry.checks)]
@@ -108,6 +118,7 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
     if not checks:
         raise UsageError(f"profile {profile.name} selects none of the installed checks; nothing would be certified")
     facts, errors, guest_info = _gather_facts(bundle, checks, registry, workdir, timer, progress)
+    guard.check()  # facts gathered while the appliance was being stopped are not facts
     with timer.stage("checks"):
         overrides = {c.id: s for c in checks if (s := profile.severity_for(c.id)) is not None}
         findings, status = run_checks(checks, facts, severity=overrides, params=profile.params)
@@ -121,8 +132,7 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
     verdict = decide(findings, options.threshold, errors)
     return Report(
         **base,
-        artifact_kind=bundle.kind,
-        artifact_sha256=bundle.sha256,
+        **identity,
         verdict=verdict,
         findings=findings,
         check_status=status,

@@ -1,4 +1,4 @@
-"""Sizes as people write them on a command line: 4096, 512M, 20GiB, 1.5T."""
+"""Sizes and durations as people write them on a command line: 4096, 512M, 20GiB, 1.5T; 90, 30m, 2h."""
 
 from __future__ import annotations
 
@@ -25,3 +25,21 @@ def parse_size(text: str) -> int:
     if value > MAX_SIZE:
         raise ValueError(f"{text[:40]!r} is too large (at most {MAX_SIZE} bytes, 8 EiB)")
     return value
+
+
+_DURATION = re.compile(r"^([0-9]{1,9}(?:\.[0-9]{1,6})?)\s*([smh]?)$", re.IGNORECASE)
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
+MAX_DURATION = 7 * 24 * 3600  # a week: longer is no limit anyone means
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from '90', '90s', '30m', '2h'; ValueError otherwise."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"{text[:40]!r} is not a duration (e.g. 90, 90s, 30m, 2h)")
+    seconds = float(match.group(1)) * _SECONDS[match.group(2).lower()]
+    if seconds <= 0:
+        raise ValueError(f"{text[:40]!r} must be more than zero seconds")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{text[:40]!r} is longer than a week")
+    return seconds

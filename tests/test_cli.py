@@ -358,3 +358,40 @@ def test_sha1_manifests_are_refused_under_a_profile_that_says_so(tmp_path):
     result = run_certify("scan", str(ova), "-q", "--profile", str(profile), "--format", "json")
     assert result.returncode == 2
     assert json.loads(result.stdout)["rejection"]["reason"] == "'vm.mf' uses SHA1 digests, and the profile requires SHA256 or SHA512"
+
+
+def test_several_formats_make_the_report_directory_when_its_parent_exists(tmp_path):
+    vmx = write_vmx(tmp_path, 'RemoteDisplay.vnc.enabled = "TRUE"\n')
+    made = tmp_path / "reports"
+    result = run_certify("scan", str(vmx), "-q", "--format", "json,text,sarif", "-o", str(made))
+    assert result.returncode == 1, result.stderr
+    assert sorted(p.name for p in made.iterdir()) == ["report.json", "report.sarif", "report.txt"]
+    again = run_certify("scan", str(vmx), "-q", "--format", "json,text", "-o", str(made))  # an existing one is reused
+    assert again.returncode == 1, again.stderr
+    for target, message in [(tmp_path / "no" / "reports", "parent"), (vmx, "exists and is not a directory")]:
+        refused = run_certify("scan", str(vmx), "-q", "--format", "json,text", "-o", str(target))
+        assert refused.returncode == 2 and message in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "no").exists()
+    # A usage error found after -o was checked leaves no directory behind.
+    late = run_certify("scan", str(vmx), "-q", "--format", "json,text", "-o", str(tmp_path / "late"), "--profile", "nonesuch")
+    assert late.returncode == 2 and not (tmp_path / "late").exists()
+
+
+def test_a_reader_that_leaves_early_ends_the_output_quietly():
+    for args in (["checks", "--format", "json"], ["checks"], ["explain", "shared-folder"], ["profiles"]):
+        # stdout is a pipe nobody reads from: the first write fails with EPIPE, as after `| head` has exited
+        reader, writer = os.pipe()
+        os.close(reader)
+        result = subprocess.run([sys.executable, "-m", "certify", *args], stdout=writer, stderr=subprocess.PIPE, text=True)
+        os.close(writer)
+        assert (result.returncode, result.stderr) == (141, ""), args
+
+
+def test_a_scan_whose_reader_left_still_returns_its_verdict_and_writes_its_files(tmp_path):
+    vmx = write_vmx(tmp_path, 'RemoteDisplay.vnc.enabled = "TRUE"\n')
+    reader, writer = os.pipe()
+    os.close(reader)
+    result = subprocess.run([sys.executable, "-m", "certify", "scan", str(vmx), "--format", "text", "-q"],
+                            stdout=writer, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    os.close(writer)
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

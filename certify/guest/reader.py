@@ -11,6 +11,7 @@ import bisect
 import os
 import posixpath
 import re
+import signal
 import stat as statmod
 import tarfile
 import tempfile
@@ -439,6 +440,35 @@ def _launch(disks: list[BundleDisk], workdir: str, settings: list[str] | None) -
         g.close()
         raise
     return g
+
+
+def stop_appliance(workdir: str) -> list[int]:
+    """SIGKILL the qemu of every appliance launched for ``workdir``; the pids it killed.
+
+    Safe from any thread and at any moment, even while another thread waits in a
+    libguestfs call (the handle itself is never touched): libguestfs keeps its
+    overlays in the work directory, so our qemu children name it on their command
+    line, which tells them from the appliances of other scans in this process.
+    """
+    marker = os.path.join(os.path.realpath(workdir), "").encode()
+    me, killed = os.getpid(), []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, ValueError, IndexError):
+            continue  # gone already, or not ours to read
+        if ppid == me and marker in cmdline:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+            except ProcessLookupError:
+                pass
+    return killed
 
 
 FSTAB_LIMIT = 1024 * 1024
