@@ -56,10 +56,16 @@ workloads:
 """
 
 
+# Prefixes this run used. Another checkout may run this module at the same time: its namespaces are not
+# ours to judge or remove, so each prefix is unique to the test and the process.
+USED: set[str] = set()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def no_leftovers():
     yield
-    left = [n for n in netns.project_namespaces("cfyt") + os.listdir(netns.NETNS_DIR) if n.startswith("cfyt")] if os.path.isdir(netns.NETNS_DIR) else []
+    names = os.listdir(netns.NETNS_DIR) if os.path.isdir(netns.NETNS_DIR) else []
+    left = [n for n in names if any(n.startswith(p) for p in USED)]
     for name in left:
         netns.remove_namespace(name)
     assert not left, f"namespaces left behind: {left}"
@@ -67,7 +73,8 @@ def no_leftovers():
 
 @pytest.fixture
 def prefix(request):
-    name = "cfyt" + hashlib.sha256(request.node.name.encode()).hexdigest()[:6]
+    name = "cfyt" + hashlib.sha256(f"{request.node.name} {os.getpid()}".encode()).hexdigest()[:6]
+    USED.add(name)
     yield name
     netns.teardown(name)
     assert netns.project_namespaces(name) == []
