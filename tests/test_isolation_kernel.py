@@ -19,6 +19,7 @@ from conftest import run_certify
 
 from certify.isolation import admission, deploy, netns, render, state
 from certify.isolation import verify as verification
+from certify.isolation.agent import SPOOF_SPORTS
 from certify.isolation.model import parse_provider
 from certify.isolation.registry import Registry
 from certify.model import Report, Severity, Verdict
@@ -153,6 +154,11 @@ def test_anti_spoof_removed_is_caught(prefix):
     leaked = {(s.sender, s.case.split(" (")[0]) for s in result.spoof_failures}
     # Inside a, any source address of a is accepted: an unassigned one and a forged MAC now get through.
     assert {("a.a1", "an unassigned address of its vDC"), ("a.a1", "its own address with a forged MAC")} <= leaked
+    # Every forged case went where its claimed source's honest packets arrive, so with the rule gone each one
+    # arrives: none proved only the counter. The uplink's address opens nothing from a tenant port.
+    forged = [s for s in result.spoof if s.forged and s.sender != "uplink"]
+    assert {s.case.split(" (")[0] for s in forged} >= {"another tenant's address", "a neighbour's address"}
+    assert [s for s in forged if not s.delivered] == [s for s in forged if s.case == "the uplink's address"]
     assert not [s for s in result.spoof_failures if s.expect_delivered]  # the honest controls still arrive
     assert result.anti_spoof_delta == 0 and not result.ok
 
@@ -402,8 +408,9 @@ def test_unassigned_tenant_addresses_do_not_leave_by_the_uplink(prefix):
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert sniffer.stdout.readline().strip() == "ready"
+        honest, to_a, to_b = SPOOF_SPORTS[:3]
         packets = [{"src": str(a1.address), "dst": dst, "dport": 80, "sport": sport}
-                   for dst, sport in ((str(p.uplink_peer_address), 41000), ("10.61.1.99", 41001), ("10.61.2.99", 41002))]
+                   for dst, sport in ((str(p.uplink_peer_address), honest), ("10.61.1.99", to_a), ("10.61.2.99", to_b))]
         job = {"targets": [], "spoof": {"packets": packets, "copies": 2, "gateway": str(a1.router_address)}}
         subprocess.run(["ip", "netns", "exec", p.workload_ns(a1), *agent, "probe"], input=json.dumps(job), text=True,
                        check=True, capture_output=True)  # fmt: skip
@@ -411,7 +418,7 @@ def test_unassigned_tenant_addresses_do_not_leave_by_the_uplink(prefix):
         sniffer.stdin.write("report\n")
         sniffer.stdin.flush()
         seen = {m["sport"] for m in json.loads(sniffer.stdout.readline())["marked"]}
-        assert seen == {41000}  # the honest packet to the uplink arrives; unassigned tenant addresses go nowhere
+        assert seen == {honest}  # the honest packet to the uplink arrives; unassigned tenant addresses go nowhere
     finally:
         sniffer.kill()
         sniffer.wait()

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from certify.isolation import expect, render, state
+from certify.isolation import agent, expect, render, state
+from certify.isolation import verify as verification
 from certify.isolation.expect import Endpoint
 from certify.isolation.model import ModelError, Policy, Provider, Service, Workload, parse_provider
 from certify.isolation.render import BASE, MANAGED
@@ -1053,3 +1054,63 @@ def test_unlisted_ports_are_dropped_first() -> None:
         {"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "uplink"}},
         {"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "@tenant_ports"}},
     ] and first["expr"][-1] == {"drop": None}
+
+
+# ---------------------------------------------------------------------------- spoofing cases
+
+
+def _claimed(p: Provider, sender: str, address: str) -> Endpoint | None:
+    """Whom a forged source address claims to be: a workload, or an unassigned address of the sender's vDC."""
+    for e in expect.endpoints(p):
+        if e.workload is not None and str(e.address) == address:
+            return e
+    vdc = p.vdcs[sender.split(".")[0]]
+    if ipaddress.IPv4Address(address) in vdc.cidr:
+        return Endpoint("unassigned", ipaddress.IPv4Address(address), Workload("", vdc.name, ipaddress.IPv4Address(address), ""))
+    return None  # the uplink's address
+
+
+def test_forged_packets_go_where_their_honest_source_arrives() -> None:
+    """Each forged packet targets a destination its claimed source reaches, so only anti-spoofing stops it."""
+    p = provider()
+    points = {str(e.address): e for e in expect.endpoints(p)}
+    cases = verification.spoof_cases(p, expect.expected_cells(p))
+    from_tenants = [c for c in cases if c.sender != expect.UPLINK]
+    assert {c.sender for c in from_tenants} == {w.key for w in p.workloads}
+    for c in from_tenants:
+        sender, dst = points[str(p.workload(*c.sender.split(".")).address)], points[c.dst]
+        assert dst.name != c.sender, c
+        claimed = sender if c.src_mac or c.case.startswith("control") else _claimed(p, c.sender, c.src)
+        if claimed is None:
+            assert c.src == str(p.uplink_peer_address)
+            claimed = sender  # the uplink's address opens nothing from a tenant port: it goes where the control goes
+        assert expect.reachable(p, claimed, dst, Service("tcp", c.dport)), c
+        assert c.expect_delivered is c.case.startswith("control")
+    assert len({(c.sport, c.src, c.dst, c.dport) for c in cases}) == len(cases)
+
+
+def test_a_sender_that_reaches_nothing_sends_no_control() -> None:
+    """b.far (outside b's /28, no egress) reaches no one: its own address has no destination to prove anything at."""
+    p = provider()
+    cells = expect.expected_cells(p)
+    assert not [c for c in cells if c.src == "b.far" and c.expected]
+    far = [c for c in verification.spoof_cases(p, cells) if c.sender == "b.far"]
+    # What it forges still goes where the claimed source reaches: a.web to a.app (every port), b.db and an
+    # unassigned address inside b's /28 to b.cache on the db rule's port.
+    assert [(c.case.split(" (")[0], c.src, c.dst, c.dport) for c in far] == [
+        ("another tenant's address", "10.1.0.2", "10.1.0.6", 23),
+        ("a neighbour's address", "10.2.0.2", "10.2.0.6", 5432),
+        ("an unassigned address of its vDC", "10.2.0.10", "10.2.0.6", 5432),
+    ]
+
+
+def test_spoof_cases_outnumbering_the_marked_ports_are_still_told_apart() -> None:
+    doc = base_doc()
+    push(("vdcs",), {"name": "c", "account": "acme", "cidr": "10.3.0.0/24"})(doc)
+    for i in range(180):
+        push(("workloads",), {"name": f"n{i}", "vdc": "abc"[i % 3]})(doc)
+    p = parse_doc(doc)
+    cases = verification.spoof_cases(p, expect.expected_cells(p))
+    assert len(cases) > len(agent.SPOOF_SPORTS)
+    assert len({(c.sport, c.src, c.dst, c.dport) for c in cases}) == len(cases)
+    assert {c.sport for c in cases} <= set(agent.SPOOF_SPORTS)
