@@ -109,7 +109,7 @@ class Policy:
     cross_vdc: frozenset[tuple[str, str]] = frozenset()  # (from, to) the provider permits
     blocked_egress: tuple[Service, ...] = ()  # never reachable on the uplink from a tenant
     blocked_ingress: tuple[Service, ...] = ()  # never opened to the uplink
-    max_flows_per_workload: int = 4096  # tracked connections one workload may open: conntrack is shared
+    max_flows_per_workload: int = 4096  # connections the policy lets one workload open: conntrack is shared
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,17 @@ Two tables in the router namespace (see README, "Isolation"):
 
 * ``inet certify_base``, the provider's: anti-spoofing, no cross-vDC traffic
   but the pairs the provider allows, ports tenants may never use, nobody
-  connects to the router. A drop in any base chain is final, so nothing in
-  the managed table can reopen it. Its invariants are stateless and come
-  before any ``established`` accept, so revoking a pair cuts live flows too.
+  connects to the router, the per-workload flow cap. A drop in any base
+  chain is final, so nothing in the managed table can reopen it. Its
+  invariants are stateless and come before any ``established`` accept, so
+  revoking a pair cuts live flows too.
 * ``inet certify_vdc``, the managed allow-list: default drop, one chain pair
   per vDC reached through interval verdict maps, the customers' rules.
 
 Hook priorities are part of the module's contract: anti-spoof at -300
-(before conntrack), provider forward and input at -10, managed forward at 0.
+(before conntrack), provider forward and input at -10, managed forward at 0,
+the flow cap at 10 (after every chain that may drop, so it counts only the
+connections the whole policy lets through).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ BASE_CHAINS = (
     BaseChain(BASE, "base_forward", "forward", -10, "accept"),
     BaseChain(BASE, "base_input", "input", -10, "drop"),
     BaseChain(MANAGED, "managed_forward", "forward", 0, "drop"),
+    BaseChain(BASE, "base_flows", "forward", 10, "accept"),
 )
 BASE_SETS = {
     "tenant_ports": {"type": "ifname"},
@@ -58,6 +62,7 @@ DISPATCH = {"dispatch_in": "daddr", "dispatch_out": "saddr"}
 ANTI_SPOOF = "provider: anti-spoof (port, MAC, address)"
 UNKNOWN_PORT = "provider: nothing from a port that is not a listed tenant"
 CROSS_VDC = "provider: no cross-vDC traffic"
+FLOW_CAP = "provider: at most {} tracked connections per workload"
 
 # ---------------------------------------------------------------------------- expression helpers
 
@@ -116,12 +121,6 @@ def base_rules(max_flows: int = 4096) -> list[dict[str, Any]]:
               COUNTER, DROP),
         _rule(BASE, "base_pre", "provider: tenant addresses never arrive from the uplink",
               uplink_in, _match(_payload("ip", "saddr"), "@tenant_nets"), COUNTER, DROP),
-        # Conntrack is one table for the whole router: no tenant may fill it for the others.
-        _rule(BASE, "base_forward", f"provider: at most {max_flows} tracked connections per workload",
-              FROM_TENANT, _match(_ct("state"), "new", "in"),
-              # A meter: libnftables 1.0.6 JSON cannot declare the dynamic set a named one would need.
-              {"meter": {"name": "tenant_flows", "key": _payload("ip", "saddr"), "size": 65535,
-                         "stmt": {"ct count": {"val": max_flows, "inv": True}}}}, COUNTER, DROP),
         # Stateless like every provider invariant: no conntrack entry (or a missing one) can bypass them.
         _rule(BASE, "base_forward", "provider: tenant networks never leave by the uplink",
               uplink_out, _match(_payload("ip", "daddr"), "@tenant_nets"), COUNTER, DROP),
@@ -147,6 +146,13 @@ def base_rules(max_flows: int = 4096) -> list[dict[str, Any]]:
         _rule(MANAGED, "managed_forward", "dispatch to the source vDC",
               {"vmap": {"key": _payload("ip", "saddr"), "data": "@dispatch_out"}}),
         _rule(MANAGED, "managed_forward", "default deny", COUNTER, DROP),
+        # Conntrack is one table for the whole router: no tenant may fill it for the others. Counted here,
+        # after every chain that may drop, so attempts the policy refuses do not use up the allowance.
+        _rule(BASE, "base_flows", FLOW_CAP.format(max_flows),
+              FROM_TENANT, _match(_ct("state"), "new", "in"),
+              # A meter: libnftables 1.0.6 JSON cannot declare the dynamic set a named one would need.
+              {"meter": {"name": "tenant_flows", "key": _payload("ip", "saddr"), "size": 65535,
+                         "stmt": {"ct count": {"val": max_flows, "inv": True}}}}, COUNTER, DROP),
     ]  # fmt: skip
 
 

@@ -452,30 +452,42 @@ while True:
     held.append(conn)
 """
 OPENER = """
-import socket, sys
-held, opened = [], 0
+import select, socket, sys
+# First a burst of attempts the policy refuses, more than the cap, left pending so their SYNs keep coming;
+# then connections it allows, one at a time.
+refused = []
+for dst, port in [(d, int(p)) for d, p in (t.split(":") for t in sys.argv[3].split(","))] * 16 if sys.argv[3] else []:
+    s = socket.socket(); s.setblocking(False); s.connect_ex((dst, port)); refused.append(s)
+held, outcomes = [], ""
 for _ in range(int(sys.argv[2])):
     try:
-        held.append(socket.create_connection((sys.argv[1], 80), timeout=1)); opened += 1
+        held.append(socket.create_connection((sys.argv[1], 80), timeout=1)); outcomes += "o"
     except OSError:
-        pass
-print(opened, flush=True)
+        outcomes += "x"
+answered = len(select.select([], refused, [], 0)[1])  # a SYN that got through would have met a RST
+print(outcomes, len(refused), answered, flush=True)
 """
 
 
 def test_a_workload_cannot_fill_the_routers_conntrack_table(prefix):
+    """The cap counts the connections the policy lets through; a burst of refused attempts uses none of it."""
     p = _provider(prefix, MODEL.format(prefix=prefix).replace("  blocked_ingress: [tcp/23]\n",
                                                               "  blocked_ingress: [tcp/23]\n  max_flows_per_workload: 16\n"))
     assert p.policy.max_flows_per_workload == 16
     deploy.reconcile(p)
-    a1 = p.workload("a", "a1")
+    a1, b1, b2 = p.workload("a", "a1"), p.workload("b", "b1"), p.workload("b", "b2")
+    # Refused by the provider table (a blocked egress port) and by the managed one (a permitted pair, no rule).
+    refused = f"{p.uplink_peer_address}:25,{b1.address}:9,{b2.address}:5432"
     python = __import__("sys").executable
     holder = subprocess.Popen(["ip", "netns", "exec", p.uplink_ns, python, "-c", HOLDER], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        opened = subprocess.run(["ip", "netns", "exec", p.workload_ns(a1), python, "-c", OPENER, str(p.uplink_peer_address), "24"],
-                                capture_output=True, text=True, timeout=60).stdout.strip()  # fmt: skip
-        assert opened == "16"
+        opener = ["ip", "netns", "exec", p.workload_ns(a1), python, "-c", OPENER, str(p.uplink_peer_address)]
+        done = subprocess.run([*opener, "18", refused], capture_output=True, text=True, timeout=90)
+        outcomes, attempts, answered = done.stdout.split()
+        assert int(attempts) == 48 > p.policy.max_flows_per_workload and answered == "0"
+        # Right after the burst, the whole allowance: each of the first 16 connects, and not one more.
+        assert outcomes == "o" * 16 + "xx"
     finally:
         holder.kill()
         holder.wait()

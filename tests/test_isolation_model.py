@@ -625,10 +625,28 @@ def test_base_chains_hooks_priorities_policies() -> None:
         (BASE, "base_forward"): ("filter", "forward", -10, "accept"),
         (BASE, "base_input"): ("filter", "input", -10, "drop"),
         (MANAGED, "managed_forward"): ("filter", "forward", 0, "drop"),
+        (BASE, "base_flows"): ("filter", "forward", 10, "accept"),
     }
     plain = [(o["table"], o["name"]) for v, k, o in map(split, cmds) if v == "add" and k == "chain" and "hook" not in o]
     assert plain == [(MANAGED, "vdc_a_in"), (MANAGED, "vdc_a_out"), (MANAGED, "vdc_b_in"), (MANAGED, "vdc_b_out")]
     assert state.base_chain_problems(state.desired(cmds)) == []
+
+
+def test_flow_cap_counts_only_what_every_forward_chain_let_through() -> None:
+    """The meter sits in a chain hooked after every forward chain that drops: a refused attempt never reaches it."""
+    cmds = render.full(provider(put(("policy", "max_flows_per_workload"), 16)))
+    metered = {(o["table"], o["chain"]) for v, k, o in map(split, cmds) if v == "add" and k == "rule" and "meter" in str(o["expr"])}
+    assert metered == {(BASE, "base_flows")}
+    forward = {c.name: c.prio for c in render.BASE_CHAINS if c.hook == "forward"}
+    droppers = {name for v, k, o in map(split, cmds) if v == "add" and k == "rule" and {"drop": None} in o["expr"]
+                for name in [o["chain"]] if name in forward} | {c.name for c in render.BASE_CHAINS if c.policy == "drop" and c.name in forward}  # fmt: skip
+    assert droppers == {"base_forward", "managed_forward", "base_flows"}
+    assert all(forward["base_flows"] > forward[name] for name in droppers - {"base_flows"})
+    (cap,) = rules_of(cmds, "base_flows")
+    assert cap["comment"] == "provider: at most 16 tracked connections per workload"
+    assert cap["expr"][:2] == [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "@tenant_ports"}},
+                               {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "new"}}]  # fmt: skip
+    assert cap["expr"][2]["meter"]["stmt"] == {"ct count": {"val": 16, "inv": True}} and cap["expr"][-1] == {"drop": None}
 
 
 def test_port_src_binds_port_mac_address_per_workload() -> None:
@@ -760,7 +778,7 @@ def test_teardown_removes_both_tables_idempotently() -> None:
 def test_desired_has_no_drift_against_itself() -> None:
     want = state.desired(render.full(provider()))
     assert want.tables == {BASE, MANAGED}
-    assert len(want.chains) == 8
+    assert len(want.chains) == 9  # five base chains, two per vDC
     assert state.drift(want, copy.deepcopy(want)) == []
 
 
