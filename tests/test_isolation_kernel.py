@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -20,7 +21,7 @@ from conftest import run_certify
 from certify.isolation import admission, deploy, netns, render, state
 from certify.isolation import verify as verification
 from certify.isolation.agent import SPOOF_SPORTS
-from certify.isolation.model import parse_provider
+from certify.isolation.model import Rule, parse_provider
 from certify.isolation.registry import Registry
 from certify.model import Report, Severity, Verdict
 from certify.policy.certificate import build_record, keygen, load_private_key
@@ -137,6 +138,7 @@ def test_apply_is_idempotent_verified_and_repairs_drift(prefix):
     assert ("a.a1", "b.b2", "tcp/9") in bad  # a -> b is a provider-allowed pair: only the customer's rules held it
     assert not [c for c in bad if c[0].startswith("b.") and c[1].startswith("a.")]  # b -> a is no pair: held
     assert not [c for c in bad if (c[0], c[2]) == ("uplink", "tcp/23") or (c[1], c[2]) == ("uplink", "tcp/25")]  # policy held
+    assert not [c for c in bad if c[2] == "tcp/23" and c[0].split(".")[0] != c[1].split(".")[0]]  # from any other vDC too
     assert "!" in verification.truth_table(broken)
 
     repaired = deploy.reconcile(p)
@@ -491,6 +493,89 @@ def test_a_workload_cannot_fill_the_routers_conntrack_table(prefix):
     finally:
         holder.kill()
         holder.wait()
+
+
+DEFAULTS = """
+provider: {{name: kernel-defaults, prefix: {prefix}, uplink: 192.0.2.0/30}}
+accounts: [{{name: alpha}}, {{name: gamma}}]
+vdcs:
+  - {{name: a, account: alpha, cidr: 10.62.1.0/24, egress: true}}
+  - name: c                            # neither egress nor intra_vdc: the defaults
+    account: gamma
+    cidr: 10.62.3.0/24
+    rules:
+      - {{name: mail, protocol: tcp, ports: [25], from: "vdc:a"}}   # a blocked_egress port, between tenants
+policy:
+  cross_vdc: [{{from: a, to: c}}]
+  blocked_egress: [tcp/25]
+  blocked_ingress: [tcp/23]
+workloads:
+  - {{name: a1, vdc: a}}
+  - {{name: c1, vdc: c, services: [tcp/23, tcp/25]}}
+  - {{name: c2, vdc: c}}
+"""
+
+
+def test_defaults_and_blocked_ports_hold_on_the_kernel(prefix):
+    """What the README leaves to defaults, observed; and a blocked port stays closed to another vDC even when a
+    rule the loader refuses (made by hand here) opens it."""
+    p = parse_provider(DEFAULTS.format(prefix=prefix), "defaults.yaml")
+    c = p.vdcs["c"]
+    telnet = Rule("c", "telnet", "tcp", (23,), "vdc:a", None, None)
+    p = replace(p, vdcs={**p.vdcs, "c": replace(c, rules=(*c.rules, telnet))})
+    assert "vdc c rule telnet" in json.dumps(render.full(p))
+    deploy.reconcile(p)
+    result = verification.verify(p, spoofing=False)
+    assert result.ok, verification.summary(result)
+    seen = {(c.src, c.dst, str(c.service)): result.observation(c) for c in result.cells}
+    reach = {key: ob.verdict for key, ob in seen.items()}
+    assert reach[("c.c1", "uplink", "tcp/80")] is False  # egress absent: blocked
+    assert reach[("c.c2", "uplink", "udp/53")] is False
+    assert reach[("c.c2", "c.c1", "tcp/25")] is True  # intra_vdc absent: open
+    assert reach[("c.c2", "c.c1", "tcp/23")] is True  # a blocked port inside an open vDC: open
+    assert reach[("a.a1", "c.c1", "tcp/23")] is False  # ... from another vDC: closed, whatever the rule says
+    assert reach[("uplink", "c.c1", "tcp/23")] is False
+    assert reach[("a.a1", "c.c1", "tcp/25")] is True  # a rule between tenants on a blocked_egress port: open
+    assert reach[("a.a1", "uplink", "tcp/25")] is False  # ... to the uplink: blocked
+    assert seen[("c.c2", "c.c1", "tcp/9")].kernel == "closed"  # the control port: reached only where every port is
+    assert reach[("a.a1", "c.c1", "tcp/9")] is False
+
+
+BOUND_CLIENT = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", int(sys.argv[2])))
+s.settimeout(3)
+try:
+    s.connect((sys.argv[1], 80)); print("connected")
+except OSError as exc:
+    print("failed", exc)
+"""
+
+
+def test_a_blocked_port_refuses_connections_to_it_not_replies(prefix):
+    """A connection opened from a blocked port is answered: the answer is no connection to that port.
+    a1 opens one from tcp/23 (blocked_ingress) to the uplink; the uplink opens one from tcp/25 (blocked_egress)
+    to a1's web port, which the customer opened to it."""
+    p = _provider(prefix)
+    deploy.reconcile(p)
+    a1 = p.workload("a", "a1")
+    python = __import__("sys").executable
+    for server_ns, client_ns, server, sport in ((p.uplink_ns, p.workload_ns(a1), p.uplink_peer_address, 23),
+                                                (p.workload_ns(a1), p.uplink_ns, a1.address, 25)):  # fmt: skip
+        holder = subprocess.Popen(["ip", "netns", "exec", server_ns, python, "-c", HOLDER], stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "ready"
+            done = subprocess.run(["ip", "netns", "exec", client_ns, python, "-c", BOUND_CLIENT, str(server), str(sport)],
+                                  capture_output=True, text=True, timeout=30)  # fmt: skip
+            assert done.stdout.strip() == "connected", (sport, done.stdout + done.stderr)
+        finally:
+            holder.kill()
+            holder.wait()
+    result = verification.verify(p, focus="a.a1", spoofing=False)
+    assert result.ok, verification.summary(result)
+    # Connections to those ports are still refused: to a1's tcp/23 from outside vDC a, to the uplink's tcp/25.
+    to_blocked = [c for c in result.cells if (c.dst, str(c.service)) in (("a.a1", "tcp/23"), ("uplink", "tcp/25")) and c.src != "a.a2"]
+    assert len(to_blocked) == 4 and not [c for c in to_blocked if result.observation(c).verdict is not False]
 
 
 def test_a_refused_first_apply_leaves_nothing_behind(prefix):
