@@ -20,8 +20,10 @@ import threading
 import time
 from typing import Any
 
-SPOOF_SPORTS = range(41000, 41100)  # marks crafted packets so a sniffer can tell them apart
-SYN_SPORTS = range(61000, 65000)  # outside ip_local_port_range, so never a kernel socket's
+# Both outside ip_local_port_range (32768-60999), so never a kernel socket's, and apart from each other:
+# a sniffer marks only crafted packets, and no honest probe can pass for one.
+SPOOF_SPORTS = range(65000, 65536)
+SYN_SPORTS = range(61000, 65000)
 MAX_TARGETS = 5000
 
 

@@ -54,7 +54,13 @@ def services_of(provider: Provider, dst: Endpoint) -> list[Service]:
 
 
 def reachable(provider: Provider, src: Endpoint, dst: Endpoint, service: Service) -> bool:
-    """Whether the model lets a new connection from src reach dst on service."""
+    """Whether the model lets a new connection from src reach dst on service.
+
+    What the README leaves to defaults: a vDC without ``egress`` reaches nothing on the uplink; one without
+    ``intra_vdc`` is open inside (every port, blocked ones included); ``blocked_egress`` is about the uplink
+    only, so a rule between two vDCs may open such a port. The control port is never listened on and no rule
+    names it: it is reached (closed) only where every port is, inside an open vDC and by egress.
+    """
     if dst.name == ROUTER:
         return False  # nobody opens connections to the router
     if src.workload is None:  # from the uplink
@@ -72,7 +78,8 @@ def reachable(provider: Provider, src: Endpoint, dst: Endpoint, service: Service
             return True
         return any(r.source_net is not None and s.address in r.source_net and r.opens(service) and r.applies_to(d.name)
                    for r in dvdc.rules)  # fmt: skip
-    if (s.vdc, d.vdc) not in provider.policy.cross_vdc:
+    # Blocked ports hold against every other vDC, whatever its rules say; inside a vDC they are the tenant's.
+    if (s.vdc, d.vdc) not in provider.policy.cross_vdc or service in provider.policy.blocked_ingress:
         return False
     return any(r.source == f"vdc:{s.vdc}" and r.opens(service) and r.applies_to(d.name) for r in dvdc.rules)
 

@@ -108,8 +108,10 @@ class Policy:
 
     cross_vdc: frozenset[tuple[str, str]] = frozenset()  # (from, to) the provider permits
     blocked_egress: tuple[Service, ...] = ()  # never reachable on the uplink from a tenant
-    blocked_ingress: tuple[Service, ...] = ()  # never opened to the uplink
-    max_flows_per_workload: int = 4096  # tracked connections one workload may open: conntrack is shared
+    # Never opened to a workload from outside its own vDC: from the uplink or from any other vDC.
+    # Between workloads of one vDC they are the tenant's own business (an open vDC reaches every port).
+    blocked_ingress: tuple[Service, ...] = ()
+    max_flows_per_workload: int = 4096  # connections the policy lets one workload open: conntrack is shared
 
 
 @dataclass(frozen=True)
@@ -439,9 +441,7 @@ class _Loader:
         source = item["from"]
         source_net = None
         if source == "uplink":
-            for port in ports:
-                if Service(proto, port) in policy.blocked_ingress:
-                    raise self.fail(where, f"opens {proto}/{port} to the uplink, which the provider never allows (policy.blocked_ingress)")
+            self.no_blocked_port(where, name, vdc, proto, ports, "the uplink", policy)
         elif isinstance(source, str) and source.startswith("vdc:"):
             other = source[4:]
             if other not in vdc_names:
@@ -450,6 +450,7 @@ class _Loader:
                 raise self.fail(f"{where}.from", f"use this vDC's network ({cidr}) for traffic from inside it")
             if (other, vdc) not in policy.cross_vdc:
                 raise self.fail(f"{where}.from", f"the provider does not allow {other} -> {vdc} (add it to policy.cross_vdc)")
+            self.no_blocked_port(where, name, vdc, proto, ports, source, policy)
         else:
             try:
                 source_net = ipaddress.IPv4Network(str(source), strict=True)
@@ -463,6 +464,14 @@ class _Loader:
             raw_targets = item["to"] if isinstance(item["to"], list) else [item["to"]]
             targets = tuple(self.name(t, f"{where}.to") for t in raw_targets)
         return Rule(vdc, name, proto, ports, source, source_net, targets)
+
+    def no_blocked_port(self, where: str, rule: str, vdc: str, proto: str, ports: tuple[int, ...], source: str,
+                        policy: Policy) -> None:
+        """A rule from outside the vDC may not open a port the provider blocks (the kernel would drop it anyway)."""
+        blocked = [f"{proto}/{p}" for p in ports if Service(proto, p) in policy.blocked_ingress]
+        if blocked:
+            raise self.fail(where, f"rule {rule!r} opens {', '.join(blocked)} to vDC {vdc} from {source}, which the provider "
+                                   "never allows from outside the vDC (policy.blocked_ingress)")  # fmt: skip
 
     def no_overlap(self, vdcs: dict[str, Vdc], uplink: ipaddress.IPv4Network) -> None:
         # Classification is by address in one router namespace, so vDC networks may not overlap.

@@ -4,14 +4,17 @@ Two tables in the router namespace (see README, "Isolation"):
 
 * ``inet certify_base``, the provider's: anti-spoofing, no cross-vDC traffic
   but the pairs the provider allows, ports tenants may never use, nobody
-  connects to the router. A drop in any base chain is final, so nothing in
-  the managed table can reopen it. Its invariants are stateless and come
-  before any ``established`` accept, so revoking a pair cuts live flows too.
+  connects to the router, the per-workload flow cap. A drop in any base
+  chain is final, so nothing in the managed table can reopen it. Its
+  invariants do not depend on conntrack holding an entry and come before any
+  ``established`` accept, so revoking a pair cuts live flows too.
 * ``inet certify_vdc``, the managed allow-list: default drop, one chain pair
   per vDC reached through interval verdict maps, the customers' rules.
 
 Hook priorities are part of the module's contract: anti-spoof at -300
-(before conntrack), provider forward and input at -10, managed forward at 0.
+(before conntrack), provider forward and input at -10, managed forward at 0,
+the flow cap at 10 (after every chain that may drop, so it counts only the
+connections the whole policy lets through).
 """
 
 from __future__ import annotations
@@ -45,12 +48,14 @@ BASE_CHAINS = (
     BaseChain(BASE, "base_forward", "forward", -10, "accept"),
     BaseChain(BASE, "base_input", "input", -10, "drop"),
     BaseChain(MANAGED, "managed_forward", "forward", 0, "drop"),
+    BaseChain(BASE, "base_flows", "forward", 10, "accept"),
 )
 BASE_SETS = {
     "tenant_ports": {"type": "ifname"},
     "port_src": {"type": ["ifname", "ether_addr", "ipv4_addr"]},
     "tenant_nets": {"type": "ipv4_addr", "flags": ["interval"]},
     "vdc_pairs": {"type": ["ipv4_addr", "ipv4_addr"], "flags": ["interval"]},
+    "same_vdc": {"type": ["ipv4_addr", "ipv4_addr"], "flags": ["interval"]},
     "blocked_egress": {"type": ["inet_proto", "inet_service"]},
     "blocked_ingress": {"type": ["inet_proto", "inet_service"]},
 }
@@ -58,6 +63,8 @@ DISPATCH = {"dispatch_in": "daddr", "dispatch_out": "saddr"}
 ANTI_SPOOF = "provider: anti-spoof (port, MAC, address)"
 UNKNOWN_PORT = "provider: nothing from a port that is not a listed tenant"
 CROSS_VDC = "provider: no cross-vDC traffic"
+BLOCKED_INGRESS = "provider: ports never opened from outside the workload's vDC"
+FLOW_CAP = "provider: at most {} tracked connections per workload"
 
 # ---------------------------------------------------------------------------- expression helpers
 
@@ -90,6 +97,7 @@ DROP: dict[str, Any] = {"drop": None}
 FROM_TENANT = _match(_meta("iifname"), "@tenant_ports")
 TO_TENANT = _match(_meta("oifname"), "@tenant_ports")
 ESTABLISHED = _match(_ct("state"), {"set": ["established", "related"]})
+ORIGINAL = _match(_ct("direction"), "original")
 
 
 def _rule(table: str, chain: str, comment: str, *expr: Any) -> dict[str, Any]:
@@ -116,20 +124,19 @@ def base_rules(max_flows: int = 4096) -> list[dict[str, Any]]:
               COUNTER, DROP),
         _rule(BASE, "base_pre", "provider: tenant addresses never arrive from the uplink",
               uplink_in, _match(_payload("ip", "saddr"), "@tenant_nets"), COUNTER, DROP),
-        # Conntrack is one table for the whole router: no tenant may fill it for the others.
-        _rule(BASE, "base_forward", f"provider: at most {max_flows} tracked connections per workload",
-              FROM_TENANT, _match(_ct("state"), "new", "in"),
-              # A meter: libnftables 1.0.6 JSON cannot declare the dynamic set a named one would need.
-              {"meter": {"name": "tenant_flows", "key": _payload("ip", "saddr"), "size": 65535,
-                         "stmt": {"ct count": {"val": max_flows, "inv": True}}}}, COUNTER, DROP),
-        # Stateless like every provider invariant: no conntrack entry (or a missing one) can bypass them.
+        # Stateless: no conntrack entry (or a missing one) can bypass these two.
         _rule(BASE, "base_forward", "provider: tenant networks never leave by the uplink",
               uplink_out, _match(_payload("ip", "daddr"), "@tenant_nets"), COUNTER, DROP),
         _rule(BASE, "base_forward", "provider: nothing turns back to the uplink", uplink_in, uplink_out, COUNTER, DROP),
+        # A blocked port holds for every connection opened towards it, live ones included. A reply is not one:
+        # a packet to the port in the reply direction answers a connection its receiver opened from that port.
+        # A packet conntrack cannot place has no direction: it is invalid, and the managed table drops it.
         _rule(BASE, "base_forward", "provider: ports tenants may never reach on the uplink",
-              FROM_TENANT, uplink_out, _match(proto_port, "@blocked_egress"), COUNTER, DROP),
-        _rule(BASE, "base_forward", "provider: ports never opened to the uplink",
-              uplink_in, TO_TENANT, _match(proto_port, "@blocked_ingress"), COUNTER, DROP),
+              FROM_TENANT, uplink_out, _match(proto_port, "@blocked_egress"), ORIGINAL, COUNTER, DROP),
+        # From the uplink and from every other vDC alike: inside its own vDC a port is the tenant's business.
+        _rule(BASE, "base_forward", BLOCKED_INGRESS,
+              TO_TENANT, _match(proto_port, "@blocked_ingress"), ORIGINAL,
+              _match({"concat": [_payload("ip", "saddr"), _payload("ip", "daddr")]}, "@same_vdc", "!="), COUNTER, DROP),
         _rule(BASE, "base_forward", "provider: allowed vDC pair",
               FROM_TENANT, TO_TENANT, _match({"concat": [_payload("ip", "saddr"), _payload("ip", "daddr")]}, "@vdc_pairs"),
               ACCEPT),
@@ -147,6 +154,13 @@ def base_rules(max_flows: int = 4096) -> list[dict[str, Any]]:
         _rule(MANAGED, "managed_forward", "dispatch to the source vDC",
               {"vmap": {"key": _payload("ip", "saddr"), "data": "@dispatch_out"}}),
         _rule(MANAGED, "managed_forward", "default deny", COUNTER, DROP),
+        # Conntrack is one table for the whole router: no tenant may fill it for the others. Counted here,
+        # after every chain that may drop, so attempts the policy refuses do not use up the allowance.
+        _rule(BASE, "base_flows", FLOW_CAP.format(max_flows),
+              FROM_TENANT, _match(_ct("state"), "new", "in"),
+              # A meter: libnftables 1.0.6 JSON cannot declare the dynamic set a named one would need.
+              {"meter": {"name": "tenant_flows", "key": _payload("ip", "saddr"), "size": 65535,
+                         "stmt": {"ct count": {"val": max_flows, "inv": True}}}}, COUNTER, DROP),
     ]  # fmt: skip
 
 
@@ -160,6 +174,7 @@ def base_elements(provider: Provider) -> dict[str, list[Any]]:
         "port_src": [port_binding(w) for w in sorted(provider.workloads, key=lambda w: w.port)],
         "tenant_nets": [_prefix(v.cidr) for v in vdcs],
         "vdc_pairs": [{"concat": [_prefix(a), _prefix(b)]} for a, b in pairs],
+        "same_vdc": [{"concat": [_prefix(v.cidr), _prefix(v.cidr)]} for v in vdcs],
         "blocked_egress": [{"concat": [s.protocol, s.port]} for s in provider.policy.blocked_egress],
         "blocked_ingress": [{"concat": [s.protocol, s.port]} for s in provider.policy.blocked_ingress],
     }

@@ -12,10 +12,12 @@ nothing and fails.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,43 +235,76 @@ def _probe(provider: Provider, cells: list[Cell], spoof: list[SpoofCase], parall
 # ---------------------------------------------------------------------------- spoofing
 
 
-def _spoof_target(cells: list[Cell], src: str) -> Cell | None:
-    """Where a source's forged packets go: a TCP service it may reach if there is one (so the honest
-    control must arrive), a listened-on port before the control port; else anywhere but the router."""
-    mine = [c for c in cells if c.src == src and c.dst != ROUTER and c.service.protocol == "tcp"]
-    mine.sort(key=lambda c: (not c.expected, c.service.port == CONTROL_PORT, c.dst, c.service))
-    return mine[0] if mine else None
+def _reach(provider: Provider, source: Endpoint) -> list[tuple[Endpoint, int]]:
+    """Where honest TCP from ``source`` arrives, computed from the model like the cells: listened-on ports
+    before the closed control port, then by destination name and port."""
+    found = []
+    for dst in expect.endpoints(provider):
+        for service in expect.services_of(provider, dst):
+            if service.protocol == "tcp" and dst.name != source.name and expect.reachable(provider, source, dst, service):
+                found.append((service.port == CONTROL_PORT, dst.name, service.port, dst))
+    return [(f[3], f[2]) for f in sorted(found, key=lambda f: f[:3])]
+
+
+def _claiming(w: Workload, address: ipaddress.IPv4Address) -> Endpoint:
+    """The endpoint an address of w's vDC would be, were its packets honest."""
+    return Endpoint(f"{w.vdc}.(unassigned {address})", address, Workload("", w.vdc, address, ""))
 
 
 def spoof_cases(provider: Provider, cells: list[Cell], focus: str | None = None) -> list[SpoofCase]:
-    """For every tenant source, forged packets towards one destination, plus one honest control."""
+    """For every tenant source, forged packets and one honest control.
+
+    A forged packet goes where honest packets from the source it claims arrive (one claiming the sender's
+    own address with a foreign MAC, like the control, where the sender's own address reaches), so the
+    anti-spoof rule is all that keeps it from the sniffer there: towards a destination nothing would
+    reach, it would prove nothing but the counter. A case with no such destination is not sent. The
+    uplink's address opens nothing from a tenant port at all; it goes where the control goes.
+    """
     cases: list[SpoofCase] = []
-    sports = iter(agent.SPOOF_SPORTS)
+    # A case is told apart by source port, address and destination together: ports are handed out per
+    # (source, destination, port), so the control and a forged MAC, or two senders claiming one address, differ.
+    sports: dict[tuple[str, str, int], Iterator[int]] = {}
+
+    def sport(src: str, dst: str, dport: int) -> int:
+        port = next(sports.setdefault((src, dst, dport), iter(agent.SPOOF_SPORTS)), None)
+        if port is None:
+            raise IsolationError(f"more than {len(agent.SPOOF_SPORTS)} forged packets from {src} to {dst}:{dport}: "
+                                 "too many workloads to tell them apart; verify with --no-spoof")  # fmt: skip
+        return port
+
     workloads = list(provider.workloads)
     taken = [w.address for w in workloads]
     points = {e.name: e for e in expect.endpoints(provider)}
+    reaches: dict[str, list[tuple[Endpoint, int]]] = {}
+
+    def reached(source: Endpoint, sender: str) -> tuple[Endpoint, int] | None:
+        # Never the sender itself: its own sniffer would not tell the router's work apart.
+        if source.name not in reaches:
+            reaches[source.name] = _reach(provider, source)
+        return next((t for t in reaches[source.name] if t[0].name != sender), None)
+
     for w in workloads:
         if focus is not None and w.key != focus:
             continue
-        target = _spoof_target(cells, w.key)
-        if target is None:
-            continue
-        dst = _address(provider, points[w.key], target.dst)
-        vdc = provider.vdcs[w.vdc]
-        other = next((o for o in workloads if o.vdc != w.vdc), None)
-        neighbour = next((o for o in workloads if o.vdc == w.vdc and o.key != w.key and o.key != target.dst), None)
-        free = allocate_address(vdc, taken)
-        forged = [("control: own address and MAC", str(w.address), None, target.expected)]
+        forged: list[tuple[str, str, str | None, tuple[Endpoint, int] | None, bool]] = []
+        own = reached(points[w.key], w.key)
+        forged.append(("control: own address and MAC", str(w.address), None, own, True))
+        other = next(((o, t) for o in workloads if o.vdc != w.vdc for t in [reached(points[o.key], w.key)] if t), None)
         if other:
-            forged.append((f"another tenant's address ({other.key})", str(other.address), None, False))
+            forged.append((f"another tenant's address ({other[0].key})", str(other[0].address), None, other[1], False))
+        neighbour = next(((o, t) for o in workloads if o.vdc == w.vdc and o.key != w.key
+                          for t in [reached(points[o.key], w.key)] if t), None)  # fmt: skip
         if neighbour:
-            forged.append((f"a neighbour's address ({neighbour.key})", str(neighbour.address), None, False))
+            forged.append((f"a neighbour's address ({neighbour[0].key})", str(neighbour[0].address), None, neighbour[1], False))
+        free = allocate_address(provider.vdcs[w.vdc], taken)
         if free is not None:
-            forged.append(("an unassigned address of its vDC", str(free), None, False))
-        forged.append(("the uplink's address", str(provider.uplink_peer_address), None, False))
-        forged.append(("its own address with a forged MAC", str(w.address), FORGED_MAC, False))
-        for case, src, mac, delivered in forged:
-            cases.append(SpoofCase(case, w.key, src, mac, dst, target.service.port, next(sports), delivered))
+            forged.append(("an unassigned address of its vDC", str(free), None, reached(_claiming(w, free), w.key), False))
+        forged.append(("the uplink's address", str(provider.uplink_peer_address), None, own, False))
+        forged.append(("its own address with a forged MAC", str(w.address), FORGED_MAC, own, False))
+        for case, src, mac, target, delivered in forged:
+            if target is not None:
+                dst = _address(provider, points[w.key], target[0].name)
+                cases.append(SpoofCase(case, w.key, src, mac, dst, target[1], sport(src, dst, target[1]), delivered))
     # From the uplink, a tenant's own vDC address: the intra-vDC allow must never see it.
     for w in workloads:
         if focus is not None and w.key != focus:
@@ -278,8 +313,9 @@ def spoof_cases(provider: Provider, cells: list[Cell], focus: str | None = None)
         tcp = next((c for c in cells if c.dst == w.key and c.src == neighbour.key and c.expected and c.service.protocol == "tcp"), None) if neighbour else None
         if neighbour is None or tcp is None:
             continue
-        cases.append(SpoofCase(f"from the uplink, forging {neighbour.key}", UPLINK, str(neighbour.address), None,
-                               str(w.address), tcp.service.port, next(sports), False))  # fmt: skip
+        src, dst = str(neighbour.address), str(w.address)
+        cases.append(SpoofCase(f"from the uplink, forging {neighbour.key}", UPLINK, src, None, dst, tcp.service.port,
+                               sport(src, dst, tcp.service.port), False))  # fmt: skip
         break
     return cases
 
@@ -315,9 +351,9 @@ def verify(provider: Provider, focus: str | None = None, parallel: int = 8, spoo
         result.observed, _ = _probe(provider, cells, result.spoof, parallel)
         if result.spoof:
             time.sleep(0.3)  # let the last forged frames reach the sniffers
-            arrived = {(m["sport"], m["src"]) for marks in listeners.marked().values() for m in marks}
+            arrived = {(m["sport"], m["src"], m["dst"], m["dport"]) for marks in listeners.marked().values() for m in marks}
             for sc in result.spoof:
-                sc.delivered = (sc.sport, sc.src) in arrived
+                sc.delivered = (sc.sport, sc.src, sc.dst, sc.dport) in arrived
             result.anti_spoof_delta = _anti_spoof_count(ruleset) - before
             if result.anti_spoof_delta < result.anti_spoof_expected:
                 result.problems.append(f"the anti-spoof rule counted {result.anti_spoof_delta} packets, "

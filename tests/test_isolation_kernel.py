@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -19,7 +20,8 @@ from conftest import run_certify
 
 from certify.isolation import admission, deploy, netns, render, state
 from certify.isolation import verify as verification
-from certify.isolation.model import parse_provider
+from certify.isolation.agent import SPOOF_SPORTS
+from certify.isolation.model import Rule, parse_provider
 from certify.isolation.registry import Registry
 from certify.model import Report, Severity, Verdict
 from certify.policy.certificate import build_record, keygen, load_private_key
@@ -56,10 +58,16 @@ workloads:
 """
 
 
+# Prefixes this run used. Another checkout may run this module at the same time: its namespaces are not
+# ours to judge or remove, so each prefix is unique to the test and the process.
+USED: set[str] = set()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def no_leftovers():
     yield
-    left = [n for n in netns.project_namespaces("cfyt") + os.listdir(netns.NETNS_DIR) if n.startswith("cfyt")] if os.path.isdir(netns.NETNS_DIR) else []
+    names = os.listdir(netns.NETNS_DIR) if os.path.isdir(netns.NETNS_DIR) else []
+    left = [n for n in names if any(n.startswith(p) for p in USED)]
     for name in left:
         netns.remove_namespace(name)
     assert not left, f"namespaces left behind: {left}"
@@ -67,7 +75,8 @@ def no_leftovers():
 
 @pytest.fixture
 def prefix(request):
-    name = "cfyt" + hashlib.sha256(request.node.name.encode()).hexdigest()[:6]
+    name = "cfyt" + hashlib.sha256(f"{request.node.name} {os.getpid()}".encode()).hexdigest()[:6]
+    USED.add(name)
     yield name
     netns.teardown(name)
     assert netns.project_namespaces(name) == []
@@ -129,6 +138,7 @@ def test_apply_is_idempotent_verified_and_repairs_drift(prefix):
     assert ("a.a1", "b.b2", "tcp/9") in bad  # a -> b is a provider-allowed pair: only the customer's rules held it
     assert not [c for c in bad if c[0].startswith("b.") and c[1].startswith("a.")]  # b -> a is no pair: held
     assert not [c for c in bad if (c[0], c[2]) == ("uplink", "tcp/23") or (c[1], c[2]) == ("uplink", "tcp/25")]  # policy held
+    assert not [c for c in bad if c[2] == "tcp/23" and c[0].split(".")[0] != c[1].split(".")[0]]  # from any other vDC too
     assert "!" in verification.truth_table(broken)
 
     repaired = deploy.reconcile(p)
@@ -146,6 +156,11 @@ def test_anti_spoof_removed_is_caught(prefix):
     leaked = {(s.sender, s.case.split(" (")[0]) for s in result.spoof_failures}
     # Inside a, any source address of a is accepted: an unassigned one and a forged MAC now get through.
     assert {("a.a1", "an unassigned address of its vDC"), ("a.a1", "its own address with a forged MAC")} <= leaked
+    # Every forged case went where its claimed source's honest packets arrive, so with the rule gone each one
+    # arrives: none proved only the counter. The uplink's address opens nothing from a tenant port.
+    forged = [s for s in result.spoof if s.forged and s.sender != "uplink"]
+    assert {s.case.split(" (")[0] for s in forged} >= {"another tenant's address", "a neighbour's address"}
+    assert [s for s in forged if not s.delivered] == [s for s in forged if s.case == "the uplink's address"]
     assert not [s for s in result.spoof_failures if s.expect_delivered]  # the honest controls still arrive
     assert result.anti_spoof_delta == 0 and not result.ok
 
@@ -395,8 +410,9 @@ def test_unassigned_tenant_addresses_do_not_leave_by_the_uplink(prefix):
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert sniffer.stdout.readline().strip() == "ready"
+        honest, to_a, to_b = SPOOF_SPORTS[:3]
         packets = [{"src": str(a1.address), "dst": dst, "dport": 80, "sport": sport}
-                   for dst, sport in ((str(p.uplink_peer_address), 41000), ("10.61.1.99", 41001), ("10.61.2.99", 41002))]
+                   for dst, sport in ((str(p.uplink_peer_address), honest), ("10.61.1.99", to_a), ("10.61.2.99", to_b))]
         job = {"targets": [], "spoof": {"packets": packets, "copies": 2, "gateway": str(a1.router_address)}}
         subprocess.run(["ip", "netns", "exec", p.workload_ns(a1), *agent, "probe"], input=json.dumps(job), text=True,
                        check=True, capture_output=True)  # fmt: skip
@@ -404,7 +420,7 @@ def test_unassigned_tenant_addresses_do_not_leave_by_the_uplink(prefix):
         sniffer.stdin.write("report\n")
         sniffer.stdin.flush()
         seen = {m["sport"] for m in json.loads(sniffer.stdout.readline())["marked"]}
-        assert seen == {41000}  # the honest packet to the uplink arrives; unassigned tenant addresses go nowhere
+        assert seen == {honest}  # the honest packet to the uplink arrives; unassigned tenant addresses go nowhere
     finally:
         sniffer.kill()
         sniffer.wait()
@@ -438,33 +454,128 @@ while True:
     held.append(conn)
 """
 OPENER = """
-import socket, sys
-held, opened = [], 0
+import select, socket, sys
+# First a burst of attempts the policy refuses, more than the cap, left pending so their SYNs keep coming;
+# then connections it allows, one at a time.
+refused = []
+for dst, port in [(d, int(p)) for d, p in (t.split(":") for t in sys.argv[3].split(","))] * 16 if sys.argv[3] else []:
+    s = socket.socket(); s.setblocking(False); s.connect_ex((dst, port)); refused.append(s)
+held, outcomes = [], ""
 for _ in range(int(sys.argv[2])):
     try:
-        held.append(socket.create_connection((sys.argv[1], 80), timeout=1)); opened += 1
+        held.append(socket.create_connection((sys.argv[1], 80), timeout=1)); outcomes += "o"
     except OSError:
-        pass
-print(opened, flush=True)
+        outcomes += "x"
+answered = len(select.select([], refused, [], 0)[1])  # a SYN that got through would have met a RST
+print(outcomes, len(refused), answered, flush=True)
 """
 
 
 def test_a_workload_cannot_fill_the_routers_conntrack_table(prefix):
+    """The cap counts the connections the policy lets through; a burst of refused attempts uses none of it."""
     p = _provider(prefix, MODEL.format(prefix=prefix).replace("  blocked_ingress: [tcp/23]\n",
                                                               "  blocked_ingress: [tcp/23]\n  max_flows_per_workload: 16\n"))
     assert p.policy.max_flows_per_workload == 16
     deploy.reconcile(p)
-    a1 = p.workload("a", "a1")
+    a1, b1, b2 = p.workload("a", "a1"), p.workload("b", "b1"), p.workload("b", "b2")
+    # Refused by the provider table (a blocked egress port) and by the managed one (a permitted pair, no rule).
+    refused = f"{p.uplink_peer_address}:25,{b1.address}:9,{b2.address}:5432"
     python = __import__("sys").executable
     holder = subprocess.Popen(["ip", "netns", "exec", p.uplink_ns, python, "-c", HOLDER], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        opened = subprocess.run(["ip", "netns", "exec", p.workload_ns(a1), python, "-c", OPENER, str(p.uplink_peer_address), "24"],
-                                capture_output=True, text=True, timeout=60).stdout.strip()  # fmt: skip
-        assert opened == "16"
+        opener = ["ip", "netns", "exec", p.workload_ns(a1), python, "-c", OPENER, str(p.uplink_peer_address)]
+        done = subprocess.run([*opener, "18", refused], capture_output=True, text=True, timeout=90)
+        outcomes, attempts, answered = done.stdout.split()
+        assert int(attempts) == 48 > p.policy.max_flows_per_workload and answered == "0"
+        # Right after the burst, the whole allowance: each of the first 16 connects, and not one more.
+        assert outcomes == "o" * 16 + "xx"
     finally:
         holder.kill()
         holder.wait()
+
+
+DEFAULTS = """
+provider: {{name: kernel-defaults, prefix: {prefix}, uplink: 192.0.2.0/30}}
+accounts: [{{name: alpha}}, {{name: gamma}}]
+vdcs:
+  - {{name: a, account: alpha, cidr: 10.62.1.0/24, egress: true}}
+  - name: c                            # neither egress nor intra_vdc: the defaults
+    account: gamma
+    cidr: 10.62.3.0/24
+    rules:
+      - {{name: mail, protocol: tcp, ports: [25], from: "vdc:a"}}   # a blocked_egress port, between tenants
+policy:
+  cross_vdc: [{{from: a, to: c}}]
+  blocked_egress: [tcp/25]
+  blocked_ingress: [tcp/23]
+workloads:
+  - {{name: a1, vdc: a}}
+  - {{name: c1, vdc: c, services: [tcp/23, tcp/25]}}
+  - {{name: c2, vdc: c}}
+"""
+
+
+def test_defaults_and_blocked_ports_hold_on_the_kernel(prefix):
+    """What the README leaves to defaults, observed; and a blocked port stays closed to another vDC even when a
+    rule the loader refuses (made by hand here) opens it."""
+    p = parse_provider(DEFAULTS.format(prefix=prefix), "defaults.yaml")
+    c = p.vdcs["c"]
+    telnet = Rule("c", "telnet", "tcp", (23,), "vdc:a", None, None)
+    p = replace(p, vdcs={**p.vdcs, "c": replace(c, rules=(*c.rules, telnet))})
+    assert "vdc c rule telnet" in json.dumps(render.full(p))
+    deploy.reconcile(p)
+    result = verification.verify(p, spoofing=False)
+    assert result.ok, verification.summary(result)
+    seen = {(c.src, c.dst, str(c.service)): result.observation(c) for c in result.cells}
+    reach = {key: ob.verdict for key, ob in seen.items()}
+    assert reach[("c.c1", "uplink", "tcp/80")] is False  # egress absent: blocked
+    assert reach[("c.c2", "uplink", "udp/53")] is False
+    assert reach[("c.c2", "c.c1", "tcp/25")] is True  # intra_vdc absent: open
+    assert reach[("c.c2", "c.c1", "tcp/23")] is True  # a blocked port inside an open vDC: open
+    assert reach[("a.a1", "c.c1", "tcp/23")] is False  # ... from another vDC: closed, whatever the rule says
+    assert reach[("uplink", "c.c1", "tcp/23")] is False
+    assert reach[("a.a1", "c.c1", "tcp/25")] is True  # a rule between tenants on a blocked_egress port: open
+    assert reach[("a.a1", "uplink", "tcp/25")] is False  # ... to the uplink: blocked
+    assert seen[("c.c2", "c.c1", "tcp/9")].kernel == "closed"  # the control port: reached only where every port is
+    assert reach[("a.a1", "c.c1", "tcp/9")] is False
+
+
+BOUND_CLIENT = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", int(sys.argv[2])))
+s.settimeout(3)
+try:
+    s.connect((sys.argv[1], 80)); print("connected")
+except OSError as exc:
+    print("failed", exc)
+"""
+
+
+def test_a_blocked_port_refuses_connections_to_it_not_replies(prefix):
+    """A connection opened from a blocked port is answered: the answer is no connection to that port.
+    a1 opens one from tcp/23 (blocked_ingress) to the uplink; the uplink opens one from tcp/25 (blocked_egress)
+    to a1's web port, which the customer opened to it."""
+    p = _provider(prefix)
+    deploy.reconcile(p)
+    a1 = p.workload("a", "a1")
+    python = __import__("sys").executable
+    for server_ns, client_ns, server, sport in ((p.uplink_ns, p.workload_ns(a1), p.uplink_peer_address, 23),
+                                                (p.workload_ns(a1), p.uplink_ns, a1.address, 25)):  # fmt: skip
+        holder = subprocess.Popen(["ip", "netns", "exec", server_ns, python, "-c", HOLDER], stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "ready"
+            done = subprocess.run(["ip", "netns", "exec", client_ns, python, "-c", BOUND_CLIENT, str(server), str(sport)],
+                                  capture_output=True, text=True, timeout=30)  # fmt: skip
+            assert done.stdout.strip() == "connected", (sport, done.stdout + done.stderr)
+        finally:
+            holder.kill()
+            holder.wait()
+    result = verification.verify(p, focus="a.a1", spoofing=False)
+    assert result.ok, verification.summary(result)
+    # Connections to those ports are still refused: to a1's tcp/23 from outside vDC a, to the uplink's tcp/25.
+    to_blocked = [c for c in result.cells if (c.dst, str(c.service)) in (("a.a1", "tcp/23"), ("uplink", "tcp/25")) and c.src != "a.a2"]
+    assert len(to_blocked) == 4 and not [c for c in to_blocked if result.observation(c).verdict is not False]
 
 
 def test_a_refused_first_apply_leaves_nothing_behind(prefix):

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from certify.isolation import expect, render, state
+from certify.isolation import agent, expect, render, state
+from certify.isolation import verify as verification
 from certify.isolation.expect import Endpoint
 from certify.isolation.model import ModelError, Policy, Provider, Service, Workload, parse_provider
 from certify.isolation.render import BASE, MANAGED
@@ -299,9 +300,16 @@ INVALID = [
                  "'10.2.0.1/28' must be 'uplink', 'vdc:NAME' or a network inside 10.2.0.0/24", id="from-cidr-host-bits"),
     pytest.param(put(("vdcs", 1, "rules", 0, "from"), "internet"), "vdcs[b].rules[0].from",
                  "'internet' must be 'uplink', 'vdc:NAME' or a network inside 10.2.0.0/24", id="from-garbage"),
-    # provider policy beats customer rules
+    # provider policy beats customer rules: blocked ports hold from the uplink and from every other vDC
     pytest.param(push(("vdcs", 0, "rules"), {**NEW_RULE, "ports": [22, 23]}), "vdcs[a].rules[1]",
-                 "opens tcp/23 to the uplink, which the provider never allows (policy.blocked_ingress)", id="blocked-ingress"),
+                 "rule 'extra' opens tcp/23 to vDC a from the uplink, which the provider never allows from outside the vDC "
+                 "(policy.blocked_ingress)", id="blocked-ingress-from-uplink"),
+    pytest.param(push(("vdcs", 1, "rules"), {**NEW_RULE, "ports": [23, 8081], "from": "vdc:a"}), "vdcs[b].rules[2]",
+                 "rule 'extra' opens tcp/23 to vDC b from vdc:a, which the provider never allows from outside the vDC "
+                 "(policy.blocked_ingress)", id="blocked-ingress-from-vdc"),
+    pytest.param(every(put(("policy", "blocked_ingress"), ["tcp/23", "udp/161", "tcp/3389"]),
+                       push(("vdcs", 1, "rules"), {**NEW_RULE, "ports": [3389, 80, 23], "from": "vdc:a"})), "vdcs[b].rules[2]",
+                 "rule 'extra' opens tcp/23, tcp/3389 to vDC b from vdc:a", id="blocked-ingress-every-port-named"),
     # protocols and ports
     pytest.param(push(("vdcs", 0, "rules"), {"name": "ping", "protocol": "icmp", "ports": [8], "from": "uplink"}),
                  "vdcs[a].rules[1].ports", "icmp rules take no ports", id="icmp-with-ports"),
@@ -326,6 +334,10 @@ INVALID = [
                  "port 9 is reserved as the verifier's closed control port", id="service-control-port"),
     pytest.param(put(("policy", "blocked_ingress"), ["tcp/9"]), "policy.blocked_ingress",
                  "port 9 is reserved as the verifier's closed control port", id="blocked-control-port"),
+    pytest.param(put(("policy", "blocked_egress"), ["udp/9"]), "policy.blocked_egress",
+                 "port 9 is reserved as the verifier's closed control port", id="blocked-egress-control-port"),
+    pytest.param(push(("vdcs", 1, "rules"), {**NEW_RULE, "protocol": "udp", "ports": [9], "from": "vdc:a"}),
+                 "vdcs[b].rules[2].ports", "port 9 is reserved as the verifier's closed control port", id="rule-control-port-udp"),
     pytest.param(put(("workloads", 0, "services"), ["tcp/0"]), "workloads[0].services",
                  "'tcp/0' is not a service ('tcp/443', 'udp/53' or 'icmp')", id="service-port-0"),
     pytest.param(put(("workloads", 0, "services"), ["udp/65536"]), "workloads[0].services",
@@ -476,8 +488,10 @@ def test_valid_edge_values_are_accepted() -> None:
         put(("vdcs", 0, "rules", 0, "to"), ["w" * 32]),
         put(("provider", "prefix"), "abcdefghijkl"),
         push(("vdcs", 0, "rules"), {"name": "x", "protocol": "udp", "ports": [65535, 1, 1], "from": "uplink"}),
-        # a blocked_ingress port may be opened from inside the vDC, just not from the uplink
+        # a blocked_ingress port may be opened from inside the vDC, just not from outside it
         push(("vdcs", 1, "rules"), {"name": "t", "protocol": "tcp", "ports": [23], "from": "10.2.0.0/28"}),
+        # blocked ports are per protocol: udp/23 is not tcp/23
+        push(("vdcs", 1, "rules"), {"name": "u", "protocol": "udp", "ports": [23], "from": "vdc:a"}),
         push(("workloads",), {"name": "web", "vdc": "b"}),  # a name is unique per vDC only
     )
     assert p.prefix == "abcdefghijkl"
@@ -624,10 +638,48 @@ def test_base_chains_hooks_priorities_policies() -> None:
         (BASE, "base_forward"): ("filter", "forward", -10, "accept"),
         (BASE, "base_input"): ("filter", "input", -10, "drop"),
         (MANAGED, "managed_forward"): ("filter", "forward", 0, "drop"),
+        (BASE, "base_flows"): ("filter", "forward", 10, "accept"),
     }
     plain = [(o["table"], o["name"]) for v, k, o in map(split, cmds) if v == "add" and k == "chain" and "hook" not in o]
     assert plain == [(MANAGED, "vdc_a_in"), (MANAGED, "vdc_a_out"), (MANAGED, "vdc_b_in"), (MANAGED, "vdc_b_out")]
     assert state.base_chain_problems(state.desired(cmds)) == []
+
+
+def test_flow_cap_counts_only_what_every_forward_chain_let_through() -> None:
+    """The meter sits in a chain hooked after every forward chain that drops: a refused attempt never reaches it."""
+    cmds = render.full(provider(put(("policy", "max_flows_per_workload"), 16)))
+    metered = {(o["table"], o["chain"]) for v, k, o in map(split, cmds) if v == "add" and k == "rule" and "meter" in str(o["expr"])}
+    assert metered == {(BASE, "base_flows")}
+    forward = {c.name: c.prio for c in render.BASE_CHAINS if c.hook == "forward"}
+    droppers = {name for v, k, o in map(split, cmds) if v == "add" and k == "rule" and {"drop": None} in o["expr"]
+                for name in [o["chain"]] if name in forward} | {c.name for c in render.BASE_CHAINS if c.policy == "drop" and c.name in forward}  # fmt: skip
+    assert droppers == {"base_forward", "managed_forward", "base_flows"}
+    assert all(forward["base_flows"] > forward[name] for name in droppers - {"base_flows"})
+    (cap,) = rules_of(cmds, "base_flows")
+    assert cap["comment"] == "provider: at most 16 tracked connections per workload"
+    assert cap["expr"][:2] == [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "@tenant_ports"}},
+                               {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "new"}}]  # fmt: skip
+    assert cap["expr"][2]["meter"]["stmt"] == {"ct count": {"val": 16, "inv": True}} and cap["expr"][-1] == {"drop": None}
+
+
+def test_blocked_ingress_holds_outside_the_destinations_vdc_only() -> None:
+    """One rule for the uplink and every other vDC: a blocked port to a tenant, unless source and destination share a vDC."""
+    p = provider()
+    (rule,) = [r for r in rules_of(render.full(p), "base_forward") if r["comment"] == render.BLOCKED_INGRESS]
+    assert rule["expr"] == [
+        {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "@tenant_ports"}},
+        {"match": {"op": "==", "left": {"concat": [{"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "field": "dport"}}]},
+                   "right": "@blocked_ingress"}},
+        {"match": {"op": "==", "left": {"ct": {"key": "direction"}}, "right": "original"}},
+        {"match": {"op": "!=", "left": {"concat": [{"payload": {"protocol": "ip", "field": "saddr"}},
+                                                   {"payload": {"protocol": "ip", "field": "daddr"}}]}, "right": "@same_vdc"}},
+        {"counter": None},
+        {"drop": None},
+    ]  # fmt: skip
+    a, b = prefix("10.1.0.0/24"), prefix("10.2.0.0/24")
+    assert render.base_elements(p)["same_vdc"] == [{"concat": [a, a]}, {"concat": [b, b]}]  # never a cross-vDC pair
+    comments = [r["comment"] for r in rules_of(render.full(p), "base_forward")]
+    assert comments.index(render.BLOCKED_INGRESS) < comments.index("provider: allowed vDC pair")  # before any accept
 
 
 def test_port_src_binds_port_mac_address_per_workload() -> None:
@@ -759,7 +811,7 @@ def test_teardown_removes_both_tables_idempotently() -> None:
 def test_desired_has_no_drift_against_itself() -> None:
     want = state.desired(render.full(provider()))
     assert want.tables == {BASE, MANAGED}
-    assert len(want.chains) == 8
+    assert len(want.chains) == 9  # five base chains, two per vDC
     assert state.drift(want, copy.deepcopy(want)) == []
 
 
@@ -927,10 +979,63 @@ def test_cross_vdc_needs_the_pair_and_the_named_source() -> None:
 
 def test_blocked_ingress_beats_a_customer_rule() -> None:
     p = provider()
-    # A rule the loader would refuse, made by hand: the policy still wins.
-    strict = replace(p, policy=replace(p.policy, blocked_ingress=(svc("tcp/443"),)))
+    # Rules the loader would refuse, made by hand: the policy still wins, from the uplink and from another vDC.
+    strict = replace(p, policy=replace(p.policy, blocked_ingress=(svc("tcp/443"), svc("tcp/8080"))))
     assert expect.reachable(p, endpoint(p, "uplink"), endpoint(p, "a.web"), svc("tcp/443")) is True
     assert expect.reachable(strict, endpoint(strict, "uplink"), endpoint(strict, "a.web"), svc("tcp/443")) is False
+    assert expect.reachable(p, endpoint(p, "a.web"), endpoint(p, "b.db"), svc("tcp/8080")) is True
+    assert expect.reachable(strict, endpoint(strict, "a.web"), endpoint(strict, "b.db"), svc("tcp/8080")) is False
+    # Inside a vDC a blocked port is the tenant's own: open in an open vDC, opened by a rule in a closed one.
+    assert expect.reachable(strict, endpoint(strict, "a.app"), endpoint(strict, "a.web"), svc("tcp/443")) is True
+    inside = provider(put(("policy", "blocked_ingress"), ["tcp/5432"]))
+    assert expect.reachable(inside, endpoint(inside, "b.cache"), endpoint(inside, "b.db"), svc("tcp/5432")) is True
+
+
+# Everything the README leaves to defaults, in one model: vDC c names neither egress nor intra_vdc; a rule
+# from vDC a opens tcp/25, a blocked_egress port, between the two tenants.
+DEFAULTS = every(
+    push(("accounts",), {"name": "initech"}),
+    push(("vdcs",), {"name": "c", "account": "initech", "cidr": "10.3.0.0/24",
+                     "rules": [{"name": "mail", "protocol": "tcp", "ports": [25], "from": "vdc:a"}]}),
+    push(("policy", "cross_vdc"), {"from": "a", "to": "c"}),
+    push(("workloads",), {"name": "c1", "vdc": "c", "services": ["tcp/23", "tcp/25"]}),
+    push(("workloads",), {"name": "c2", "vdc": "c"}),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "service", "reachable"),
+    [
+        # egress absent: nothing leaves by the uplink, not even the ports the uplink serves
+        ("c.c1", "uplink", "tcp/80", False),
+        ("c.c2", "uplink", "udp/53", False),
+        # intra_vdc absent: open, on every port
+        ("c.c2", "c.c1", "tcp/25", True),
+        ("c.c2", "c.c1", "icmp", True),
+        # a blocked_ingress port between workloads of one open vDC: open
+        ("c.c2", "c.c1", "tcp/23", True),
+        ("c.c1", "c.c2", "tcp/23", True),
+        # ... and closed to every other source
+        ("a.web", "c.c1", "tcp/23", False),
+        ("uplink", "c.c1", "tcp/23", False),
+        # a rule between tenants on a blocked_egress port: open (blocked_egress is about the uplink only)
+        ("a.web", "c.c1", "tcp/25", True),
+        ("a.app", "c.c2", "tcp/25", True),
+        ("c.c1", "a.web", "tcp/443", False),  # the pair has one direction
+        ("a.web", "uplink", "tcp/25", False),
+        # the control port: nothing listens, no rule names it; reached (closed) only where every port is
+        ("c.c2", "c.c1", "tcp/9", True),
+        ("a.web", "c.c1", "tcp/9", False),
+        ("uplink", "c.c1", "tcp/9", False),
+        ("c.c1", "uplink", "tcp/9", False),
+    ],
+)
+def test_defaults_the_readme_leaves_open(src: str, dst: str, service: str, reachable: bool) -> None:
+    p = provider(DEFAULTS)
+    assert (p.vdcs["c"].egress, p.vdcs["c"].intra_open) == (False, True)
+    assert expect.reachable(p, endpoint(p, src), endpoint(p, dst), svc(service)) is reachable
+    # and the verifier probes each of these cells
+    assert (src, dst, svc(service)) in {(c.src, c.dst, c.service) for c in expect.expected_cells(p)}
 
 
 def test_egress_false_vdc_reaches_nothing_upstream() -> None:
@@ -1053,3 +1158,64 @@ def test_unlisted_ports_are_dropped_first() -> None:
         {"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "uplink"}},
         {"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "@tenant_ports"}},
     ] and first["expr"][-1] == {"drop": None}
+
+
+# ---------------------------------------------------------------------------- spoofing cases
+
+
+def _claimed(p: Provider, sender: str, address: str) -> Endpoint | None:
+    """Whom a forged source address claims to be: a workload, or an unassigned address of the sender's vDC."""
+    for e in expect.endpoints(p):
+        if e.workload is not None and str(e.address) == address:
+            return e
+    vdc = p.vdcs[sender.split(".")[0]]
+    if ipaddress.IPv4Address(address) in vdc.cidr:
+        return Endpoint("unassigned", ipaddress.IPv4Address(address), Workload("", vdc.name, ipaddress.IPv4Address(address), ""))
+    return None  # the uplink's address
+
+
+@pytest.mark.parametrize("mutate", [pytest.param(every(), id="base"), pytest.param(DEFAULTS, id="defaults")])
+def test_forged_packets_go_where_their_honest_source_arrives(mutate: Mutator) -> None:
+    """Each forged packet targets a destination its claimed source reaches, so only anti-spoofing stops it."""
+    p = provider(mutate)
+    points = {str(e.address): e for e in expect.endpoints(p)}
+    cases = verification.spoof_cases(p, expect.expected_cells(p))
+    from_tenants = [c for c in cases if c.sender != expect.UPLINK]
+    assert {c.sender for c in from_tenants} == {w.key for w in p.workloads}
+    for c in from_tenants:
+        sender, dst = points[str(p.workload(*c.sender.split(".")).address)], points[c.dst]
+        assert dst.name != c.sender, c
+        claimed = sender if c.src_mac or c.case.startswith("control") else _claimed(p, c.sender, c.src)
+        if claimed is None:
+            assert c.src == str(p.uplink_peer_address)
+            claimed = sender  # the uplink's address opens nothing from a tenant port: it goes where the control goes
+        assert expect.reachable(p, claimed, dst, Service("tcp", c.dport)), c
+        assert c.expect_delivered is c.case.startswith("control")
+    assert len({(c.sport, c.src, c.dst, c.dport) for c in cases}) == len(cases)
+
+
+def test_a_sender_that_reaches_nothing_sends_no_control() -> None:
+    """b.far (outside b's /28, no egress) reaches no one: its own address has no destination to prove anything at."""
+    p = provider()
+    cells = expect.expected_cells(p)
+    assert not [c for c in cells if c.src == "b.far" and c.expected]
+    far = [c for c in verification.spoof_cases(p, cells) if c.sender == "b.far"]
+    # What it forges still goes where the claimed source reaches: a.web to a.app (every port), b.db and an
+    # unassigned address inside b's /28 to b.cache on the db rule's port.
+    assert [(c.case.split(" (")[0], c.src, c.dst, c.dport) for c in far] == [
+        ("another tenant's address", "10.1.0.2", "10.1.0.6", 23),
+        ("a neighbour's address", "10.2.0.2", "10.2.0.6", 5432),
+        ("an unassigned address of its vDC", "10.2.0.10", "10.2.0.6", 5432),
+    ]
+
+
+def test_spoof_cases_outnumbering_the_marked_ports_are_still_told_apart() -> None:
+    doc = base_doc()
+    push(("vdcs",), {"name": "c", "account": "acme", "cidr": "10.3.0.0/24"})(doc)
+    for i in range(180):
+        push(("workloads",), {"name": f"n{i}", "vdc": "abc"[i % 3]})(doc)
+    p = parse_doc(doc)
+    cases = verification.spoof_cases(p, expect.expected_cells(p))
+    assert len(cases) > len(agent.SPOOF_SPORTS)
+    assert len({(c.sport, c.src, c.dst, c.dport) for c in cases}) == len(cases)
+    assert {c.sport for c in cases} <= set(agent.SPOOF_SPORTS)
