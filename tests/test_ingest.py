@@ -625,3 +625,39 @@ def test_manifest_placement_is_a_note_or_with_strict_order_a_rejection(tmp_path,
         ingest(str(ova), fresh(tmp_path), policy=IngestPolicy(strict_ova_order=True))
     in_order = make_tar(tmp_path / "b.ova", [("vm.ovf", ovf), ("vm.mf", manifest), ("vm-disk1.vmdk", vmdk_bytes), ("readme.txt", readme)])
     assert ingest(str(in_order), fresh(tmp_path), policy=IngestPolicy(strict_ova_order=True)).notes == []
+
+
+# --- bytes nobody reads: after the end of an OVA, in member padding (issue #12) -------------
+
+
+def _end_of_members(data: bytes) -> int:
+    """Where the last member's data, rounded up to whole blocks, ends: the end-of-archive blocks start there."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        last = tar.getmembers()[-1]
+    return last.offset_data + -(-last.size // 512) * 512
+
+
+def test_data_after_the_end_of_an_ova_is_refused(tmp_path, vmdk_bytes):
+    clean = make_tar(tmp_path / "clean.ova", [("vm.ovf", ovf_for("vm-disk1.vmdk")), ("vm-disk1.vmdk", vmdk_bytes)]).read_bytes()
+    end = _end_of_members(clean)
+    path = tmp_path / "a.ova"
+    path.write_bytes(clean + bytes(3 * 10240))  # more zero records, as tar writers pad: nothing to read there
+    assert ingest(str(path), fresh(tmp_path)).disks
+    second = make_tar(tmp_path / "second.tar", [("vm.ovf", ovf_for("/etc/shadow"))]).read_bytes()
+    for data, offset in [(clean + second, len(clean)),  # a second archive, as `tar -i` would read it
+                         (clean + bytes(30_000) + b"x", len(clean) + 30_000),  # far past what tarfile buffered
+                         (clean[:end] + b"GARBAGE" + bytes(600), end),  # no end-of-archive blocks, a header tarfile skips
+                         (clean[:end] + b"junk", end)]:  # fmt: skip
+        path.write_bytes(data)
+        with pytest.raises(InputRejected, match=rf"^a.ova: data after the end of the tar archive \(a non-zero byte at offset {offset}\)"):
+            ingest(str(path), fresh(tmp_path))
+
+
+def test_non_zero_padding_after_a_member_is_refused(tmp_path, vmdk_bytes):
+    ovf = ovf_for("vm-disk1.vmdk")
+    data = bytearray(make_tar(tmp_path / "clean.ova", [("vm.ovf", ovf), ("vm-disk1.vmdk", vmdk_bytes)]).read_bytes())
+    assert len(ovf) % 512, "the descriptor must leave padding in its last block"
+    data[512 + len(ovf) + 3] = ord("x")  # header block, then the descriptor's data
+    (tmp_path / "a.ova").write_bytes(bytes(data))
+    with pytest.raises(InputRejected, match=rf"^OVA member 'vm.ovf': non-zero bytes in its padding after byte {len(ovf)}$"):
+        ingest(str(tmp_path / "a.ova"), fresh(tmp_path))
