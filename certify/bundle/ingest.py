@@ -191,10 +191,13 @@ def _listing(directory: str, limit: int = 10_000) -> list[str]:
 
 
 def _descriptor_in(directory: str) -> tuple[str, str]:
-    found = sorted(
-        e.name for e in os.scandir(directory) if e.is_file(follow_symlinks=False) and e.name.lower().endswith((".ovf", ".vmx"))
-    )
+    with os.scandir(directory) as scan:
+        named = [e for e in scan if e.name.lower().endswith((".ovf", ".vmx"))]
+    found = sorted(e.name for e in named if e.is_file(follow_symlinks=False))
     if not found:
+        links = sorted(e.name for e in named if e.is_symlink())
+        if links:
+            raise InputRejected(f"descriptor {show(links[0])}: refused: it is a symbolic link")
         raise UsageError(f"{directory}: directory holds no .ovf or .vmx descriptor")
     if len(found) > 1:
         raise UsageError(f"{directory}: directory holds several descriptors ({', '.join(found)}); name one")
@@ -202,15 +205,16 @@ def _descriptor_in(directory: str) -> tuple[str, str]:
 
 
 def _read_descriptor(files: Staging, name: str) -> bytes:
-    with files.open(name, DESCRIPTOR_LIMIT) as f:
+    with files.open(name, DESCRIPTOR_LIMIT, what="descriptor") as f:
         data = f.read(DESCRIPTOR_LIMIT + 1)
     if len(data) > DESCRIPTOR_LIMIT:
         raise InputRejected(f"{show(name)}: descriptor is larger than {DESCRIPTOR_LIMIT} bytes")
     return data
 
 
-def _sniff(files: Staging, name: str, label: str) -> tuple[diskformat.DiskHeader, int]:
-    with files.open(name) as f:
+def _sniff(files: Staging, name: str, what: str) -> tuple[diskformat.DiskHeader, int]:
+    label = f"{what} {show(name)}"
+    with files.open(name, what=what) as f:
         size = os.fstat(f.fileno()).st_size
 
         def read(offset: int, length: int) -> bytes:
@@ -226,7 +230,7 @@ def _sniff(files: Staging, name: str, label: str) -> tuple[diskformat.DiskHeader
 def _verify_disk(files: Staging, name: str, declared: str | None) -> tuple[BundleDisk, dict[str, Any]]:
     """Check that a disk's bytes are the declared format and name no other file."""
     try:
-        header, size = _sniff(files, name, f"disk {show(name)}")
+        header, size = _sniff(files, name, "disk")
     except MissingFile:
         raise _DiskRefused("dangling-reference", f"disk {show(name)} is referenced but not in the bundle") from None
     if declared is None:
@@ -259,7 +263,7 @@ def _verify_extent(files: Staging, disk: str, path: str, extent: diskformat.Exte
     if expected is None:
         raise _DiskRefused("disk-external-reference", f"disk {show(disk)}: extent type {extent.type} maps a device or is not supported")
     try:
-        header, _size = _sniff(files, path, f"disk {show(disk)}: extent {show(extent.file)}")
+        header, _size = _sniff(files, path, f"disk {show(disk)}: extent")
     except MissingFile:
         raise _DiskRefused("dangling-reference", f"disk {show(disk)}: extent {show(extent.file)} is not in the bundle") from None
     if header.references or header.extents:
@@ -279,7 +283,7 @@ def _parse_ovf(name: str, data: bytes) -> OvfDescriptor:
 
 
 def _manifest_entries(files: Staging, name: str) -> list[ManifestEntry]:
-    with files.open(name, manifest.MAX_BYTES) as f:
+    with files.open(name, manifest.MAX_BYTES, what="manifest") as f:
         data = f.read(manifest.MAX_BYTES + 1)
     try:
         entries = manifest.parse_manifest(data)
@@ -345,7 +349,7 @@ def xml_text(data: bytes) -> str:
 
 
 def _dangling(bundle: Bundle, files: Staging, name: str, where: Location, what: str) -> None:
-    if not files.exists(name):
+    if not files.exists(name, what=what):
         bundle.disk_issues.append(DiskIssue(check="dangling-reference", file=name, location=where,
                                             evidence=f"{what} {show(name)} is referenced but not in the bundle"))  # fmt: skip
 
@@ -481,9 +485,9 @@ def _verify_signature(files: Staging, mf_name: str, cert_name: str, policy: Inge
     """The .cert must sign exactly this manifest's bytes; a bad signature rejects the upload (a SHA1 one too, when the profile refuses SHA1)."""
     if cert_name.rsplit(".", 1)[0] != mf_name.rsplit(".", 1)[0]:
         raise InputRejected(f"{show(cert_name)} does not belong to the manifest {show(mf_name)}")
-    with files.open(cert_name, signature.MAX_BYTES) as f:
+    with files.open(cert_name, signature.MAX_BYTES, what="certificate") as f:
         cert_data = f.read(signature.MAX_BYTES + 1)
-    with files.open(mf_name, manifest.MAX_BYTES) as f:
+    with files.open(mf_name, manifest.MAX_BYTES, what="manifest") as f:
         mf_data = f.read(manifest.MAX_BYTES + 1)
     try:
         parsed = signature.parse_signature_file(cert_data)
