@@ -134,13 +134,13 @@ def _tables(img: Image, head: bytes, cluster_bits: int, extended_l2: bool) -> No
         return
     _aligned("qcow2 L1 table", l1_offset, cluster)
     img.need("qcow2 L1 table", l1_offset, l1_size * 8)
-    l2_tables = []
+    l2_tables: dict[int, None] = {}  # in L1 order, each read once however many entries name it
     for i, entry in enumerate(img.entries(l1_offset, l1_size, 8, True)):
         table = entry & _TABLE_OFFSET
-        if table:
+        if table and table not in l2_tables:
             _aligned(f"qcow2 L2 table {i}", table, cluster)
             img.need(f"qcow2 L2 table {i}", table, cluster)
-            l2_tables.append(table)
+            l2_tables[table] = None
     compressed_offset = (1 << (62 - (cluster_bits - 8))) - 1  # the low bits of a compressed entry
     for table in l2_tables:
         entries = img.entries(table, cluster // 8, 8, True)[:: l2_width // 8]

@@ -234,15 +234,15 @@ def _payload_blocks(img: Image, bat_region: tuple[int, int], regions: dict[str, 
     entries = blocks + (blocks - 1) // chunk if blocks else 0
     if entries * 8 > bat_region[1]:
         raise CorruptDisk(f"VHDX block table region holds {bat_region[1] // 8} entries, {entries} needed")
-    bat = img.entries(bat_region[0], entries, 8, big_endian=False)
-    for i, entry in enumerate(bat):
-        if entry & 7 not in _PRESENT:
-            continue
-        bitmap = i % (chunk + 1) == chunk
-        offset, length, what = entry & ~0xFFFFF, (_MIB if bitmap else block), ("sector bitmap" if bitmap else "payload block")
+    spans: dict[int, tuple[int, str]] = {}  # each place a block lies, judged once however many entries name it
+    for i, entry in enumerate(img.entries(bat_region[0], entries, 8, big_endian=False)):
+        if entry & 7 in _PRESENT and entry & ~0xFFFFF not in spans:
+            bitmap = i % (chunk + 1) == chunk
+            spans[entry & ~0xFFFFF] = (_MIB, f"sector bitmap {i}") if bitmap else (block, f"payload block {i}")
+    for offset, (length, what) in spans.items():
         if offset + length > img.size:
-            raise CorruptDisk(f"disk truncated: VHDX {what} {i} at byte {offset} ({length} bytes) beyond end of file ({img.size} bytes)")
-        _clear_of(f"VHDX {what} {i}", offset, length, regions)
+            raise CorruptDisk(f"disk truncated: VHDX {what} at byte {offset} ({length} bytes) beyond end of file ({img.size} bytes)")
+        _clear_of(f"VHDX {what}", offset, length, regions)
 
 
 def _pending_log(img: Image, log_guid: bytes, offset: int, length: int) -> tuple[str, ...]:

@@ -196,7 +196,7 @@ def _layout(img: Image, h: _SparseHeader) -> None:
         if last:
             img.need(f"grain table {entries.index(last)} of the {what}", last * 512, h.gtes * 4)
         walked.append(entries)
-    for table in walked[0]:  # qemu reads grains through the primary directory only
+    for table in dict.fromkeys(walked[0]):  # qemu reads grains through the primary directory only; each table once
         if not img.walk_left:
             break
         if table:
