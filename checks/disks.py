@@ -1,4 +1,4 @@
-"""Checks on the disks a descriptor names: present, of the declared format, self-contained.
+"""Checks on the disks a descriptor names: present, of the declared format, self-contained, whole.
 
 Ingestion never hands qemu a disk that fails one of these; the checks say
 why it was left unopened. A disk left unopened also leaves every guest check
@@ -66,6 +66,39 @@ def disk_external_reference(bundle: BundleFacts) -> Iterator[Result]:
     yield from _issues(bundle, "disk-external-reference")
 
 
+@check(
+    id="disk-hidden-state",
+    severity=Severity.CRITICAL,
+    layer=Layer.DISK,
+    title="Disk image holds guest state the inspection would not read",
+    remediation=(
+        "Ship only the state you mean to certify: delete internal snapshots (qemu-img snapshot -d) or convert the "
+        "image (qemu-img convert -O qcow2), and close a VHDX cleanly (or replay its log with qemu-img check -r all) "
+        "before export."
+    ),
+    references=("qemu docs/interop/qcow2.txt: snapshot table", "MS-VHDX 2.3: the log, replayed on open"),
+)
+def disk_hidden_state(bundle: BundleFacts) -> Iterator[Result]:
+    """An internal snapshot or an unreplayed log: guest state a user can bring back that no check saw."""
+    yield from _issues(bundle, "disk-hidden-state")
+
+
+@check(
+    id="disk-corrupt",
+    severity=Severity.HIGH,
+    layer=Layer.DISK,
+    title="Disk image is truncated or its tables lie outside the file",
+    remediation=(
+        "Upload the disk again, whole: its header promises tables or data the file does not hold (an interrupted "
+        "copy or export). qemu-img check on the original says more."
+    ),
+    references=("qemu block/vmdk.c: 'File truncated', block/vpc.c: 'The image has been truncated'",),
+)
+def disk_corrupt(bundle: BundleFacts) -> Iterator[Result]:
+    """The file is empty, shorter than its header says, or its tables point outside it: never handed to qemu."""
+    yield from _issues(bundle, "disk-corrupt")
+
+
 @hookimpl
 def certify_checks():
-    return [dangling_reference, disk_format_mismatch, disk_external_reference]
+    return [dangling_reference, disk_format_mismatch, disk_external_reference, disk_hidden_state, disk_corrupt]

@@ -144,6 +144,8 @@ def test_checks_lists_the_catalog():
         "dangling-reference": ("high", "descriptor"),
         "disk-format-mismatch": ("critical", "disk"),
         "disk-external-reference": ("critical", "disk"),
+        "disk-hidden-state": ("critical", "disk"),
+        "disk-corrupt": ("high", "disk"),
         "account-empty-password": ("critical", "guest"),
         "account-file-permissions": ("high", "guest"),
         "account-usable-password": ("high", "guest"),

@@ -184,7 +184,7 @@ def test_ovf_directory_and_symlinked_disk(tmp_path, vmdk_bytes):
     (bundle_dir / "vm-disk1.vmdk").unlink()
     (tmp_path / "elsewhere.vmdk").write_bytes(vmdk_bytes)
     (bundle_dir / "vm-disk1.vmdk").symlink_to(tmp_path / "elsewhere.vmdk")
-    with pytest.raises(InputRejected, match="cannot be opened"):
+    with pytest.raises(InputRejected, match="^disk 'vm-disk1.vmdk': refused: it is a symbolic link$"):
         ingest(str(bundle_dir), fresh(tmp_path))
 
 
@@ -551,7 +551,7 @@ def test_a_folder_swapped_for_a_symlink_leads_nowhere(tmp_path, vmdk_bytes):
     bundle.mkdir()
     (bundle / "sub").symlink_to(outside)
     (bundle / "vm.vmx").write_text('scsi0:0.fileName = "sub/d.vmdk"\n')
-    with pytest.raises(InputRejected, match="cannot be opened"):
+    with pytest.raises(InputRejected, match="^disk 'sub/d.vmdk': refused: folder 'sub' on its path is a symbolic link$"):
         ingest(str(bundle / "vm.vmx"), fresh(tmp_path))
 
 
@@ -585,8 +585,8 @@ def test_a_file_that_grows_while_copied_is_refused(tmp_path, monkeypatch):
         def __exit__(self, *exc):
             self.f.close()
 
-    def opener(root, name):
-        f = real_open(root, name)
+    def opener(root, name, what="file"):
+        f = real_open(root, name, what)
         return Growing(f) if root == str(bundle) else f
 
     monkeypatch.setattr(files, "open_in_bundle", opener)
@@ -625,3 +625,98 @@ def test_manifest_placement_is_a_note_or_with_strict_order_a_rejection(tmp_path,
         ingest(str(ova), fresh(tmp_path), policy=IngestPolicy(strict_ova_order=True))
     in_order = make_tar(tmp_path / "b.ova", [("vm.ovf", ovf), ("vm.mf", manifest), ("vm-disk1.vmdk", vmdk_bytes), ("readme.txt", readme)])
     assert ingest(str(in_order), fresh(tmp_path), policy=IngestPolicy(strict_ova_order=True)).notes == []
+
+
+# --- bytes nobody reads: after the end of an OVA, in member padding (issue #12) -------------
+
+
+def _end_of_members(data: bytes) -> int:
+    """Where the last member's data, rounded up to whole blocks, ends: the end-of-archive blocks start there."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        last = tar.getmembers()[-1]
+    return last.offset_data + -(-last.size // 512) * 512
+
+
+def test_data_after_the_end_of_an_ova_is_refused(tmp_path, vmdk_bytes):
+    clean = make_tar(tmp_path / "clean.ova", [("vm.ovf", ovf_for("vm-disk1.vmdk")), ("vm-disk1.vmdk", vmdk_bytes)]).read_bytes()
+    end = _end_of_members(clean)
+    path = tmp_path / "a.ova"
+    path.write_bytes(clean + bytes(3 * 10240))  # more zero records, as tar writers pad: nothing to read there
+    assert ingest(str(path), fresh(tmp_path)).disks
+    second = make_tar(tmp_path / "second.tar", [("vm.ovf", ovf_for("/etc/shadow"))]).read_bytes()
+    for data, offset in [(clean + second, len(clean)),  # a second archive, as `tar -i` would read it
+                         (clean + bytes(30_000) + b"x", len(clean) + 30_000),  # far past what tarfile buffered
+                         (clean[:end] + b"GARBAGE" + bytes(600), end),  # no end-of-archive blocks, a header tarfile skips
+                         (clean[:end] + b"junk", end)]:  # fmt: skip
+        path.write_bytes(data)
+        with pytest.raises(InputRejected, match=rf"^a.ova: data after the end of the tar archive \(a non-zero byte at offset {offset}\)"):
+            ingest(str(path), fresh(tmp_path))
+
+
+def test_non_zero_padding_after_a_member_is_refused(tmp_path, vmdk_bytes):
+    ovf = ovf_for("vm-disk1.vmdk")
+    data = bytearray(make_tar(tmp_path / "clean.ova", [("vm.ovf", ovf), ("vm-disk1.vmdk", vmdk_bytes)]).read_bytes())
+    assert len(ovf) % 512, "the descriptor must leave padding in its last block"
+    data[512 + len(ovf) + 3] = ord("x")  # header block, then the descriptor's data
+    (tmp_path / "a.ova").write_bytes(bytes(data))
+    with pytest.raises(InputRejected, match=rf"^OVA member 'vm.ovf': non-zero bytes in its padding after byte {len(ovf)}$"):
+        ingest(str(tmp_path / "a.ova"), fresh(tmp_path))
+
+
+# --- symlinks and other non-files in a directory upload are refused by name -----------------
+
+
+def test_symlinked_descriptor_manifest_iso_and_extent_are_refused_by_name(tmp_path, vmdk_bytes):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "real.ovf").write_bytes(ovf_for("vm-disk1.vmdk"))
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "vm.ovf").symlink_to(outside / "real.ovf")
+    (one / "vm-disk1.vmdk").write_bytes(vmdk_bytes)
+    for given in (one, one / "vm.ovf"):  # found by a directory scan, or named
+        with pytest.raises(InputRejected, match=r"^descriptor 'vm.ovf': refused: it is a symbolic link$"):
+            ingest(str(given), fresh(tmp_path))
+
+    two = tmp_path / "two"
+    two.mkdir()
+    (two / "vm.ovf").write_bytes(ovf_for("vm-disk1.vmdk"))
+    (two / "vm-disk1.vmdk").write_bytes(vmdk_bytes)
+    (outside / "vm.mf").write_bytes(mf(f"SHA256(vm-disk1.vmdk)= {sha('sha256', vmdk_bytes)}"))
+    (two / "vm.mf").symlink_to(outside / "vm.mf")
+    with pytest.raises(InputRejected, match=r"^manifest 'vm.mf': refused: it is a symbolic link$"):
+        ingest(str(two), fresh(tmp_path))
+
+    three = tmp_path / "three"
+    three.mkdir()
+    (outside / "tools.iso").write_bytes(b"\0" * 4096)
+    (three / "tools.iso").symlink_to(outside / "tools.iso")
+    (three / "vm.vmx").write_text('ide1:0.deviceType = "cdrom-image"\nide1:0.fileName = "tools.iso"\n')
+    with pytest.raises(InputRejected, match=r"^CD-ROM image 'tools.iso': refused: it is a symbolic link$"):
+        ingest(str(three / "vm.vmx"), fresh(tmp_path))
+
+    four = tmp_path / "four"
+    four.mkdir()
+    (four / "disk.vmdk").write_text('# Disk DescriptorFile\ncreateType="monolithicFlat"\nRW 8 FLAT "disk-flat.vmdk" 0\n')
+    (outside / "disk-flat.vmdk").write_bytes(b"\0" * 4096)
+    (four / "disk-flat.vmdk").symlink_to(outside / "disk-flat.vmdk")
+    (four / "vm.vmx").write_text('scsi0:0.fileName = "disk.vmdk"\n')
+    with pytest.raises(InputRejected, match=r"^disk 'disk.vmdk': extent 'disk-flat.vmdk': refused: it is a symbolic link$"):
+        ingest(str(four / "vm.vmx"), fresh(tmp_path))
+
+
+def test_a_file_on_the_path_a_fifo_and_a_symlinked_bare_disk_are_refused_by_name(tmp_path, vmdk_bytes):
+    bundle = tmp_path / "vm"
+    bundle.mkdir()
+    (bundle / "sub").write_bytes(b"a file, not a folder")
+    (bundle / "vm.vmx").write_text('scsi0:0.fileName = "sub/d.vmdk"\n')
+    with pytest.raises(InputRejected, match=r"^disk 'sub/d.vmdk': refused: 'sub' on its path is not a folder$"):
+        ingest(str(bundle / "vm.vmx"), fresh(tmp_path))
+    (bundle / "vm.vmx").write_text('scsi0:0.fileName = "d.vmdk"\n')
+    os.mkfifo(bundle / "d.vmdk")
+    with pytest.raises(InputRejected, match=r"^disk 'd.vmdk': refused: it is a FIFO, not a regular file$"):
+        ingest(str(bundle / "vm.vmx"), fresh(tmp_path))
+    (tmp_path / "real.vmdk").write_bytes(vmdk_bytes)
+    (tmp_path / "link.vmdk").symlink_to(tmp_path / "real.vmdk")
+    with pytest.raises(InputRejected, match=r"^disk 'link.vmdk': refused: it is a symbolic link$"):
+        ingest(str(tmp_path / "link.vmdk"), fresh(tmp_path))

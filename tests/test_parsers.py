@@ -192,7 +192,7 @@ def images(tmp_path_factory) -> Path:
         ("delta.vmdk", "vmdk", "monolithicSparse", 1),
         ("dynamic.vhd", "vpc", "dynamic", 0),
         ("fixed.vhd", "vpc", "fixed", 0),
-        ("plain.vhdx", "vhdx", "", 0),
+        ("plain.vhdx", "vhdx", "dynamic", 0),
     ],
 )
 def test_sniff_real_images(images, name, fmt, sub, refs):

@@ -3,9 +3,11 @@
 Holds ingest (identify, stage, verify) and what it reads: the OVA tar stream
 (``ova``), files of a directory bundle (``files``), OVF and VMX descriptors and
 their common shape (``descriptor``), manifests, signatures and trust stores,
-disk headers (``diskformat``), the disk handed on to the guest layer
-(``disk``), which VMX/OVF settings are dangerous (``vmx_policy``) and the
-sanitizers that remove them.
+disk headers checked against their files (``diskformat``, with a reader per
+format family in ``qcow2``, ``vmdk`` and ``vhd``, their shared pieces in
+``diskimage``), the disk handed on to the guest layer (``disk``), which
+VMX/OVF settings are dangerous (``vmx_policy``) and the sanitizers that
+remove them.
 
 May use the foundation only (``certify.model``, ``errors``, ``units``,
 ``progress``); never the guest, the policy or the checks.

@@ -51,35 +51,60 @@ def normal_name(name: str) -> str:
 
 
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
 
 
-def open_in_bundle(root: str, name: str) -> BinaryIO:
+def open_in_bundle(root: str, name: str, what: str = "file") -> BinaryIO:
     """Open ``root/name`` read-only: a regular file under root, no symlink anywhere on the way.
 
     Each folder is opened relative to the one before with O_NOFOLLOW, so a
-    folder swapped for a symlink mid-way cannot lead outside the bundle.
+    folder swapped for a symlink mid-way cannot lead outside the bundle. A
+    refusal names the file as ``what`` ('disk', 'manifest', ...) and says why.
     """
+    label = f"{what} {show(name)}"
     parts = normal_name(name).split("/")
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise InputRejected(f"{show(name)}: the bundle folder cannot be opened: {exc.strerror}") from None
+        raise InputRejected(f"{label}: the bundle folder cannot be opened: {exc.strerror}") from None
     try:
         for part in parts[:-1]:
-            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            try:
+                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                raise _refusal(label, fd, part, exc, folder=True) from None
             os.close(fd)
             fd = next_fd
-        file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | _NONBLOCK, dir_fd=fd)
-    except FileNotFoundError:
-        raise MissingFile(f"{show(name)} is referenced but not in the bundle") from None
-    except OSError as exc:
-        raise InputRejected(f"{show(name)} cannot be opened: {exc.strerror}") from None
+        try:
+            file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | _NONBLOCK, dir_fd=fd)
+        except OSError as exc:
+            raise _refusal(label, fd, parts[-1], exc, folder=False) from None
     finally:
         os.close(fd)
-    if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+    mode = os.fstat(file_fd).st_mode
+    if not stat.S_ISREG(mode):
         os.close(file_fd)
-        raise InputRejected(f"{show(name)} is not a regular file")
+        kind = next((k for test, k in _NOT_REGULAR if test(mode)), "not a regular file")
+        raise InputRejected(f"{label}: refused: it is {kind}, not a regular file")
     return os.fdopen(file_fd, "rb")
+
+
+def _refusal(label: str, dir_fd: int, part: str, exc: OSError, folder: bool) -> InputRejected:
+    """Why ``part`` (a folder on the way, or the file itself) could not be opened, in words rather than errno."""
+    if isinstance(exc, FileNotFoundError):
+        return MissingFile(f"{label} is referenced but not in the bundle")
+    try:
+        mode = os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except OSError:
+        mode = 0
+    if stat.S_ISLNK(mode):
+        reason = f"folder {show(part)} on its path is a symbolic link" if folder else "it is a symbolic link"
+    elif folder and mode and not stat.S_ISDIR(mode):
+        reason = f"{show(part)} on its path is not a folder"
+    else:
+        reason = f"it cannot be opened ({exc.strerror})"
+    return InputRejected(f"{label}: refused: {reason}")
 
 
 class Staging:
@@ -105,13 +130,13 @@ class Staging:
     def digest(self, name: str, algorithm: str = "SHA256") -> str:
         return self.digests[normal_name(name)][algorithm]
 
-    def stage(self, name: str, max_bytes: int | None = None) -> str:
-        """The private copy of ``name``, copied and hashed the first time it is asked for."""
+    def stage(self, name: str, max_bytes: int | None = None, what: str = "file") -> str:
+        """The private copy of ``name``, copied and hashed the first time it is asked for; ``what`` names it in refusals."""
         key = normal_name(name)
         if self.source is None or key in self.digests:
-            open_in_bundle(self.root, key).close()  # same checks on a member already in place
+            open_in_bundle(self.root, key, what).close()  # same checks on a member already in place
             return self.path(key)
-        with open_in_bundle(self.source, key) as src:
+        with open_in_bundle(self.source, key, what) as src:
             size = os.fstat(src.fileno()).st_size
             if max_bytes is not None and size > max_bytes:
                 raise InputRejected(f"{show(name)} is {size} bytes, over its {max_bytes}-byte limit")
@@ -139,20 +164,21 @@ class Staging:
         self.digests[key] = {a: h.hexdigest() for a, h in hs.items()}
         return target
 
-    def exists(self, name: str) -> bool:
-        """Whether the bundle holds a regular file of that name (nothing is copied)."""
+    def exists(self, name: str, what: str = "file") -> bool:
+        """Whether the bundle holds a regular file of that name (nothing is copied); a symlink or device there is refused."""
         try:
-            open_in_bundle(self.source or self.root, name).close()
+            open_in_bundle(self.source or self.root, name, what).close()
             return True
-        except InputRejected:
+        except MissingFile:
             return False
 
     def try_stage(self, name: str) -> None:
+        """Stage ``name`` if the bundle has it: one it lacks is for the caller to report."""
         try:
             self.stage(name)
-        except InputRejected:
+        except MissingFile:
             pass
 
-    def open(self, name: str, max_bytes: int | None = None) -> BinaryIO:
-        self.stage(name, max_bytes)
-        return open_in_bundle(self.root, name)
+    def open(self, name: str, max_bytes: int | None = None, what: str = "file") -> BinaryIO:
+        self.stage(name, max_bytes, what)
+        return open_in_bundle(self.root, name, what)

@@ -71,7 +71,7 @@ class Bundle:
 class DiskIssue:
     """A disk (or a file a descriptor names) that was not opened, and why."""
 
-    check: str  # dangling-reference, disk-format-mismatch or disk-external-reference
+    check: str  # dangling-reference, disk-format-mismatch, disk-external-reference, disk-hidden-state or disk-corrupt
     file: str
     location: Location
     evidence: str
@@ -192,10 +192,13 @@ def _listing(directory: str, limit: int = 10_000) -> list[str]:
 
 
 def _descriptor_in(directory: str) -> tuple[str, str]:
-    found = sorted(
-        e.name for e in os.scandir(directory) if e.is_file(follow_symlinks=False) and e.name.lower().endswith((".ovf", ".vmx"))
-    )
+    with os.scandir(directory) as scan:
+        named = [e for e in scan if e.name.lower().endswith((".ovf", ".vmx"))]
+    found = sorted(e.name for e in named if e.is_file(follow_symlinks=False))
     if not found:
+        links = sorted(e.name for e in named if e.is_symlink())
+        if links:
+            raise InputRejected(f"descriptor {show(links[0])}: refused: it is a symbolic link")
         raise UsageError(f"{directory}: directory holds no .ovf or .vmx descriptor")
     if len(found) > 1:
         raise UsageError(f"{directory}: directory holds several descriptors ({', '.join(found)}); name one")
@@ -203,15 +206,20 @@ def _descriptor_in(directory: str) -> tuple[str, str]:
 
 
 def _read_descriptor(files: Staging, name: str) -> bytes:
-    with files.open(name, DESCRIPTOR_LIMIT) as f:
+    with files.open(name, DESCRIPTOR_LIMIT, what="descriptor") as f:
         data = f.read(DESCRIPTOR_LIMIT + 1)
     if len(data) > DESCRIPTOR_LIMIT:
         raise InputRejected(f"{show(name)}: descriptor is larger than {DESCRIPTOR_LIMIT} bytes")
     return data
 
 
-def _sniff(files: Staging, name: str, label: str) -> tuple[diskformat.DiskHeader, int]:
-    with files.open(name) as f:
+def _sniff(files: Staging, name: str, what: str, expected: str | None) -> tuple[diskformat.DiskHeader, int]:
+    """A disk's header and size; a file of the ``expected`` format that does not hold what its header promises is a disk-corrupt refusal.
+
+    A damaged file of another format is returned as a bare header of that format: the mismatch is what the caller reports.
+    """
+    label = f"{what} {show(name)}"
+    with files.open(name, what=what) as f:
         size = os.fstat(f.fileno()).st_size
 
         def read(offset: int, length: int) -> bytes:
@@ -220,27 +228,36 @@ def _sniff(files: Staging, name: str, label: str) -> tuple[diskformat.DiskHeader
 
         try:
             return diskformat.sniff(read, size), size
+        except diskformat.CorruptDisk as exc:
+            if exc.format is not None and exc.format != expected:
+                return diskformat.DiskHeader(format=exc.format), size
+            raise _DiskRefused("disk-corrupt", f"{label}: {exc}") from None
         except ParseError as exc:
             raise InputRejected(f"{label}: {exc}") from None
 
 
 def _verify_disk(files: Staging, name: str, declared: str | None) -> tuple[BundleDisk, dict[str, Any]]:
-    """Check that a disk's bytes are the declared format and name no other file."""
+    """Check that a disk's bytes are the declared format, hold what their header promises, and name no other file."""
     try:
-        header, size = _sniff(files, name, f"disk {show(name)}")
+        header, size = _sniff(files, name, "disk", declared)
     except MissingFile:
         raise _DiskRefused("dangling-reference", f"disk {show(name)} is referenced but not in the bundle") from None
     if declared is None:
         raise _DiskRefused("disk-format-mismatch", f"disk {show(name)}: the descriptor declares no format this tool knows")
     if header.format != declared:
-        raise _DiskRefused("disk-format-mismatch", f"disk {show(name)}: declared {declared} but its bytes are {header.format}")
+        hint = " (a VHD keeps its footer in its last 512 bytes and this file has none: was it cut short?)" if declared == diskformat.VPC else ""
+        raise _DiskRefused("disk-format-mismatch", f"disk {show(name)}: declared {declared} but its bytes are {header.format}{hint}")
     if header.references:
         raise _DiskRefused("disk-external-reference", f"disk {show(name)} refers to other files ({'; '.join(header.references)})")
     base = posixpath.dirname(name.replace("\\", "/"))
+    _own_name(files, name, base, header, f"disk {show(name)}")
+    if header.hidden_state:
+        raise _DiskRefused("disk-hidden-state", f"disk {show(name)} holds guest state this scan would not read: {'; '.join(header.hidden_state)}")
     if header.extents and header.subformat not in SAFE_CREATE_TYPES:
         raise _DiskRefused("disk-external-reference", f"disk {show(name)}: VMDK createType {header.subformat!r} maps host devices")
     for extent in header.extents:
-        _verify_extent(files, name, posixpath.join(base, extent.file), extent)
+        if extent.file:  # a file-less extent (ZERO) opens nothing
+            _verify_extent(files, name, posixpath.join(base, extent.file), extent)
     facts = {
         "file": name,
         "format": header.format,
@@ -252,21 +269,35 @@ def _verify_disk(files: Staging, name: str, declared: str | None) -> tuple[Bundl
     return BundleDisk(path=files.path(name), name=name, format=declared), facts
 
 
+def _own_name(files: Staging, name: str, base: str, header: diskformat.DiskHeader, label: str) -> None:
+    """A sparse VMDK's embedded descriptor names its one extent: itself, or a name no other file of the bundle has."""
+    own = header.own_name
+    if own and own != posixpath.basename(name) and files.exists(posixpath.join(base, own)):
+        raise _DiskRefused("disk-external-reference", f"{label}: its embedded descriptor names {show(own)}, another file of the bundle, as its extent")
+
+
 def _verify_extent(files: Staging, disk: str, path: str, extent: diskformat.Extent) -> None:
-    """An extent is opened by qemu with the type its descriptor gives: its bytes must be that type."""
+    """An extent is opened by qemu with the type its descriptor gives: its bytes must be that type, as long as the descriptor says."""
+    label = f"disk {show(disk)}: extent {show(extent.file)}"
     if outside_bundle_reason(extent.file) or "/" in extent.file or "\\" in extent.file:
-        raise _DiskRefused("disk-external-reference", f"disk {show(disk)}: extent {show(extent.file)} is not a file beside the descriptor")
+        raise _DiskRefused("disk-external-reference", f"{label} is not a file beside the descriptor")
     expected = EXTENT_FORMATS.get(extent.type)
     if expected is None:
         raise _DiskRefused("disk-external-reference", f"disk {show(disk)}: extent type {extent.type} maps a device or is not supported")
     try:
-        header, _size = _sniff(files, path, f"disk {show(disk)}: extent {show(extent.file)}")
+        header, size = _sniff(files, path, f"disk {show(disk)}: extent", expected)
     except MissingFile:
-        raise _DiskRefused("dangling-reference", f"disk {show(disk)}: extent {show(extent.file)} is not in the bundle") from None
+        raise _DiskRefused("dangling-reference", f"{label} is not in the bundle") from None
     if header.references or header.extents:
-        raise _DiskRefused("disk-external-reference", f"disk {show(disk)}: extent {show(extent.file)} refers to other files")
+        raise _DiskRefused("disk-external-reference", f"{label} refers to other files")
     if header.format != expected:
-        raise _DiskRefused("disk-format-mismatch", f"disk {show(disk)}: extent {show(extent.file)} is not a plain {extent.type} extent ({header.format})")
+        raise _DiskRefused("disk-format-mismatch", f"{label} is not a plain {extent.type} extent ({header.format})")
+    _own_name(files, path, posixpath.dirname(path), header, label)
+    if expected == diskformat.VMDK and header.virtual_size != extent.sectors * 512:
+        raise _DiskRefused("disk-corrupt", f"{label} holds {header.virtual_size} bytes, the descriptor says {extent.sectors * 512}")
+    if expected == diskformat.RAW and size < (extent.offset + extent.sectors) * 512:
+        raise _DiskRefused("disk-corrupt", f"{label}: disk truncated: the descriptor maps sectors {extent.offset} to "
+                                           f"{extent.offset + extent.sectors} of it, and it holds {size // 512}")  # fmt: skip
 
 
 # --- descriptors ---------------------------------------------------------------------
@@ -280,7 +311,7 @@ def _parse_ovf(name: str, data: bytes) -> OvfDescriptor:
 
 
 def _manifest_entries(files: Staging, name: str) -> list[ManifestEntry]:
-    with files.open(name, manifest.MAX_BYTES) as f:
+    with files.open(name, manifest.MAX_BYTES, what="manifest") as f:
         data = f.read(manifest.MAX_BYTES + 1)
     try:
         entries = manifest.parse_manifest(data)
@@ -346,7 +377,7 @@ def xml_text(data: bytes) -> str:
 
 
 def _dangling(bundle: Bundle, files: Staging, name: str, where: Location, what: str) -> None:
-    if not files.exists(name):
+    if not files.exists(name, what=what):
         bundle.disk_issues.append(DiskIssue(check="dangling-reference", file=name, location=where,
                                             evidence=f"{what} {show(name)} is referenced but not in the bundle"))  # fmt: skip
 
@@ -482,9 +513,9 @@ def _verify_signature(files: Staging, mf_name: str, cert_name: str, policy: Inge
     """The .cert must sign exactly this manifest's bytes; a bad signature rejects the upload (a SHA1 one too, when the profile refuses SHA1)."""
     if cert_name.rsplit(".", 1)[0] != mf_name.rsplit(".", 1)[0]:
         raise InputRejected(f"{show(cert_name)} does not belong to the manifest {show(mf_name)}")
-    with files.open(cert_name, signature.MAX_BYTES) as f:
+    with files.open(cert_name, signature.MAX_BYTES, what="certificate") as f:
         cert_data = f.read(signature.MAX_BYTES + 1)
-    with files.open(mf_name, manifest.MAX_BYTES) as f:
+    with files.open(mf_name, manifest.MAX_BYTES, what="manifest") as f:
         mf_data = f.read(manifest.MAX_BYTES + 1)
     try:
         parsed = signature.parse_signature_file(cert_data)

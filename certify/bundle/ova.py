@@ -2,7 +2,10 @@
 
 The tar is read once. Every member is hashed while it is extracted (with the
 manifest's algorithms once the manifest has gone by), and the OVA's own
-sha256 is taken from the same bytes.
+sha256 is taken from the same bytes. The OVA's digest covers every byte of it,
+so every byte is read: a member's padding to its 512-byte block and whatever
+follows the end of the archive must be zeros (``tar -i`` or a lenient importer
+would read a second archive appended there).
 """
 
 from __future__ import annotations
@@ -55,15 +58,24 @@ class _HashingReader:
     def __init__(self, raw: BinaryIO):
         self._raw = raw
         self.sha256 = hashlib.sha256()
+        self.position = 0  # bytes handed to tarfile so far, some of them still in its buffer
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
         self.sha256.update(data)
+        self.position += len(data)
         return data
 
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
+    def drain_zeros(self) -> int | None:
+        """Read (and hash) the rest of the file; the offset of its first non-zero byte, or None."""
+        while chunk := self.read(CHUNK):
+            if chunk.count(0) != len(chunk):
+                return self.position - len(chunk) + _first_non_zero(chunk)
+        return None
+
+
+def _first_non_zero(data: bytes) -> int:
+    return len(data) - len(data.lstrip(b"\0"))
 
 
 _MEMBER_TYPES = {
@@ -175,14 +187,21 @@ def extract(path: str, root: str, limits: Limits, read_manifest: Callable[[str, 
                     # Hash with what the manifest uses; before it is seen, with every algorithm it may use.
                     algorithms = {e.algorithm for e in entries} | {"SHA256"} if entries is not None else set(manifest.ALGORITHMS)
                     digests[name] = _extract(tar, member, target, algorithms)
+                    _zero_padding(tar, member)
                     order.append(name)
                     if "/" not in name and name.lower().endswith(".mf"):
                         if mf_name is not None:
                             raise InputRejected(f"OVA holds two manifests ({mf_name}, {name})")
                         mf_name, entries = name, read_manifest(name, digests)
+            # tarfile stops at the first zero block, and silently at a header it cannot read: everything from there is trailing.
+            end = tar.offset
         except tarfile.TarError as exc:
             raise InputRejected(f"{os.path.basename(path)}: not a valid tar archive ({exc})") from None
-        reader.drain()
+        buffered = os.pread(raw.fileno(), reader.position - end, end) if reader.position > end else b""
+        stray = end + _first_non_zero(buffered) if buffered.count(0) != len(buffered) else reader.drain_zeros()
+        if stray is not None:
+            raise InputRejected(f"{os.path.basename(path)}: data after the end of the tar archive (a non-zero byte at offset {stray}); "
+                                "an OVA must end with its archive")  # fmt: skip
     contents.sha256, contents.manifest, contents.entries = reader.sha256.hexdigest(), mf_name, entries
     return contents
 
@@ -192,6 +211,14 @@ def _makedirs(path: str, member: str) -> None:
         os.makedirs(path, mode=0o700, exist_ok=True)
     except OSError:  # a file already holds a name this member needs as a folder
         raise InputRejected(f"OVA member {show(member)} is both a file and a folder") from None
+
+
+def _zero_padding(tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    """The bytes that round a member up to whole 512-byte blocks: nobody reads them, so they must be zeros."""
+    padding = -member.size % tarfile.BLOCKSIZE
+    data = tar.fileobj.read(padding) if padding else b""  # type: ignore[union-attr]
+    if data.count(0) != len(data):
+        raise InputRejected(f"OVA member {show(member.name)}: non-zero bytes in its padding after byte {member.size}")
 
 
 def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, algorithms: set[str]) -> dict[str, str]:

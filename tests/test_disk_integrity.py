@@ -1,0 +1,366 @@
+"""Disks must hold what their headers promise, and nothing a scan would leave unread (issue #12).
+
+Every image here is made by qemu-img from a small raw file written by the
+test, then cut short or patched the way a damaged or hostile upload would be.
+Images qemu-img writes, in every subformat, must pass; each damaged variant
+must be refused before qemu sees it, with the reason in the evidence.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import uuid
+
+import pytest
+from test_descriptor_checks import REGISTRY
+from test_ingest import fresh, qemu_img, refused
+
+from certify.bundle.diskformat import sniff_bytes
+from certify.bundle.ingest import ingest
+from certify.errors import InputRejected
+from certify.model import Facts, Severity
+from certify.runner import run_checks
+
+MIB = 1024 * 1024
+# Where the raw disk holds data: a grain, cluster or block at each, the last one in a partial final cluster.
+DATA_AT = (0, 70_000, MIB, 3 * MIB + 4096, 6 * MIB + 512)
+RAW_SIZE = 6 * MIB + 3 * 512
+
+SUBFORMATS = {
+    "qcow2-v2.qcow2": ["-O", "qcow2", "-o", "compat=0.10"],
+    "qcow2-v3.qcow2": ["-O", "qcow2", "-o", "compat=1.1"],
+    "qcow2-compressed.qcow2": ["-O", "qcow2", "-c"],
+    "qcow2-extended-l2.qcow2": ["-O", "qcow2", "-o", "extended_l2=on,cluster_size=16k"],
+    "qcow2-512-byte-clusters.qcow2": ["-O", "qcow2", "-o", "cluster_size=512"],
+    "qcow2-2m-clusters.qcow2": ["-O", "qcow2", "-o", "cluster_size=2M"],
+    "monolithic-sparse.vmdk": ["-O", "vmdk", "-o", "subformat=monolithicSparse"],
+    "zeroed-grain.vmdk": ["-O", "vmdk", "-o", "subformat=monolithicSparse,zeroed_grain=on"],
+    "stream.vmdk": ["-O", "vmdk", "-o", "subformat=streamOptimized"],
+    "monolithic-flat.vmdk": ["-O", "vmdk", "-o", "subformat=monolithicFlat"],
+    "split-sparse.vmdk": ["-O", "vmdk", "-o", "subformat=twoGbMaxExtentSparse"],
+    "split-flat.vmdk": ["-O", "vmdk", "-o", "subformat=twoGbMaxExtentFlat"],
+    "dynamic.vhd": ["-O", "vpc", "-o", "subformat=dynamic"],
+    "fixed.vhd": ["-O", "vpc", "-o", "subformat=fixed"],
+    "dynamic.vhdx": ["-O", "vhdx", "-o", "subformat=dynamic"],
+    "fixed.vhdx": ["-O", "vhdx", "-o", "subformat=fixed"],
+}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """name -> path of each qemu-img subformat, each in its own folder (split VMDKs bring their extents)."""
+    root = tmp_path_factory.mktemp("images")
+    raw = root / "base.raw"
+    with open(raw, "wb") as f:
+        f.truncate(RAW_SIZE)
+        for i, offset in enumerate(DATA_AT):
+            f.seek(offset)
+            f.write(bytes([i + 1]) * 512 + os.urandom(3584)[: min(3584, RAW_SIZE - offset - 512)])
+    made = {}
+    for name, args in SUBFORMATS.items():
+        folder = root / name.replace(".", "-")
+        folder.mkdir()
+        qemu_img("convert", "-q", "-f", "raw", *args, str(raw), str(folder / name))
+        made[name] = folder / name
+    return made
+
+
+def copy_of(images, name, tmp_path, patch=None, cut=None, to=None):
+    """A copy of a made image (and its extents) in a fresh folder, patched or cut short."""
+    folder = tmp_path / f"copy-{len(list(tmp_path.iterdir()))}"
+    shutil.copytree(images[name].parent, folder)
+    path = folder / name
+    data = bytearray(path.read_bytes())
+    if patch:
+        patch(data)
+    if cut is not None:
+        del data[cut:]
+    path.write_bytes(bytes(data))
+    if to:
+        path = path.rename(folder / to)
+    return path
+
+
+def scan(path, tmp_path):
+    return ingest(str(path), fresh(tmp_path))
+
+
+@pytest.mark.parametrize("name", SUBFORMATS)
+def test_every_subformat_qemu_img_writes_passes(images, tmp_path, name):
+    bundle = scan(images[name], tmp_path)
+    assert bundle.disk_issues == [] and [d.name for d in bundle.disks] == [name]
+    assert bundle.disk_facts[0]["virtual_size"] in (None, RAW_SIZE) or name.endswith(".vhd")  # VHD rounds to its geometry
+    if not name.startswith("split-") and name != "monolithic-flat.vmdk":
+        assert sniff_bytes(images[name].read_bytes()).format in ("qcow2", "vmdk", "vpc", "vhdx")
+
+
+def test_a_zero_byte_disk_is_said_to_be_empty(tmp_path):
+    for name in ("a.vmdk", "b.qcow2", "c.img", "d.vhd", "e.vhdx"):
+        (tmp_path / name).write_bytes(b"")
+        refused(scan(tmp_path / name, tmp_path), "disk-corrupt", f"^disk '{name}': the disk file is empty$")
+
+
+# --- cut short -----------------------------------------------------------------------
+
+TRUNCATED = [
+    ("qcow2-v3.qcow2", 0.5, r"disk truncated: qcow2 data cluster at byte \d+ beyond end of file"),
+    ("qcow2-v2.qcow2", 0.2, r"qcow2 refcount block 0 at byte 131072 \(65536 bytes\) beyond end of file"),
+    ("qcow2-compressed.qcow2", 0.9, r"qcow2 L2 table 0 at byte \d+ \(65536 bytes\) beyond end of file"),
+    ("qcow2-512-byte-clusters.qcow2", 0.5, r"qcow2 L2 table \d+ at byte \d+ \(512 bytes\) beyond end of file"),
+    ("qcow2-v3.qcow2", 0.01, r"qcow2 refcount table at byte 65536 \(65536 bytes\) beyond end of file \(\d+ bytes\)"),
+    ("qcow2-v3.qcow2", 116, r"disk truncated: qcow2 header extensions run past the end of the file \(116 bytes\)"),
+    ("qcow2-v3.qcow2", 80, r"disk truncated: the qcow2 v3 header is incomplete"),
+    ("monolithic-sparse.vmdk", 0.9, r"disk truncated: grain at byte \d+ \(65536 bytes\) beyond end of file"),
+    ("monolithic-sparse.vmdk", 2048, r"embedded VMDK descriptor at byte 512 \(10240 bytes\) beyond end of file \(2048 bytes\)"),
+    ("stream.vmdk", 0.5, r"disk truncated: grain at byte \d+ beyond end of file"),
+    ("stream.vmdk", 0.2, r"disk truncated: grains start at byte 65536, beyond end of file"),
+    ("stream.vmdk", 0.9, r"disk truncated: the stream does not end with an end-of-stream marker"),
+    ("dynamic.vhd", 0.5, r"disk truncated: the VHD has no footer at its end \(\d+ bytes\), only the copy at byte 0"),
+    ("dynamic.vhdx", 0.9, r"disk truncated: VHDX payload block 0 at byte 8388608 \(8388608 bytes\) beyond end of file"),
+    ("fixed.vhdx", 0.5, r"disk truncated: VHDX payload block 0 at byte \d+ \(8388608 bytes\) beyond end of file"),
+    ("dynamic.vhdx", 0.2, r"VHDX metadata region at byte 3145728 \(1048576 bytes\) beyond end of file"),
+    ("dynamic.vhdx", 200_000, r"VHDX headers at byte 0 \(262144 bytes\) beyond end of file \(200000 bytes\)"),
+]
+
+
+@pytest.mark.parametrize("name, cut, match", TRUNCATED, ids=[f"{n}-{c}" for n, c, _ in TRUNCATED])
+def test_a_disk_cut_short_is_refused_with_the_reason(images, tmp_path, name, cut, match):
+    size = images[name].stat().st_size
+    path = copy_of(images, name, tmp_path, cut=cut if isinstance(cut, int) else int(size * cut))
+    refused(scan(path, tmp_path), "disk-corrupt", f"^disk '{name}': {match}")
+
+
+def test_a_damaged_disk_of_another_format_than_declared_is_a_mismatch_first(images, tmp_path):
+    path = copy_of(images, "qcow2-v3.qcow2", tmp_path, cut=images["qcow2-v3.qcow2"].stat().st_size // 2, to="disk.img")
+    refused(scan(path, tmp_path), "disk-format-mismatch", "^disk 'disk.img': declared raw but its bytes are qcow2$")
+
+
+def test_a_fixed_vhd_cut_short_has_lost_its_footer_and_says_so(images, tmp_path):
+    path = copy_of(images, "fixed.vhd", tmp_path, cut=images["fixed.vhd"].stat().st_size - 1)
+    refused(scan(path, tmp_path), "disk-format-mismatch", "declared vpc but its bytes are raw .*was it cut short")
+
+
+def _put(offset: int, fmt: str, value: int):
+    def patch(data: bytearray):
+        struct.pack_into(fmt, data, offset, value)
+
+    return patch
+
+
+def _vmdk_gd_at(sector: int):
+    return _put(56, "<Q", sector)
+
+
+PATCHED = [
+    ("monolithic-sparse.vmdk", _vmdk_gd_at(4000), r"grain directory at byte 2048000 \(4 bytes\) beyond end of file \(\d+ bytes\)"),
+    ("monolithic-sparse.vmdk", _put(48, "<Q", 5000), r"redundant grain directory at byte 2560000 \(4 bytes\) beyond end of file"),
+    ("monolithic-sparse.vmdk", _put(20, "<Q", 0), r"VMDK grain size of 0 sectors is outside 1-2097152"),
+    ("monolithic-sparse.vmdk", _put(44, "<I", 4096), r"VMDK grain tables of 4096 entries are outside 1-512"),
+    ("monolithic-sparse.vmdk", _put(64, "<Q", 10**6), r"disk truncated: grains start at byte 512000000, beyond end of file"),
+    ("qcow2-v3.qcow2", _put(40, ">Q", 64 * MIB), r"qcow2 L1 table at byte 67108864 \(8 bytes\) beyond end of file"),
+    ("qcow2-v3.qcow2", _put(40, ">Q", 0x30200), r"qcow2 L1 table at byte 197120 is not aligned to a cluster"),
+    ("qcow2-v3.qcow2", _put(36, ">I", 0), r"qcow2 L1 table of 0 entries cannot map the \d+ bytes the header declares"),
+    ("qcow2-v3.qcow2", _put(48, ">Q", 64 * MIB), r"qcow2 refcount table at byte 67108864 \(65536 bytes\) beyond end of file"),
+    ("qcow2-v3.qcow2", _put(56, ">I", 0), r"qcow2 image has no refcount table"),
+    ("qcow2-v3.qcow2", lambda d: (_put(60, ">I", 1)(d), _put(64, ">Q", 64 * MIB)(d)),
+     r"qcow2 snapshot table at byte 67108864 \(40 bytes\) beyond end of file"),
+    ("dynamic.vhd", lambda d: d.__setitem__(slice(28, 32), b"evil"), r"VHD footer: checksum 0x[0-9a-f]{8} does not match its bytes \(0x[0-9a-f]{8}\)$"),
+]
+
+
+@pytest.mark.parametrize("name, patch, match", PATCHED, ids=[f"{n}-{i}" for i, (n, _p, _m) in enumerate(PATCHED)])
+def test_a_header_promising_what_the_file_lacks_is_refused(images, tmp_path, name, patch, match):
+    refused(scan(copy_of(images, name, tmp_path, patch), tmp_path), "disk-corrupt", f"^disk '{name}': {match}")
+
+
+def _vhd_checksum(block: bytearray, at: int) -> None:
+    block[at : at + 4] = bytes(4)
+    block[at : at + 4] = struct.pack(">I", ~sum(block) & 0xFFFFFFFF)
+
+
+def test_vhd_footers_and_block_table_are_held_to_the_file(images, tmp_path):
+    def end_footer_differs(data: bytearray):  # only the copy at the end says 8 GiB: two readers, two disks
+        footer = bytearray(data[-512:])
+        struct.pack_into(">Q", footer, 48, 8 << 30)
+        _vhd_checksum(footer, 64)
+        data[-512:] = footer
+
+    path = copy_of(images, "dynamic.vhd", tmp_path, end_footer_differs)
+    refused(scan(path, tmp_path), "disk-corrupt", "the VHD footer at the end and its copy at byte 0 disagree")
+
+    def block_table_outside(data: bytearray):
+        dynamic = bytearray(data[512:1536])
+        struct.pack_into(">Q", dynamic, 16, 64 * MIB)
+        _vhd_checksum(dynamic, 36)
+        data[512:1536] = dynamic
+
+    path = copy_of(images, "dynamic.vhd", tmp_path, block_table_outside)
+    refused(scan(path, tmp_path), "disk-corrupt", r"VHD block table at byte 67108864 \(16 bytes\) beyond end of file")
+
+    def block_past_footer(data: bytearray):
+        table = struct.unpack_from(">Q", data, 512 + 16)[0]
+        struct.pack_into(">I", data, table, (len(data) - 512) // 512)
+
+    path = copy_of(images, "dynamic.vhd", tmp_path, block_past_footer)
+    refused(scan(path, tmp_path), "disk-corrupt", r"disk truncated: VHD block 0 at byte \d+ \(2097664 bytes\) runs past the footer")
+
+
+# --- VHDX ----------------------------------------------------------------------------
+
+
+def _crc32c(data: bytes) -> int:
+    """Bit by bit, independent of the table-driven one under test."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _vhdx_headers(change):
+    """Apply ``change(header)`` to both VHDX headers and seal them again."""
+
+    def patch(data: bytearray):
+        for offset in (64 * 1024, 128 * 1024):
+            header = bytearray(data[offset : offset + 4096])
+            change(header)
+            header[4:8] = bytes(4)
+            header[4:8] = struct.pack("<I", _crc32c(bytes(header)))
+            data[offset : offset + 4096] = header
+
+    return patch
+
+
+def test_vhdx_headers_and_region_table_are_checked(images, tmp_path):
+    def break_both(data: bytearray):
+        data[64 * 1024 + 100] ^= 0xFF
+        data[128 * 1024 + 100] ^= 0xFF
+
+    refused(scan(copy_of(images, "dynamic.vhdx", tmp_path, break_both), tmp_path), "disk-corrupt", "VHDX has no valid header")
+    one_left = copy_of(images, "dynamic.vhdx", tmp_path, lambda d: d.__setitem__(64 * 1024 + 100, d[64 * 1024 + 100] ^ 0xFF))
+    assert scan(one_left, tmp_path).disks  # the other copy is valid, as qemu and Hyper-V read it
+    path = copy_of(images, "dynamic.vhdx", tmp_path, lambda d: d.__setitem__(192 * 1024 + 40, d[192 * 1024 + 40] ^ 1))
+    refused(scan(path, tmp_path), "disk-corrupt", "VHDX region table checksum does not match")
+    path = copy_of(images, "dynamic.vhdx", tmp_path, _vhdx_headers(lambda h: struct.pack_into("<Q", h, 72, 2 * MIB)))
+    refused(scan(path, tmp_path), "disk-corrupt", r"VHDX block table region at byte 2097152 \(1048576 bytes\) overlaps the VHDX log")
+
+
+def test_a_vhdx_with_a_log_to_replay_is_hidden_state(images, tmp_path):
+    guid = uuid.uuid4().bytes_le
+
+    def pending(data: bytearray):
+        _vhdx_headers(lambda h: h.__setitem__(slice(48, 64), guid))(data)
+        log = struct.unpack_from("<Q", data, 64 * 1024 + 72)[0]
+        data[log : log + 4] = b"loge"
+        data[log + 32 : log + 48] = guid
+
+    refused(scan(copy_of(images, "dynamic.vhdx", tmp_path, pending), tmp_path), "disk-hidden-state",
+            "VHDX log holding writes not yet applied")  # fmt: skip
+    # A log GUID with no entry of it in the log: nothing to replay.
+    assert scan(copy_of(images, "dynamic.vhdx", tmp_path, _vhdx_headers(lambda h: h.__setitem__(slice(48, 64), guid))), tmp_path).disks
+
+
+def test_a_vhdx_claiming_more_than_the_quota_is_held_to_it(images, tmp_path):
+    from certify.bundle.ingest import Limits
+
+    with pytest.raises(InputRejected, match=r"claims 6292992 bytes, over the 1048576-byte quota"):
+        ingest(str(images["dynamic.vhdx"]), fresh(tmp_path), Limits(max_virtual_bytes=MIB))
+
+
+# --- qcow2 internal snapshots ----------------------------------------------------------
+
+
+def test_qcow2_internal_snapshots_are_refused_and_fail_the_scan(images, tmp_path):
+    path = copy_of(images, "qcow2-v3.qcow2", tmp_path)
+    qemu_img("snapshot", "-c", "before-cleanup", str(path))
+    qemu_img("snapshot", "-c", "second", str(path))
+    bundle = scan(path, tmp_path)
+    refused(bundle, "disk-hidden-state", r"^disk 'qcow2-v3.qcow2' holds guest state this scan would not read: "
+                                         r"2 internal qcow2 snapshots \('before-cleanup', 'second'\), which `qemu-img snapshot -a` would restore$")  # fmt: skip
+    findings, _ = run_checks([REGISTRY.checks["disk-hidden-state"]], Facts(values={"bundle": bundle.facts()}))
+    assert [(f.check_id, f.status.value, f.severity) for f in findings] == [("disk-hidden-state", "fail", Severity.CRITICAL)]
+    qemu_img("snapshot", "-d", "before-cleanup", str(path))
+    qemu_img("snapshot", "-d", "second", str(path))
+    assert scan(path, tmp_path).disks  # deleted snapshots leave nothing behind
+
+
+# --- VMDK: a sparse file is its own single extent --------------------------------------
+
+
+def _embedded(change):
+    """Rewrite the descriptor text a sparse VMDK carries at sector 1."""
+
+    def patch(data: bytearray):
+        end = data.index(b"\0", 512)
+        text = change(data[512:end].decode()).encode()
+        data[512 : 512 + max(len(text), end - 512)] = text.ljust(end - 512, b"\0")
+
+    return patch
+
+
+def _extent_line(text: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith("RW "))
+
+
+@pytest.mark.parametrize("name", ["monolithic-sparse.vmdk", "stream.vmdk"])
+@pytest.mark.parametrize(
+    "change, match",
+    [(lambda t: t.replace(_extent_line(t), _extent_line(t) + '\nRW 2048 FLAT "/etc/shadow" 0'), r"lists SPARSE '[a-z-]+\.vmdk', FLAT '/etc/shadow'"),
+     (lambda t: t.replace(_extent_line(t), _extent_line(t) + '\nRDONLY 2048 FLAT "disk-flat.vmdk" 0'), "lists SPARSE .*, FLAT 'disk-flat.vmdk'"),
+     (lambda t: t.replace(_extent_line(t), 'RW 12291 SPARSE "/etc/shadow"'), "lists SPARSE '/etc/shadow'"),
+     (lambda t: t.replace(_extent_line(t), 'RW 12291 FLAT "x.vmdk" 0'), "lists FLAT 'x.vmdk'"),
+     (lambda t: t.replace(_extent_line(t), 'RW 12291 SPARSE "nbd:host:1"'), "lists SPARSE 'nbd:host:1'")],
+    ids=["host-flat-extent", "read-only-extent", "absolute-self", "flat-self", "protocol"],
+)
+def test_an_embedded_descriptor_naming_anything_but_itself_is_an_external_reference(images, tmp_path, name, change, match):
+    bundle = scan(copy_of(images, name, tmp_path, _embedded(change)), tmp_path)
+    refused(bundle, "disk-external-reference", f"embedded descriptor {match}; a sparse VMDK must be its own single extent")
+
+
+def test_the_sole_extent_may_carry_any_plain_name_but_another_files(images, tmp_path):
+    renamed = copy_of(images, "stream.vmdk", tmp_path, to="vm-disk1.vmdk")  # exports keep the name they were made under
+    assert scan(renamed, tmp_path).disks
+    folder = renamed.parent
+    shutil.copy(images["monolithic-sparse.vmdk"], folder / "stream.vmdk")  # now the name it gives is another disk's
+    (folder / "vm.vmx").write_text('scsi0:0.fileName = "vm-disk1.vmdk"\n')
+    refused(scan(folder / "vm.vmx", tmp_path), "disk-external-reference",
+            "^disk 'vm-disk1.vmdk': its embedded descriptor names 'stream.vmdk', another file of the bundle, as its extent$")  # fmt: skip
+
+
+def test_sparse_and_split_vmdk_capacities_must_agree(images, tmp_path):
+    path = copy_of(images, "monolithic-sparse.vmdk", tmp_path, _embedded(lambda t: t.replace("RW 12291 ", "RW 99999 ")))
+    refused(scan(path, tmp_path), "disk-corrupt", "the embedded VMDK descriptor gives its extent 99999 sectors, the header 12291")
+    path = copy_of(images, "split-sparse.vmdk", tmp_path)
+    path.write_text(path.read_text().replace("RW 12291 ", "RW 12290 "))
+    refused(scan(path, tmp_path), "disk-corrupt", r"extent 'split-sparse-s001.vmdk' holds 6292992 bytes, the descriptor says 6292480")
+    path = copy_of(images, "split-flat.vmdk", tmp_path)
+    extent = path.parent / "split-flat-f001.vmdk"
+    extent.write_bytes(extent.read_bytes()[: -4096])
+    refused(scan(path, tmp_path), "disk-corrupt", r"extent 'split-flat-f001.vmdk': disk truncated: the descriptor maps sectors 0 to 12291 of it, and it holds 12283")
+    extent.write_bytes(b"")
+    refused(scan(path, tmp_path), "disk-corrupt", r"^disk 'split-flat.vmdk': extent 'split-flat-f001.vmdk': the disk file is empty$")
+
+
+def test_a_stream_with_its_grain_directory_in_a_footer(images, tmp_path):
+    """VMware's layout: the header says "at the end", a footer after the grains says where."""
+    made = images["stream.vmdk"].read_bytes()
+    header = bytearray(made[:512])
+
+    def with_footer(capacity=None):
+        footer_header = bytearray(header)
+        if capacity is not None:
+            struct.pack_into("<Q", footer_header, 12, capacity)
+        head = bytearray(made)
+        struct.pack_into("<Q", head, 56, 0xFFFFFFFFFFFFFFFF)
+        return bytes(head) + struct.pack("<QII", 1, 0, 3).ljust(512, b"\0") + bytes(footer_header) + bytes(512)
+
+    path = tmp_path / "footer.vmdk"
+    path.write_bytes(with_footer())
+    assert scan(path, tmp_path).disks
+    path.write_bytes(with_footer()[:-700])
+    refused(scan(path, tmp_path), "disk-corrupt", "disk truncated: a streamOptimized VMDK keeps its grain directory in a footer, but the file has no footer")
+    path.write_bytes(with_footer(capacity=1 << 40))  # the footer, which qemu reads, claims 512 TiB
+    refused(scan(path, tmp_path), "disk-corrupt", f"the VMDK footer declares {1 << 40} sectors, the header 12291")
