@@ -299,6 +299,63 @@ def ed25519_keypair(comment: str) -> tuple[bytes, str]:
     return private, f"{public.decode()} {comment}"
 
 
+def _wire_string(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+def _wire_mpint(value: int) -> bytes:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big") if value else b""
+    return _wire_string(b"\0" + raw if raw and raw[0] & 0x80 else raw)
+
+
+def dropbear_keypair(key_type: str = "ssh-ed25519", comment: str = "") -> tuple[bytes, str]:
+    """(a private key in dropbear's own format, as dropbearkey writes it; its OpenSSH public key line).
+
+    Fields as dropbear's buf_put_priv_key lays them out: the type, then
+    rsa e n d p q, dss p q g y x, ecdsa curve Q k, ed25519 seed||public.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+
+    name = _wire_string(key_type.encode())
+    if key_type == "ssh-ed25519":
+        key = ed25519.Ed25519PrivateKey.generate()
+        raw = serialization.Encoding.Raw
+        seed = key.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        body = _wire_string(seed + key.public_key().public_bytes(raw, serialization.PublicFormat.Raw))
+    elif key_type == "ssh-rsa":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        n = key.private_numbers()
+        body = b"".join(_wire_mpint(v) for v in (n.public_numbers.e, n.public_numbers.n, n.d, n.p, n.q))
+    elif key_type == "ssh-dss":
+        key = dsa.generate_private_key(key_size=1024)
+        n = key.private_numbers()
+        p = n.public_numbers.parameter_numbers
+        body = b"".join(_wire_mpint(v) for v in (p.p, p.q, p.g, n.public_numbers.y, n.x))
+    elif key_type.startswith("ecdsa-sha2-nistp"):
+        bits = key_type.rsplit("nistp", 1)[1]
+        key = ec.generate_private_key({"256": ec.SECP256R1(), "384": ec.SECP384R1(), "521": ec.SECP521R1()}[bits])
+        point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        body = _wire_string(f"nistp{bits}".encode()) + _wire_string(point) + _wire_mpint(key.private_numbers().private_value)
+    else:
+        raise ValueError(f"dropbear writes no {key_type!r} keys")
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return name + body, f"{public} {comment}".rstrip()
+
+
+def tinyssh_keypair(comment: str = "") -> tuple[bytes, bytes, str]:
+    """(.ed25519.sk: NaCl's seed||public, ed25519.pk: the raw public key, its OpenSSH public key line), as tinysshd-makekey writes them."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    raw = serialization.Encoding.Raw
+    public = key.public_key().public_bytes(raw, serialization.PublicFormat.Raw)
+    seed = key.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return seed + public, public, f"{line} {comment}".rstrip()
+
+
 def rsa_pem_private_key() -> bytes:
     """An old-style PEM host key, the kind found on appliances built years ago."""
     from cryptography.hazmat.primitives import serialization

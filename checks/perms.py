@@ -93,8 +93,9 @@ def account_file_permissions(account_file_modes: AccountFileModes):
     title="SSH host key files with unsafe mode or owner",
     remediation=(
         "chown root:root and chmod 0600 /etc/ssh/ssh_host_*_key (root:ssh_keys 0640 on RHEL-family systems); "
-        "chown root and chmod 0644 /etc/ssh/*.pub. Better still, ship no host keys and let them be generated at "
-        "first boot (ssh-host-keys-present)."
+        "chown root and chmod 0644 /etc/ssh/*.pub; the same for dropbear's /etc/dropbear/dropbear_*_host_key, "
+        "tinysshd's .ed25519.sk and other servers' keys (0600 root). Better still, ship no host keys and let them "
+        "be generated at first boot (ssh-host-keys-present)."
     ),
     references=(
         "CIS (SSG) file_permissions_sshd_private_key, file_ownership_sshd_private_key",
@@ -102,7 +103,7 @@ def account_file_permissions(account_file_modes: AccountFileModes):
     ),
 )
 def ssh_host_key_permissions(ssh_host_key_modes: HostKeyModes):
-    """Host private keys readable by others, or host public keys others may replace."""
+    """Host private keys readable by others, or host public keys others may replace: every host key ssh-host-keys-present finds."""
     for entry in ssh_host_key_modes.files:
         rule = host_key_rule(entry.path, entry.stat, ssh_host_key_modes.ssh_keys_gid)
         problems = rule.problems(entry.stat)
