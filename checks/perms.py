@@ -175,12 +175,14 @@ def _set_id_text(entry: SetIdFile) -> str:
     params={"never_set_id": list(NEVER_SET_ID)},
 )
 def suid_sgid_inventory(setid_files: SetIdInventory, params):
-    """Every setuid/setgid regular file, compared with the package database (dpkg, rpm or apk).
+    """Every setuid/setgid regular file, compared with the package database (dpkg, rpm, apk or opkg).
 
     A file no package owns, one whose content differs from the digest its
     package recorded, or one whose setuid/setgid bit the package did not
     record (rpm and apk record modes; dpkg does not) fails: high for setuid,
-    medium for setgid only. A package-owned, unmodified file passes, so there
+    medium for setgid only. opkg records ownership only: a file it owns is
+    not evaluated (its content cannot be verified). A package-owned,
+    unmodified file passes, so there
     is no allow-list to maintain; because dpkg records no modes, shells,
     interpreters and other shell-escape tools (``never_set_id``) fail
     whatever the database says. Without a package database the check is
