@@ -75,7 +75,7 @@ def test_uci_sections_options_lists_and_refusals():
                     "config dropbear\n\toption enable 0\n")  # fmt: skip
     lan, anonymous = uci.of_type("dropbear")
     assert (lan.name, lan.options["Port"].value, [v.value for v in lan.lists["keyfile"]]) == ("lan", "22", ["/a", "/b"])
-    assert anonymous.label == "(anonymous dropbear at line 7)" and uci.problems == []
+    assert anonymous.label == "@dropbear[1] (line 7)" and uci.problems == []
     assert parse_uci("option orphan '1'\nconfig x\n\toption a 'b\n").problems == [
         "line 1: 'option' is not a UCI statement here", "line 3: unbalanced quotes"]
     assert [uci_bool(v) for v in ("on", "Yes", "enabled", "0", "off", "maybe")] == [True, True, True, False, False, None]

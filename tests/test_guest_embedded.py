@@ -3,6 +3,7 @@ something else: their init systems, crond, BusyBox's login, OpenWrt's UCI, opkg,
 
 from __future__ import annotations
 
+import shapes
 from memguest import scan_spec
 
 from certify import sample
@@ -131,3 +132,27 @@ def test_opkg_owns_files_but_records_no_digest(tmp_path):
     spec.add("/usr/lib/opkg/info/ppp.list", "/usr/sbin/pppd\n")
     status, found, evidence = scan(spec, tmp_path, SETID)
     assert status == "fail" and "owned by opkg package ppp, which records no digest" in evidence["/usr/sbin/pppd"]
+
+
+# -- whole images ------------------------------------------------------------------------------------------------
+
+OPENWRT_INSPECTED = {"type": "linux", "distro": "unknown", "version": "23.5", "product_name": "OpenWrt 23.05.5", "hostname": "unknown"}
+
+
+def _guest_check_ids() -> list[str]:
+    from certify.model import Layer
+    from certify.plugins.manager import get_plugin_manager, load_registry
+
+    return sorted(i for i, c in load_registry(get_plugin_manager(autoload=False)).checks.items() if c.layer == Layer.GUEST)
+
+
+def test_openwrt_base_is_clean_and_the_shape_fails_with_exactly_its_planted_findings(tmp_path):
+    """The OpenWrt shape in memory, inspected as libguestfs inspects it (tests/test_guest_shapes.py asserts the real scan)."""
+    ids = _guest_check_ids()
+    clean = scan_spec(sample.openwrt_system(), tmp_path, ids, OPENWRT_INSPECTED)
+    assert set(clean["status"].values()) == {"pass"}, clean["evidence"]
+    shape = shapes.openwrt_dropbear()
+    dirty = scan_spec(shape.spec, tmp_path, ids, OPENWRT_INSPECTED)
+    assert {(i, p, s) for (i, p, s, status) in dirty["findings"] if status == "fail"} == {f[:3] for f in shape.failing}
+    assert shape.fingerprints["/etc/dropbear/dropbear_ed25519_host_key"] in \
+        dirty["evidence"][("ssh-host-keys-present", "/etc/dropbear/dropbear_ed25519_host_key")]  # fmt: skip

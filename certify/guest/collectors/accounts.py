@@ -131,6 +131,12 @@ def busybox_login(reader: GuestReader) -> str | None:
     return None
 
 
+def _inspected_hostname(reader: GuestReader) -> str:
+    """The host name inspection found; libguestfs says 'unknown' when it found none (OpenWrt keeps it in UCI)."""
+    name = reader.os.get("hostname") or ""
+    return "" if name == "unknown" else name
+
+
 def _uci_hostname(data: bytes | None) -> str:
     for section in parse_uci(_text(data)).of_type("system"):
         if (value := section.options.get("hostname")) is not None and value.value:
@@ -161,7 +167,7 @@ def collect_accounts(reader: GuestReader) -> AccountDatabase:
             password = replace(password, note=f"/etc/passwd holds '*', and BusyBox login/su ({login}) then read /etc/shadow")
         accounts.append(UserAccount(account.name, account.uid, account.gid, account.shell, account.line, password))
     live_hashes = {(e.name, e.password) for p in HASHED_DATABASES for e in parse_shadow(_text(files.get(p)))}
-    hostname = (reader.os.get("hostname") or (_text(files.get("/etc/hostname")).strip().splitlines() or [""])[0]
+    hostname = (_inspected_hostname(reader) or (_text(files.get("/etc/hostname")).strip().splitlines() or [""])[0]
                 or _uci_hostname(files.get(UCI_SYSTEM)))  # fmt: skip
     return AccountDatabase(
         accounts=tuple(accounts),
@@ -237,7 +243,7 @@ def collect_sudo(reader: GuestReader) -> SudoConfig:
     prefetch += [p for p in inventory.children(SUDOERS_D) if includedir_member(posixpath.basename(p))]
     prefetch += [p for p in inventory.children(DOAS_D) if p.endswith(".conf")]
     contents = _read_files(reader, prefetch, SUDOERS_LIMIT)
-    hostname = reader.os.get("hostname") or ""
+    hostname = _inspected_hostname(reader)
     files: list[SudoFile] = []
     unread: list[str] = []
     aliases: dict[str, tuple[str, ...]] = {}

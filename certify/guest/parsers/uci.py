@@ -26,14 +26,15 @@ class UciValue:
 @dataclass
 class UciSection:
     type: str
-    name: str  # '' for an anonymous section (uci calls it @type[n])
+    name: str  # '' for an anonymous section
     line: int
+    index: int = 0  # its place among the sections of its type: uci names an anonymous one @type[index]
     options: dict[str, UciValue] = field(default_factory=dict)
     lists: dict[str, list[UciValue]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
-        return f"'{self.name}'" if self.name else f"(anonymous {self.type} at line {self.line})"
+        return f"'{self.name}'" if self.name else f"@{self.type}[{self.index}] (line {self.line})"
 
 
 @dataclass
@@ -58,7 +59,7 @@ def parse_uci(text: str) -> UciFile:
             continue
         keyword = words[0]
         if keyword == "config" and len(words) in (2, 3):
-            current = UciSection(words[1], words[2] if len(words) == 3 else "", number)
+            current = UciSection(words[1], words[2] if len(words) == 3 else "", number, len(out.of_type(words[1])))
             out.sections.append(current)
         elif keyword in ("option", "list") and len(words) == 3 and current is not None:
             value = UciValue(words[2], number)
