@@ -49,7 +49,8 @@ def ssh_host_keys_present(ssh_host_keys: list[HostKeyFile]):
     layer=Layer.GUEST,
     title="authorized_keys grants SSH access to whoever holds the key",
     remediation=(
-        "Empty or delete every authorized_keys/authorized_keys2 file in the image. Customer keys must "
+        "Empty or delete every authorized_keys/authorized_keys2 file in the image (on OpenWrt also "
+        "/etc/dropbear/authorized_keys). Customer keys must "
         "be injected at first boot from the cloud's metadata (cloud-init), never baked in: a shipped key "
         "is a back door for the vendor or anyone who has its private half."
     ),
@@ -60,7 +61,9 @@ def ssh_host_keys_present(ssh_host_keys: list[HostKeyFile]):
     ),
 )
 def ssh_authorized_keys_present(authorized_keys: list[AuthorizedKeysFile]):
-    """Any key line in authorized_keys under /root or a home listed in /etc/passwd."""
+    """Any key line in authorized_keys under /root or a home listed in /etc/passwd, in every file sshd's
+    AuthorizedKeysFile names, and where dropbear reads keys: /etc/dropbear/authorized_keys (root on OpenWrt),
+    dropbear-initramfs's, -D directories."""
     for keys_file in authorized_keys:
         if not keys_file.entries and not keys_file.truncated:
             continue

@@ -107,13 +107,11 @@ def load_dropbear(reader: GuestReader) -> DropbearConfig:
     for path in ARGUMENT_VARIABLES:
         if path not in contents:
             continue
-        options, starts = options_from_shell_file(path, contents[path])
-        if not starts:
+        made = options_from_shell_file(path, contents[path])
+        if not made.starts:
             not_started.append(f"{path}: NO_START is set, the init script starts no dropbear")
             continue
-        assignment = next((o for _, o in options.host_keys), None)
-        origin = _first_origin(options) or assignment or Origin(path)
-        instances.append(DropbearInstance(f"the init script that sources {path}", origin, options))
+        instances.append(DropbearInstance(f"the init script that sources {path}", made.origin, made.options))
     if INITTAB in contents:
         for entry in inittab_entries(contents[INITTAB]):
             words = _dropbear_flags(command_words(entry.command))
@@ -138,13 +136,6 @@ def load_dropbear(reader: GuestReader) -> DropbearConfig:
         else:
             not_started.append(f"{binary} is installed but nothing starts it at boot")
     return DropbearConfig(binary, tuple(instances), tuple(not_started), tuple(problems))
-
-
-def _first_origin(options: DropbearOptions) -> Origin | None:
-    for name in ("no_password", "no_root_password", "no_root_login", "blank_passwords", "two_factor"):
-        if (origin := getattr(options, name)) is not None:
-            return origin
-    return options.max_auth_tries[1] if options.max_auth_tries else None
 
 
 def _dropbear_flags(words: list[str]) -> list[str] | None:

@@ -159,22 +159,30 @@ ARGUMENT_VARIABLES = {
 KEY_VARIABLES = ("DROPBEAR_RSAKEY", "DROPBEAR_DSSKEY", "DROPBEAR_ECDSAKEY", "DROPBEAR_ED25519KEY")
 
 
-def options_from_shell_file(path: str, text: str) -> tuple[DropbearOptions, bool]:
-    """(the flags a sourced variables file passes, whether it lets dropbear start at all: Debian's NO_START)."""
+@dataclass(frozen=True)
+class ShellFileOptions:
+    options: DropbearOptions
+    starts: bool  # False: Debian's NO_START, the init script starts no dropbear
+    origin: Origin  # the assignment of the flags variable (what lacks a flag lacks it there), or the file
+
+
+def options_from_shell_file(path: str, text: str) -> ShellFileOptions:
+    """The flags a variables file an init script sources passes, and whether it lets dropbear start at all."""
     options = DropbearOptions()
     values, problems = shell_assignments(text)
     options.problems.extend(f"{path} {p}" for p in problems)
+    origin = Origin(path)
     for variable in ARGUMENT_VARIABLES.get(path, ()):
         if variable in values:
             value = values[variable]
-            apply_args(options, list(value.words), Origin(path, value.line, value.text))
+            origin = Origin(path, value.line, value.text)
+            apply_args(options, list(value.words), origin)
     for variable in KEY_VARIABLES:
         if variable in values and values[variable].words:
             value = values[variable]
             options.host_keys.append((value.words[0], Origin(path, value.line, value.text)))
     no_start = values.get("NO_START")
-    starts = no_start is None or no_start.words in ((), ("0",))
-    return options, starts
+    return ShellFileOptions(options, no_start is None or no_start.words in ((), ("0",)), origin)
 
 
 # -- OpenWrt's UCI sections ---------------------------------------------------------------------------
