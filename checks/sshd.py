@@ -85,9 +85,9 @@ def _servers(sshd: SshdConfig, dropbear: DropbearConfig, judge_sshd: Callable[[]
             yield from judge_dropbear(instance)
 
 
-def _dropbear_fail(instance: DropbearInstance, origin: Origin, key: str, consequence: str) -> Result:
+def _dropbear_fail(dropbear: DropbearConfig, instance: DropbearInstance, origin: Origin, key: str, consequence: str) -> Result:
     where = f"decided by {origin.describe()}" if origin.line or origin.text else f"no option is passed by {origin.path}"
-    return fail(Location(layer=Layer.GUEST, path=origin.path, line=origin.line, key=key),
+    return fail(Location(layer=Layer.GUEST, file=dropbear.disks.get(origin.path), path=origin.path, line=origin.line, key=key),
                 f"dropbear started by {instance.source}: {consequence}; {where}")  # fmt: skip
 
 
@@ -115,10 +115,10 @@ def _findings(fact: SshdConfig, failing: list[Decision], what: str | Callable[[D
         if origin is None:
             evidence = (f"{keyword} {first.value}: no line sets it, so the compiled-in default applies "
                         f"({fact.defaults.assumption}); {consequence} (connections as {who})")  # fmt: skip
-            location = Location(layer=Layer.GUEST, path=MAIN_CONFIG, key=keyword)
+            location = Location(layer=Layer.GUEST, file=fact.disks.get(MAIN_CONFIG), path=MAIN_CONFIG, key=keyword)
         else:
             evidence = f"{keyword} {first.value} decided by {_where(first)}; {consequence} (connections as {who})"
-            location = Location(layer=Layer.GUEST, path=origin.path, line=origin.line, key=keyword)
+            location = Location(layer=Layer.GUEST, file=fact.disks.get(origin.path), path=origin.path, line=origin.line, key=keyword)
         yield fail(location, evidence)
 
 
@@ -157,7 +157,7 @@ def sshd_permit_root_login(sshd_config: SshdConfig, dropbear_config: DropbearCon
         o = instance.options
         if o.no_root_login or o.no_root_password or o.no_password or o.two_factor:
             return
-        yield _dropbear_fail(instance, instance.decided_by("RootPasswordAuth", "RootLogin"), "dropbear -w/-g",
+        yield _dropbear_fail(dropbear_config, instance, instance.decided_by("RootPasswordAuth", "RootLogin"), "dropbear -w/-g",
                              "root may log in with a password (no -w, -g, -s or -t)")  # fmt: skip
 
     yield from _servers(sshd_config, dropbear_config, judge_sshd, judge_dropbear)
@@ -207,7 +207,7 @@ def sshd_password_authentication(sshd_config: SshdConfig, dropbear_config: Dropb
     def judge_dropbear(instance: DropbearInstance) -> Iterator[Result]:
         if instance.options.no_password or instance.options.two_factor:
             return
-        yield _dropbear_fail(instance, instance.decided_by("PasswordAuth"), "dropbear -s", "passwords are accepted (no -s or -t)")
+        yield _dropbear_fail(dropbear_config, instance, instance.decided_by("PasswordAuth"), "dropbear -s", "passwords are accepted (no -s or -t)")
 
     yield from _servers(sshd_config, dropbear_config, lambda: _sshd_password_authentication(sshd_config), judge_dropbear)
 
@@ -256,7 +256,7 @@ def sshd_permit_empty_passwords(sshd_config: SshdConfig, dropbear_config: Dropbe
         if o.blank_passwords is None or o.no_password or o.two_factor:
             return
         who = "accounts other than root" if o.no_root_password or o.no_root_login else "every account, root included"
-        yield _dropbear_fail(instance, o.blank_passwords, "dropbear -B",
+        yield _dropbear_fail(dropbear_config, instance, o.blank_passwords, "dropbear -B",
                              f"an account with an empty password logs in with none ({who})")  # fmt: skip
 
     yield from _servers(sshd_config, dropbear_config, judge_sshd, judge_dropbear)
@@ -349,10 +349,10 @@ def sshd_hardening_baseline(sshd_config: SshdConfig, dropbear_config: DropbearCo
         tries, origin = o.max_auth_tries or (DEFAULT_MAX_AUTH_TRIES, instance.decided_by("MaxAuthTries"))
         if (problem := _baseline_problem("MaxAuthTries", str(tries), params)) is not None:
             how = f"-T {tries}" if o.max_auth_tries else f"no -T: the compiled-in {tries}"
-            yield _dropbear_fail(instance, origin, "dropbear -T", f"MaxAuthTries {tries} ({how}): {problem}")
+            yield _dropbear_fail(dropbear_config, instance, origin, "dropbear -T", f"MaxAuthTries {tries} ({how}): {problem}")
         for flag, uci_name, what in (("-j", "LocalPortForward", o.no_local_forwarding), ("-k", "RemotePortForward", o.no_remote_forwarding)):
             if what is None and _baseline_problem("AllowTcpForwarding", "yes", params):
-                yield _dropbear_fail(instance, instance.decided_by(uci_name), f"dropbear {flag}", f"forwarding is allowed (no {flag})")
+                yield _dropbear_fail(dropbear_config, instance, instance.decided_by(uci_name), f"dropbear {flag}", f"forwarding is allowed (no {flag})")
 
     yield from _servers(sshd_config, dropbear_config, judge_sshd, judge_dropbear)
 

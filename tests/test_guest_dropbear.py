@@ -207,3 +207,15 @@ def test_sshd_and_dropbear_side_by_side(tmp_path):
     spec.add("/etc/ssh/sshd_config.d/10-support.conf", "PasswordAuthentication yes\n")
     result = scan(spec, tmp_path, (PASSWORD,))
     assert failing(result, PASSWORD) == {("/etc/ssh/sshd_config.d/10-support.conf", "high"), (UCI, "high")}
+
+
+def test_findings_name_the_disk_that_holds_the_deciding_file(tmp_path):
+    from certify.plugins.manager import get_plugin_manager, load_registry
+
+    spec = sample.base_system().add("/usr/sbin/dropbear", DROPBEAR, 0o755).add(UCI, OPENWRT_DEFAULT)
+    spec.add("/etc/ssh/sshd_config.d/10-support.conf", "PasswordAuthentication yes\n")
+    check = load_registry(get_plugin_manager(autoload=False)).checks[PASSWORD]
+    facts = guest_facts(memory_reader(spec, tmp_path), ["sshd_config", "dropbear_config"])
+    results = check.evaluate(sshd_config=facts.values["sshd_config"], dropbear_config=facts.values["dropbear_config"])
+    assert sorted((r.location.path, r.location.file) for r in results) == [
+        ("/etc/config/dropbear", "disk1.vmdk"), ("/etc/ssh/sshd_config.d/10-support.conf", "disk1.vmdk")]

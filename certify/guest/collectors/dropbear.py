@@ -61,6 +61,7 @@ class DropbearConfig:
     instances: tuple[DropbearInstance, ...]
     not_started: tuple[str, ...] = ()  # configurations that start nothing (disabled sections, NO_START)
     problems: tuple[str, ...] = ()  # configurations the init system cannot load: what runs is unknown
+    disks: dict[str, str | None] = field(default_factory=dict)  # each file a finding may point at -> its bundle disk
 
     @property
     def authorized_keys_dirs(self) -> list[tuple[str, DropbearInstance]]:
@@ -135,7 +136,17 @@ def load_dropbear(reader: GuestReader) -> DropbearConfig:
             instances.append(DropbearInstance(f"{starters[0]}, with no configuration", Origin(starters[0]), DropbearOptions()))
         else:
             not_started.append(f"{binary} is installed but nothing starts it at boot")
-    return DropbearConfig(binary, tuple(instances), tuple(not_started), tuple(problems))
+    paths = {i.origin.path for i in instances} | {o.path for i in instances for o in i.settings.values()}
+    paths |= {o.path for i in instances for o in _flag_origins(i.options)}
+    disks = {path: reader.disk_file(path) for path in paths}
+    return DropbearConfig(binary, tuple(instances), tuple(not_started), tuple(problems), disks)
+
+
+def _flag_origins(options: DropbearOptions) -> list[Origin]:
+    origins = [getattr(options, n) for n in ("no_password", "no_root_password", "no_root_login", "blank_passwords", "two_factor",
+                                              "no_local_forwarding", "no_remote_forwarding")]  # fmt: skip
+    origins += [options.max_auth_tries[1]] if options.max_auth_tries else []
+    return [o for o in origins if o is not None]
 
 
 def _dropbear_flags(words: list[str]) -> list[str] | None:
