@@ -288,6 +288,67 @@ def alpine_system(hostname: str = "appliance", users: tuple[str, ...] = ("alice"
     return spec
 
 
+# The part of OpenWrt's /etc/init.d/dropbear that certify reads: the UCI options and their defaults.
+OPENWRT_DROPBEAR_INIT = """#!/bin/sh /etc/rc.common
+START=19
+USE_PROCD=1
+PROG=/usr/sbin/dropbear
+validate_section_dropbear()
+{
+	uci_load_validate dropbear dropbear "$1" "$2" \\
+		'PasswordAuth:bool:1' 'enable:bool:1' 'Interface:string' 'GatewayPorts:bool:0' \\
+		'RootPasswordAuth:bool:1' 'RootLogin:bool:1' 'rsakeyfile:file' 'keyfile:list(file)' \\
+		'BannerFile:file' 'Port:port:22' 'SSHKeepAlive:uinteger:300' 'IdleTimeout:uinteger:0' \\
+		'MaxAuthTries:uinteger:3' 'RecvWindowSize:uinteger:0' 'mdns:bool:1'
+}
+"""
+
+
+def openwrt_system(hostname: str = "OpenWrt") -> GuestSpec:
+    """A small OpenWrt 23.05 x86 root, clean for every guest check: BusyBox, procd, UCI, dropbear, no systemd.
+
+    No /etc/fstab (OpenWrt mounts from /etc/config/fstab) and no
+    /etc/hostname (the host name is in /etc/config/system); /var is a link
+    to /tmp; root's home is /root and its shell /bin/ash. Clean means what
+    a careful vendor changes from OpenWrt's defaults: root's password locked
+    instead of empty, and dropbear refusing passwords.
+    """
+    spec = GuestSpec(hostname=hostname)
+    passwd = ["root:x:0:0:root:/root:/bin/ash", "daemon:*:1:1:daemon:/var:/bin/false", "ftp:*:55:55:ftp:/home/ftp:/bin/false",
+              "network:*:101:101:network:/var:/bin/false", "nobody:*:65534:65534:nobody:/var:/bin/false",
+              "dnsmasq:x:453:453:dnsmasq:/var/run/dnsmasq:/bin/false", "ubus:x:81:81:ubus:/var/run/ubus:/bin/false"]  # fmt: skip
+    shadow = ["root:*:19700:0:99999:7:::", "daemon:*:0:0:99999:7:::", "ftp:*:0:0:99999:7:::", "network:*:0:0:99999:7:::",
+              "nobody:*:0:0:99999:7:::", "dnsmasq:x:0:0:99999:7:::", "ubus:x:0:0:99999:7:::"]  # fmt: skip
+    group = ["root:x:0:", "daemon:x:1:", "adm:x:4:", "mail:x:8:", "dialout:x:20:", "audio:x:29:", "www-data:x:33:",
+             "ftp:x:55:", "users:x:100:", "network:x:101:", "nogroup:x:65534:", "dnsmasq:x:453:dnsmasq", "ubus:x:81:ubus"]  # fmt: skip
+    release = "DISTRIB_ID='OpenWrt'\nDISTRIB_RELEASE='23.05.5'\nDISTRIB_TARGET='x86/64'\nDISTRIB_DESCRIPTION='OpenWrt 23.05.5'\n"
+    spec.add("/etc/openwrt_release", release)
+    spec.add("/etc/openwrt_version", "r24106-10cc5fcd00\n")
+    spec.add("/etc/os-release", 'NAME="OpenWrt"\nVERSION="23.05.5"\nID="openwrt"\nID_LIKE="lede openwrt"\n'
+             'PRETTY_NAME="OpenWrt 23.05.5"\nVERSION_ID="23.05.5"\nOPENWRT_BOARD="x86/64"\n')  # fmt: skip
+    spec.add("/etc/hosts", "127.0.0.1 localhost\n\n::1     localhost ip6-localhost ip6-loopback\n")
+    spec.add("/etc/passwd", "\n".join(passwd) + "\n")
+    spec.add("/etc/group", "\n".join(group) + "\n")
+    spec.add("/etc/shadow", "\n".join(shadow) + "\n", 0o600)
+    spec.add("/etc/config/system", f"config system\n\toption hostname '{hostname}'\n\toption timezone 'UTC'\n\toption ttylogin '0'\n")
+    spec.add("/etc/config/dropbear", "config dropbear\n\toption PasswordAuth 'off'\n\toption RootPasswordAuth 'off'\n\toption Port '22'\n")
+    spec.add("/etc/init.d/dropbear", OPENWRT_DROPBEAR_INIT, 0o755)
+    spec.symlink("/etc/rc.d/S19dropbear", "../init.d/dropbear")
+    spec.add("/etc/inittab", "::sysinit:/etc/init.d/rcS S boot\n::shutdown:/etc/init.d/rcS K shutdown\n::askconsole:/usr/libexec/login.sh\n")
+    spec.add("/etc/banner", "OpenWrt 23.05.5\n")
+    spec.mkdir("/etc/dropbear", 0o700)  # the init script generates the host keys at first boot
+    spec.add("/bin/busybox", ELF_X86_64_HEADER, 0o755)
+    for applet in ("/bin/sh", "/bin/ash", "/bin/ls", "/bin/cat", "/bin/echo", "/bin/rm", "/bin/login", "/usr/sbin/crond"):
+        spec.symlink(applet, "busybox" if applet.startswith("/bin/") else "../../bin/busybox")
+    spec.add("/usr/sbin/dropbear", ELF_X86_64_HEADER, 0o755)
+    for d in ("/sbin", "/usr/bin", "/lib", "/overlay", "/rom"):
+        spec.mkdir(d)
+    spec.symlink("/var", "tmp")
+    spec.mkdir("/tmp", 0o1777)
+    spec.mkdir("/root", 0o700)
+    return spec
+
+
 def ed25519_keypair(comment: str) -> tuple[bytes, str]:
     """(OpenSSH private key, public key line)."""
     from cryptography.hazmat.primitives import serialization
@@ -297,6 +358,63 @@ def ed25519_keypair(comment: str) -> tuple[bytes, str]:
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return private, f"{public.decode()} {comment}"
+
+
+def _wire_string(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+def _wire_mpint(value: int) -> bytes:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big") if value else b""
+    return _wire_string(b"\0" + raw if raw and raw[0] & 0x80 else raw)
+
+
+def dropbear_keypair(key_type: str = "ssh-ed25519", comment: str = "") -> tuple[bytes, str]:
+    """(a private key in dropbear's own format, as dropbearkey writes it; its OpenSSH public key line).
+
+    Fields as dropbear's buf_put_priv_key lays them out: the type, then
+    rsa e n d p q, dss p q g y x, ecdsa curve Q k, ed25519 seed||public.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+
+    name = _wire_string(key_type.encode())
+    if key_type == "ssh-ed25519":
+        key = ed25519.Ed25519PrivateKey.generate()
+        raw = serialization.Encoding.Raw
+        seed = key.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        body = _wire_string(seed + key.public_key().public_bytes(raw, serialization.PublicFormat.Raw))
+    elif key_type == "ssh-rsa":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        n = key.private_numbers()
+        body = b"".join(_wire_mpint(v) for v in (n.public_numbers.e, n.public_numbers.n, n.d, n.p, n.q))
+    elif key_type == "ssh-dss":
+        key = dsa.generate_private_key(key_size=1024)
+        n = key.private_numbers()
+        p = n.public_numbers.parameter_numbers
+        body = b"".join(_wire_mpint(v) for v in (p.p, p.q, p.g, n.public_numbers.y, n.x))
+    elif key_type.startswith("ecdsa-sha2-nistp"):
+        bits = key_type.rsplit("nistp", 1)[1]
+        key = ec.generate_private_key({"256": ec.SECP256R1(), "384": ec.SECP384R1(), "521": ec.SECP521R1()}[bits])
+        point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        body = _wire_string(f"nistp{bits}".encode()) + _wire_string(point) + _wire_mpint(key.private_numbers().private_value)
+    else:
+        raise ValueError(f"dropbear writes no {key_type!r} keys")
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return name + body, f"{public} {comment}".rstrip()
+
+
+def tinyssh_keypair(comment: str = "") -> tuple[bytes, bytes, str]:
+    """(.ed25519.sk: NaCl's seed||public, ed25519.pk: the raw public key, its OpenSSH public key line), as tinysshd-makekey writes them."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    raw = serialization.Encoding.Raw
+    public = key.public_key().public_bytes(raw, serialization.PublicFormat.Raw)
+    seed = key.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return seed + public, public, f"{line} {comment}".rstrip()
 
 
 def rsa_pem_private_key() -> bytes:

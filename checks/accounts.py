@@ -49,6 +49,11 @@ def _shell(account: UserAccount) -> str:
     return account.shell or "(empty: /bin/sh)"
 
 
+def _why(account: UserAccount) -> str:
+    """Why the file the password was read from decides, when it is not the usual one."""
+    return f" ({account.password.note})" if account.password.note else ""
+
+
 @check(
     id="account-empty-password",
     severity=Severity.CRITICAL,
@@ -76,7 +81,7 @@ def account_empty_password(accounts: AccountDatabase):
         extra = ": a blank root password, which AWS rejects outright" if account.name == ROOT else ""
         yield fail(_where(accounts, account),
                    f"{who} has an empty password field in {account.password.source} "
-                   f"(line {account.password.line}), shell {_shell(account)}{extra}")  # fmt: skip
+                   f"(line {account.password.line}){_why(account)}, shell {_shell(account)}{extra}")  # fmt: skip
 
 
 @check(
@@ -115,7 +120,7 @@ def account_usable_password(accounts: AccountDatabase):
             shell = f"shell {account.shell} allows no interactive login, but the password still authenticates to PAM services"
         yield fail(_where(accounts, account),
                    f"{account.name!r} (uid {account.uid}) has a usable {scheme} password hash in "
-                   f"{account.password.source} (line {account.password.line}); {shell}{weak}")  # fmt: skip
+                   f"{account.password.source} (line {account.password.line}){_why(account)}; {shell}{weak}")  # fmt: skip
 
 
 @check(
@@ -227,7 +232,7 @@ def root_login_not_locked(accounts: AccountDatabase):
     if root.password.state in (USABLE, EMPTY) and interactive_shell(root.shell):
         what = "an empty password" if root.password.state == EMPTY else "a usable password hash"
         yield fail(_where(accounts, root), f"root has {what} in {root.password.source} "
-                   f"(line {root.password.line}) and the login shell {_shell(root)}")  # fmt: skip
+                   f"(line {root.password.line}){_why(root)} and the login shell {_shell(root)}")  # fmt: skip
 
 
 @check(

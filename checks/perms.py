@@ -93,8 +93,9 @@ def account_file_permissions(account_file_modes: AccountFileModes):
     title="SSH host key files with unsafe mode or owner",
     remediation=(
         "chown root:root and chmod 0600 /etc/ssh/ssh_host_*_key (root:ssh_keys 0640 on RHEL-family systems); "
-        "chown root and chmod 0644 /etc/ssh/*.pub. Better still, ship no host keys and let them be generated at "
-        "first boot (ssh-host-keys-present)."
+        "chown root and chmod 0644 /etc/ssh/*.pub; the same for dropbear's /etc/dropbear/dropbear_*_host_key, "
+        "tinysshd's .ed25519.sk and other servers' keys (0600 root). Better still, ship no host keys and let them "
+        "be generated at first boot (ssh-host-keys-present)."
     ),
     references=(
         "CIS (SSG) file_permissions_sshd_private_key, file_ownership_sshd_private_key",
@@ -102,7 +103,7 @@ def account_file_permissions(account_file_modes: AccountFileModes):
     ),
 )
 def ssh_host_key_permissions(ssh_host_key_modes: HostKeyModes):
-    """Host private keys readable by others, or host public keys others may replace."""
+    """Host private keys readable by others, or host public keys others may replace: every host key ssh-host-keys-present finds."""
     for entry in ssh_host_key_modes.files:
         rule = host_key_rule(entry.path, entry.stat, ssh_host_key_modes.ssh_keys_gid)
         problems = rule.problems(entry.stat)
@@ -174,12 +175,14 @@ def _set_id_text(entry: SetIdFile) -> str:
     params={"never_set_id": list(NEVER_SET_ID)},
 )
 def suid_sgid_inventory(setid_files: SetIdInventory, params):
-    """Every setuid/setgid regular file, compared with the package database (dpkg, rpm or apk).
+    """Every setuid/setgid regular file, compared with the package database (dpkg, rpm, apk or opkg).
 
     A file no package owns, one whose content differs from the digest its
     package recorded, or one whose setuid/setgid bit the package did not
     record (rpm and apk record modes; dpkg does not) fails: high for setuid,
-    medium for setgid only. A package-owned, unmodified file passes, so there
+    medium for setgid only. opkg records ownership only: a file it owns is
+    not evaluated (its content cannot be verified). A package-owned,
+    unmodified file passes, so there
     is no allow-list to maintain; because dpkg records no modes, shells,
     interpreters and other shell-escape tools (``never_set_id``) fail
     whatever the database says. Without a package database the check is

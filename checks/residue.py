@@ -33,7 +33,8 @@ def _report(facts: ResidueFacts, items: list[Residue]) -> Iterator[Result]:
     remediation=(
         "Truncate /etc/machine-id to an empty file (systemd generates a new ID at first boot), make "
         "/var/lib/dbus/machine-id a symlink to it or delete it, and delete random seeds "
-        "(/var/lib/systemd/random-seed, /var/lib/random-seed, /var/lib/urandom/random-seed, /etc/random.seed), "
+        "(/var/lib/systemd/random-seed, /var/lib/random-seed, /var/lib/urandom/random-seed, /etc/random.seed, "
+        "OpenWrt's /etc/urandom.seed, SeedRNG's /var/lib/seedrng/seed.*), "
         "/var/lib/systemd/credential.secret and the yum and smolt UUID files before capture."
     ),
     references=(
@@ -122,8 +123,9 @@ def persistent_net_mac_binding(residue: ResidueFacts) -> Iterator[Result]:
     title="User crontabs, at jobs or build-looking system cron entries in the image",
     remediation=(
         "Remove user crontabs (/var/spool/cron) and queued at jobs left by the build, and system cron "
-        "entries that run programs from /tmp, /root or home directories or pipe downloads into a shell. "
-        "Ship intended jobs as packaged files under /etc/cron.d that run installed programs, and declare them."
+        "entries (and BusyBox's /etc/crontabs/* entries) that run programs from /tmp, /root or home directories "
+        "or pipe downloads into a shell. Ship intended jobs as packaged files under /etc/cron.d (or /etc/crontabs "
+        "on BusyBox) that run installed programs, and declare them."
     ),
     references=(
         "virt-sysprep operation cron-spool",
@@ -136,6 +138,7 @@ def scheduled_jobs_residue(residue: ResidueFacts) -> Iterator[Result]:
     entries in /etc/crontab and /etc/cron.d that run a program from /tmp, /var/tmp, /dev/shm, /root or
     /home, or pipe curl/wget into a shell, are reported: stock entries (Debian's e2scrub_all, php's
     sessionclean, sysstat) run programs from /usr and pass. The queues' own bookkeeping (.SEQ) passes.
+    BusyBox crond's /etc/crontabs/* are an appliance's configured schedule and are judged like /etc/cron.d.
     """
     yield from _report(residue, residue.scheduled)
 

@@ -134,7 +134,10 @@ def ssh_user_private_keys(content_scan: ContentScan):
         name = posixpath.basename(path)
         in_ssh_dir = posixpath.basename(posixpath.dirname(path)) == ".ssh"
         if f.personal and in_ssh_dir and name.startswith("id_") and not name.endswith(".pub") and f.size and path not in reported:
-            yield fail(_location(path, f.disk), f"{name}: {f.size} bytes, no private key block recognised (unknown or binary format)")
+            if f.key_fingerprint:  # no PEM block, yet a key: dropbear's binary format (dbclient's ~/.ssh/id_dropbear)
+                yield fail(_location(path, f.disk), f"{name}: {f.key_fingerprint} private key in dropbear's format")
+            else:
+                yield fail(_location(path, f.disk), f"{name}: {f.size} bytes, no private key block recognised (unknown or binary format)")
     yield from _coverage_gap(content_scan)
 
 

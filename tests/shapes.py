@@ -1,4 +1,4 @@
-"""Appliance shapes that must work: several disks, LVM, xfs/btrfs, GPT/MBR/no partition table, three distro families.
+"""Appliance shapes that must work: several disks, LVM, xfs/btrfs, GPT/MBR/no partition table, four distro families.
 
 Each shape is a real image built in the session's one build launch
 (tests/conftest.py) and scanned once; tests/test_guest_shapes.py asserts
@@ -28,6 +28,7 @@ class Shape:
     # what the raw disks hold, read on the host before packaging: (partition table or None, first signature)
     disk_signatures: list[tuple[str | None, str]]
     fingerprints: dict[str, str] = field(default_factory=dict)  # guest path -> planted key's fingerprint
+    hostname: str | None = None  # what inspection reports, when it is not spec.hostname (libguestfs says 'unknown')
 
     @property
     def artifact_name(self) -> str:
@@ -114,5 +115,53 @@ def alpine_btrfs_whole_disk() -> Shape:
     return shape
 
 
+def openwrt_dropbear() -> Shape:
+    """OpenWrt 23.05 OVA as a vendor built it: BusyBox, procd, UCI, dropbear; no /etc/fstab, no /etc/hostname, no package database.
+
+    Everything the catalog would miss on a full-distribution reading:
+    dropbear's host keys in its binary format (named by fingerprint),
+    root's key in /etc/dropbear/authorized_keys, OpenWrt's shipped dropbear
+    section (passwords on, root's too), a default root password in
+    md5crypt, telnet enabled by an /etc/rc.d link to BusyBox's telnetd, and
+    OpenWrt's saved random seed. libguestfs knows neither the distribution
+    (ID=openwrt) nor the host name (it is in /etc/config/system).
+    """
+    from certify.guest.parsers.crypt import make_hash
+
+    name = "openwrt-appliance"
+    spec = sample.openwrt_system("edge-gw-5")
+    content, mode = spec.files["/etc/shadow"]
+    spec.files["/etc/shadow"] = (content.replace(b"root:*:", f"root:{make_hash('admin', '$1$')}:".encode()), mode)
+    spec.add("/etc/config/dropbear", "config dropbear\n\toption PasswordAuth 'on'\n\toption RootPasswordAuth 'on'\n\toption Port '22'\n")
+    ed25519, ed25519_public = sample.dropbear_keypair("ssh-ed25519")
+    rsa, _ = sample.dropbear_keypair("ssh-rsa")
+    spec.add("/etc/dropbear/dropbear_ed25519_host_key", ed25519, 0o600)
+    spec.add("/etc/dropbear/dropbear_rsa_host_key", rsa, 0o600)
+    _, vendor = sample.ed25519_keypair("noc@vendor")
+    spec.add("/etc/dropbear/authorized_keys", vendor + "\n", 0o600)
+    spec.symlink("/usr/sbin/telnetd", "../../bin/busybox")
+    spec.add("/etc/init.d/telnet", "#!/bin/sh /etc/rc.common\nSTART=50\nstart_service() { procd_open_instance; procd_set_param command "
+             "/usr/sbin/telnetd -F -l /bin/login.sh; procd_close_instance; }\n", 0o755)  # fmt: skip
+    spec.symlink("/etc/rc.d/S50telnet", "../init.d/telnet")
+    spec.add("/etc/urandom.seed", bytes(range(256)) * 2, 0o600)
+    shape = Shape(name, "ova", spec, "unknown", "23.5", set(), [("dos", "ext4")], hostname="unknown")
+    disk = shape.disk_file(0)
+    shape.failing = {(check, path, severity, disk) for check, path, severity in (
+        ("ssh-host-keys-present", "/etc/dropbear/dropbear_ed25519_host_key", "high"),
+        ("ssh-host-keys-present", "/etc/dropbear/dropbear_rsa_host_key", "high"),
+        ("ssh-authorized-keys-present", "/etc/dropbear/authorized_keys", "critical"),
+        ("sshd-permit-root-login", "/etc/config/dropbear", "high"),
+        ("sshd-password-authentication", "/etc/config/dropbear", "high"),
+        ("account-usable-password", "/etc/shadow", "high"),
+        ("default-or-weak-password", "/etc/shadow", "critical"),
+        ("root-login-not-locked", "/etc/shadow", "high"),
+        ("cleartext-remote-services", "/usr/sbin/telnetd", "high"),
+        ("cleartext-remote-services", "/etc/rc.d/S50telnet", "high"),
+        ("instance-identity-and-entropy", "/etc/urandom.seed", "medium"),
+    )}  # fmt: skip
+    shape.fingerprints["/etc/dropbear/dropbear_ed25519_host_key"] = parse_public_key_line(ed25519_public).fingerprint
+    return shape
+
+
 def shapes() -> dict[str, Shape]:
-    return {s.name: s for s in (rocky_lvm_two_disks(), ubuntu_two_disks_vmx(), alpine_btrfs_whole_disk())}
+    return {s.name: s for s in (rocky_lvm_two_disks(), ubuntu_two_disks_vmx(), alpine_btrfs_whole_disk(), openwrt_dropbear())}

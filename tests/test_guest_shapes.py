@@ -1,8 +1,9 @@
 """Appliance shapes that must work (tests/shapes.py), each a real image scanned once in the session.
 
 Several disks in one appliance, root on LVM, ext4/xfs/btrfs, GPT/MBR/no
-partition table, Debian/Ubuntu, RHEL-family and Alpine layouts: each is
-inspected, and its planted findings are reported on the disk that holds them.
+partition table, Debian/Ubuntu, RHEL-family, Alpine and OpenWrt layouts:
+each is inspected, and its planted findings are reported on the disk that
+holds them.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def test_shape_is_inspected_with_every_disk(guest_scans, appliances, name):
     assert report["errors"] == [], scan.stderr
     guest = report["guest"]
     assert (guest["type"], guest["distro"], guest["version"], guest["hostname"]) == (
-        "linux", shape.distro, shape.version, shape.spec.hostname), scan.stderr  # fmt: skip
+        "linux", shape.distro, shape.version, shape.hostname or shape.spec.hostname), scan.stderr  # fmt: skip
     assert len(report["disks"]) == len(shape.spec.layout.disks)
     assert f"with {len(shape.spec.layout.disks)} disk(s)" in scan.stderr
 
@@ -71,3 +72,13 @@ def test_alpine_without_dpkg_or_rpm_database_is_not_evaluated_where_a_check_need
         assert report["check_status"][check_id] == "not-evaluated"
         assert any(f["id"] == check_id and "no package database" in f["evidence"] and "/bin/bbsuid" in f["evidence"]
                    for f in report["findings"])  # fmt: skip
+
+
+def test_shape_keys_are_named_by_the_fingerprint_of_the_planted_key(guest_scans, appliances):
+    """Keys in every format a shape plants (OpenSSH's, dropbear's binary one) are shown by fingerprint, never as material."""
+    for name, shape in appliances.shapes.items():
+        report = guest_scans[f"shape:{name}"].report
+        evidence = {f["location"].get("path"): f["evidence"] for f in report["findings"] if f["id"] == "ssh-host-keys-present"}
+        for path, fingerprint in shape.fingerprints.items():
+            assert fingerprint in evidence[path], (name, path)
+

@@ -149,8 +149,9 @@ def test_empty_passwords_in_match_group(tmp_path):
 def baseline(spec, tmp_path, **params):
     registry = load_registry(get_plugin_manager(autoload=False))
     check = registry.checks["sshd-hardening-baseline"]
-    facts = guest_facts(memory_reader(spec, tmp_path), ["sshd_config"])
-    return list(check.evaluate(sshd_config=facts.values["sshd_config"], params={**check.params, **params}))
+    facts = guest_facts(memory_reader(spec, tmp_path), ["sshd_config", "dropbear_config"])
+    return list(check.evaluate(sshd_config=facts.values["sshd_config"], dropbear_config=facts.values["dropbear_config"],
+                               params={**check.params, **params}))  # fmt: skip
 
 
 def test_one_finding_per_deviating_option_with_the_option_as_key(tmp_path):

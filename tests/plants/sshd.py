@@ -1,4 +1,5 @@
-"""sshd's effective configuration, cleartext login services, rsh/netrc trust files, vendor back channels."""
+"""SSH servers' effective configuration (sshd, and dropbear as embedded images start it), cleartext login services,
+rsh/netrc trust files, vendor back channels."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ Restart=always
 WantedBy=multi-user.target
 """
 TELNET_INETD = "telnet\t\tstream\ttcp\tnowait\troot\t/usr/sbin/tcpd\t/usr/sbin/in.telnetd\n"
+DROPBEAR_BINARY = b"\x7fELF\x02\x01\x01\0dropbear"
+DROPBEAR_UCI = "/etc/config/dropbear"
 
 
 def plant_dirty(spec: sample.GuestSpec) -> None:
@@ -44,6 +47,11 @@ def plant_dirty(spec: sample.GuestSpec) -> None:
     spec.add("/home/alice/.netrc", "machine ftp.vendor.example login build password Vendor-Build-2024\n", 0o600, owner=(1000, 1000))
     spec.add(TUNNEL_UNIT, TUNNEL)
     spec.symlink("/etc/systemd/system/multi-user.target.wants/vendor-support-tunnel.service", TUNNEL_UNIT)
+    # dropbear: OpenWrt's shipped section (passwords on, root's too), and a BusyBox inittab line with -B
+    spec.add("/usr/sbin/dropbear", DROPBEAR_BINARY, 0o755)
+    spec.add(DROPBEAR_UCI, "config dropbear 'main'\n\toption enable '1'\n\toption PasswordAuth 'on'\n"
+             "\toption RootPasswordAuth 'on'\n\toption Port '22'\n")  # fmt: skip
+    spec.add("/etc/inittab", "::sysinit:/etc/init.d/rcS\n::respawn:/usr/sbin/dropbear -F -B -T 20 -p 2222\n")
 
 
 def plant_clean(spec: sample.GuestSpec) -> None:
@@ -58,6 +66,8 @@ def plant_clean(spec: sample.GuestSpec) -> None:
     spec.add("/lib/systemd/system/tftpd-hpa.service", "[Service]\nExecStart=/usr/sbin/in.tftpd --listen\n")
     spec.symlink("/root/.rhosts", "/dev/null")
     spec.add(TUNNEL_UNIT, TUNNEL)  # shipped disabled: a customer enables it to open a support session
+    spec.add("/usr/sbin/dropbear", DROPBEAR_BINARY, 0o755)
+    spec.add(DROPBEAR_UCI, "config dropbear\n\toption PasswordAuth 'off'\n\toption RootPasswordAuth 'off'\n\toption Port '22'\n")
 
 
 DIRTY = {
@@ -65,6 +75,12 @@ DIRTY = {
     ("sshd-permit-empty-passwords", VENDOR_DROPIN, "high"),
     ("sshd-hardening-baseline", VENDOR_DROPIN, "low"),
     ("sshd-permit-root-login", SUPPORT_DROPIN, "high"),
+    ("sshd-permit-root-login", DROPBEAR_UCI, "high"),
+    ("sshd-permit-root-login", "/etc/inittab", "high"),
+    ("sshd-password-authentication", DROPBEAR_UCI, "high"),
+    ("sshd-password-authentication", "/etc/inittab", "high"),
+    ("sshd-permit-empty-passwords", "/etc/inittab", "high"),
+    ("sshd-hardening-baseline", "/etc/inittab", "low"),
     ("cleartext-remote-services", "/etc/inetd.conf", "high"),
     ("cleartext-remote-services", "/usr/sbin/in.telnetd", "high"),
     ("cleartext-remote-services", "/etc/systemd/system/multi-user.target.wants/tftpd-hpa.service", "high"),

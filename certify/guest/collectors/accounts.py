@@ -1,10 +1,17 @@
-"""Guest facts about accounts: the account databases (and their backups) and the sudo/doas rules."""
+"""Guest facts about accounts: the account databases (and their backups) and the sudo/doas rules.
+
+The effective password is the one PAM's pam_unix reads: /etc/passwd's
+field, or /etc/shadow's when that field is 'x'. BusyBox's login and su
+(BusyBox, Buildroot and OpenWrt images, Alpine's login) also read
+/etc/shadow when the passwd field is a lone '*', so on such an image a
+'*' in /etc/passwd locks nothing if /etc/shadow holds a hash or nothing.
+"""
 
 from __future__ import annotations
 
 import posixpath
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from certify.guest.parsers.accounts import (
     INVALID,
@@ -24,6 +31,7 @@ from certify.guest.parsers.accounts import (
     resolve_include,
 )
 from certify.guest.parsers.passwd import parse_passwd
+from certify.guest.parsers.uci import parse_uci
 from certify.guest.reader import GuestReader, Stat
 from certify.model import FactUnavailable, GuestCollector
 from certify.plugins.hookspecs import hookimpl
@@ -47,6 +55,7 @@ class PasswordField:
     line: int
     hash: str = field(default="", repr=False)  # only for 'usable'; checks test it, reports never show it
     reason: str = ""  # why the state is unknown
+    note: str = ""  # why this file decides, when it is not the usual one
 
 
 @dataclass(frozen=True)
@@ -106,10 +115,39 @@ def _text(data: bytes | None) -> str:
     return "" if data is None else data.decode("utf-8", "surrogateescape")
 
 
+BUSYBOX_LOGIN_PROGRAMS = ("/bin/login", "/usr/bin/login", "/bin/su", "/usr/bin/su")
+BUSYBOX_NAMES = frozenset({"busybox", "busybox.suid", "busybox.nosuid", "bbsuid"})
+UCI_SYSTEM = "/etc/config/system"  # OpenWrt keeps the host name here, not in /etc/hostname
+
+
+def busybox_login(reader: GuestReader) -> str | None:
+    """'/bin/login -> /bin/busybox' when the guest's login or su is a BusyBox applet; None otherwise."""
+    inventory = reader.inventory()
+    for path in BUSYBOX_LOGIN_PROGRAMS:
+        entry = inventory.get(path)
+        if entry is not None and entry.is_link and (target := reader.readlink(path)) is not None:
+            if posixpath.basename(target) in BUSYBOX_NAMES:
+                return f"{path} -> {target}"
+    return None
+
+
+def _inspected_hostname(reader: GuestReader) -> str:
+    """The host name inspection found; libguestfs says 'unknown' when it found none (OpenWrt keeps it in UCI)."""
+    name = reader.os.get("hostname") or ""
+    return "" if name == "unknown" else name
+
+
+def _uci_hostname(data: bytes | None) -> str:
+    for section in parse_uci(_text(data)).of_type("system"):
+        if (value := section.options.get("hostname")) is not None and value.value:
+            return value.value
+    return ""
+
+
 def collect_accounts(reader: GuestReader) -> AccountDatabase:
     inventory = reader.inventory()
     backups = sorted(p for d in BACKUP_DIRS for p in inventory.children(d) if backup_of(p) is not None)
-    files = _read_files(reader, [PASSWD, SHADOW, GROUP, GSHADOW, LOGIN_DEFS, "/etc/hostname", *backups], DATABASE_LIMIT)
+    files = _read_files(reader, [PASSWD, SHADOW, GROUP, GSHADOW, LOGIN_DEFS, "/etc/hostname", UCI_SYSTEM, *backups], DATABASE_LIMIT)
     if PASSWD not in files:
         raise FactUnavailable("no /etc/passwd in the guest: its accounts cannot be listed")
     for path in (PASSWD, SHADOW):
@@ -120,11 +158,17 @@ def collect_accounts(reader: GuestReader) -> AccountDatabase:
     for entry in parse_shadow(_text(files.get(SHADOW))):
         shadow.setdefault(entry.name, (entry.password, entry.line))  # getspnam returns the first
     accounts = []
+    login = busybox_login(reader) if any(a.password == "*" for a in parse_passwd(_text(files[PASSWD]))) else None
     for account in parse_passwd(_text(files[PASSWD])):
-        accounts.append(UserAccount(account.name, account.uid, account.gid, account.shell, account.line,
-                                    _effective_password(account.password, account.line, account.name, shadow, shadow_present)))  # fmt: skip
+        password = _effective_password(account.password, account.line, account.name, shadow, shadow_present)
+        if login is not None and account.password == "*" and account.name in shadow:
+            # BusyBox's correct_password(): a lone '*' (like 'x') sends it to /etc/shadow
+            password = _effective_password("x", account.line, account.name, shadow, shadow_present)
+            password = replace(password, note=f"/etc/passwd holds '*', and BusyBox login/su ({login}) then read /etc/shadow")
+        accounts.append(UserAccount(account.name, account.uid, account.gid, account.shell, account.line, password))
     live_hashes = {(e.name, e.password) for p in HASHED_DATABASES for e in parse_shadow(_text(files.get(p)))}
-    hostname = reader.os.get("hostname") or (_text(files.get("/etc/hostname")).strip().splitlines() or [""])[0]
+    hostname = (_inspected_hostname(reader) or (_text(files.get("/etc/hostname")).strip().splitlines() or [""])[0]
+                or _uci_hostname(files.get(UCI_SYSTEM)))  # fmt: skip
     return AccountDatabase(
         accounts=tuple(accounts),
         groups=tuple(parse_group(_text(files.get(GROUP)))),
@@ -199,7 +243,7 @@ def collect_sudo(reader: GuestReader) -> SudoConfig:
     prefetch += [p for p in inventory.children(SUDOERS_D) if includedir_member(posixpath.basename(p))]
     prefetch += [p for p in inventory.children(DOAS_D) if p.endswith(".conf")]
     contents = _read_files(reader, prefetch, SUDOERS_LIMIT)
-    hostname = reader.os.get("hostname") or ""
+    hostname = _inspected_hostname(reader)
     files: list[SudoFile] = []
     unread: list[str] = []
     aliases: dict[str, tuple[str, ...]] = {}

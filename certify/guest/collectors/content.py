@@ -8,7 +8,7 @@ and an appliance may hold 100,000 of them, so what is read is chosen:
   /var/spool/cron, /tmp, /var/tmp): every regular file up to 1 MiB,
   except dependency and cache trees (node_modules, site-packages,
   dist-packages, __pycache__, .cache, .git objects...) and the SSH host keys
-  (ssh-host-keys-present owns them);
+  of every server (ssh-host-keys-present owns them);
 - other homes listed in /etc/passwd (/var/lib/postgresql...): their dot
   files and dot directories only;
 - application trees (/opt, /srv, /var/www, /usr/local, and /usr/share/<app>,
@@ -34,6 +34,7 @@ import fnmatch
 import posixpath
 from dataclasses import dataclass, field
 
+from certify.guest.collectors.ssh import find_host_keys
 from certify.guest.parsers import answerfiles, cloudinit, secrets, vncpasswd
 from certify.guest.parsers.passwd import guest_accounts
 from certify.guest.parsers.sshkeys import private_key_public
@@ -300,7 +301,7 @@ def binary_log(path: str) -> bool:
     return any(fnmatch.fnmatchcase(posixpath.basename(path), g) for g in BINARY_LOG_GLOBS)
 
 
-def _priority(path: str, home: str | None, role: str | None) -> int | None:
+def _priority(path: str, home: str | None, role: str | None, host_keys: frozenset[str] = frozenset()) -> int | None:
     """0: well-known credential places, 1: config/home trees and logs, 2: application trees; None: not read."""
     parts = path.strip("/").split("/")
     if role in (HISTORY, VNC, CLOUD_FILE, DEV_SAAS_FILE, CLOUD_INIT, INSTALLER):
@@ -311,7 +312,7 @@ def _priority(path: str, home: str | None, role: str | None) -> int | None:
         return 0
     if _skipped_tree(parts):
         return None
-    if fnmatch.fnmatchcase(path, "/etc/ssh/ssh_host_*"):
+    if fnmatch.fnmatchcase(path, "/etc/ssh/ssh_host_*") or path in host_keys:
         return None  # ssh-host-keys-present owns them
     if home is not None or any(_under(path, t) for t in CONFIG_TREES):
         return 1
@@ -331,6 +332,7 @@ def _app_candidate(path: str, st: Stat) -> bool:
 
 def collect_content(reader: GuestReader) -> ContentScan:
     inventory = reader.inventory()
+    host_keys = frozenset(k.path for k in find_host_keys(reader))  # dropbear's, configured HostKeys: not read twice
     full_homes, dot_homes = homes(reader, inventory)
     all_homes = full_homes + dot_homes
 
@@ -348,7 +350,7 @@ def collect_content(reader: GuestReader) -> ContentScan:
             continue
         if role == LOG:
             log_entries.append((path, st))
-        priority = _priority(path, home, role)
+        priority = _priority(path, home, role, host_keys)
         if priority is None and _app_candidate(path, st):
             priority = 2
         if priority is not None:
@@ -379,8 +381,8 @@ def collect_content(reader: GuestReader) -> ContentScan:
         result = secrets.scan(data, max_size=MAX_FILE_SIZE)
         binary += result.binary
         fingerprint = None
-        if any(m.category == secrets.PRIVATE_KEY for m in result.matches):
-            key = private_key_public(data)
+        if any(m.category == secrets.PRIVATE_KEY for m in result.matches) or (result.binary and posixpath.basename(path).startswith("id_")):
+            key = private_key_public(data)  # a binary id_* may be dbclient's key, in dropbear's format (~/.ssh/id_dropbear)
             fingerprint = key.describe() if key else None
         personal = home is not None
         files[path] = ScannedFile(

@@ -13,6 +13,7 @@ import hashlib
 import posixpath
 from dataclasses import dataclass
 
+from certify.guest.collectors.ssh import find_host_keys, public_sibling
 from certify.guest.parsers.accounts import parse_group, parse_login_defs
 from certify.guest.parsers.passwd import guest_accounts
 from certify.guest.parsers.perms import ACCOUNT_FILES, set_id, world_writable
@@ -127,13 +128,12 @@ def collect_account_files(reader: GuestReader) -> AccountFileModes:
 
 
 def collect_host_key_modes(reader: GuestReader) -> HostKeyModes:
+    """/etc/ssh's keys and public keys, and every other host key ssh-host-keys-present finds with its public key."""
     inventory = reader.inventory()
-    files = []
-    for path in inventory.children("/etc/ssh"):
-        st = inventory.get(path)
-        name = posixpath.basename(path)
-        if st is not None and st.is_file and any(fnmatch.fnmatchcase(name, p) for p in HOST_KEY_PATTERNS):
-            files.append(PathMode(path, reader.disk_file(path), st))
+    paths = {p for p in inventory.children("/etc/ssh") if any(fnmatch.fnmatchcase(posixpath.basename(p), n) for n in HOST_KEY_PATTERNS)}
+    for key in find_host_keys(reader):
+        paths.update((key.path, public_sibling(key.path)))
+    files = [PathMode(p, reader.disk_file(p), st) for p in sorted(paths) if (st := inventory.get(p)) is not None and st.is_file]
     gid = _group_ids(reader).get("ssh_keys") if files else None
     return HostKeyModes(tuple(files), gid)
 
@@ -228,7 +228,8 @@ def certify_guest_collectors() -> list[GuestCollector]:
         GuestCollector(os_types=("linux",), name="account_file_modes", collect=collect_account_files,
                        description="mode and owner of /etc/passwd, group, shadow, gshadow, their - backups and opasswd"),
         GuestCollector(os_types=("linux",), name="ssh_host_key_modes", collect=collect_host_key_modes,
-                       description="mode and owner of /etc/ssh/ssh_host_*key and /etc/ssh/*.pub"),
+                       description="mode and owner of /etc/ssh/ssh_host_*key, /etc/ssh/*.pub and every other host key "
+                                   "ssh_host_keys finds (dropbear, tinysshd, configured keys) with its public key"),
         GuestCollector(os_types=("linux",), name="world_writable_paths", collect=collect_world_writable,
                        description="files others may write and directories others may write without the sticky bit"),
         GuestCollector(os_types=("linux",), name="setid_files", collect=collect_setid_files,

@@ -1,7 +1,10 @@
 """Guest facts about remote access besides sshd: cleartext services, rsh/netrc trust files, vendor back channels.
 
 Candidates come from the one inventory walk; each collector then reads
-what it needs in one batched read.
+what it needs in one batched read. "Started at boot" is read from every
+init system an appliance may use: systemd .wants links, SysV rc?.d links,
+OpenWrt's /etc/rc.d/S??name, BusyBox/Buildroot's /etc/init.d/S??name (run
+by rcS), OpenRC's /etc/runlevels/*/name, and /etc/inittab lines.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from certify.guest.parsers.dropbear import command_words, inittab_entries
 from certify.guest.parsers.passwd import guest_accounts
 from certify.guest.parsers.remote_access import (
     enabled_units,
@@ -25,6 +29,7 @@ from certify.guest.parsers.remote_access import (
     vsftpd_requires_tls,
     xinetd_services,
 )
+from certify.guest.parsers.uci import parse_uci, uci_bool
 from certify.guest.reader import GuestReader, Inventory
 from certify.model import GuestCollector
 from certify.plugins.hookspecs import hookimpl
@@ -45,12 +50,12 @@ class CleartextProtocol:
 # refuses cleartext logins (vsftpd, ProFTPD and Pure-FTPd all default to plain FTP). NIS: ypserv hands
 # out password hashes to any client that knows the domain name.
 PROTOCOLS = (
-    CleartextProtocol("telnet", ("in.telnetd", "telnetd", "utelnetd"), ("telnet.socket", "telnetd.service", "telnet@.service"), ("telnet",)),
+    CleartextProtocol("telnet", ("in.telnetd", "telnetd", "utelnetd"), ("telnet.socket", "telnetd.service", "telnet@.service", "telnet", "telnetd", "utelnetd"), ("telnet",)),
     CleartextProtocol("rsh", ("in.rshd", "rshd"), ("rsh.socket", "rsh@.service"), ("shell", "rsh")),
     CleartextProtocol("rlogin", ("in.rlogind", "rlogind"), ("rlogin.socket", "rlogin@.service"), ("login", "rlogin")),
     CleartextProtocol("rexec", ("in.rexecd", "rexecd"), ("rexec.socket", "rexec@.service"), ("exec", "rexec")),
-    CleartextProtocol("tftp", ("in.tftpd", "tftpd", "atftpd"), ("tftp.socket", "tftp.service", "tftpd-hpa.service", "atftpd.service", "tftpd-hpa", "atftpd"), ("tftp",)),
-    CleartextProtocol("ftp", ("vsftpd", "proftpd", "pure-ftpd", "in.ftpd", "ftpd"), ("vsftpd.service", "proftpd.service", "pure-ftpd.service", "vsftpd@.service", "vsftpd", "proftpd", "pure-ftpd"), ("ftp",)),
+    CleartextProtocol("tftp", ("in.tftpd", "tftpd", "atftpd"), ("tftp.socket", "tftp.service", "tftpd-hpa.service", "atftpd.service", "tftpd-hpa", "atftpd", "tftpd"), ("tftp",)),
+    CleartextProtocol("ftp", ("vsftpd", "proftpd", "pure-ftpd", "in.ftpd", "ftpd"), ("vsftpd.service", "proftpd.service", "pure-ftpd.service", "vsftpd@.service", "vsftpd", "proftpd", "pure-ftpd", "ftpd"), ("ftp",)),
     CleartextProtocol("NIS", ("ypserv", "rpc.yppasswdd", "rpc.ypxfrd"), ("ypserv.service", "yppasswdd.service", "ypxfrd.service"), ()),
 )  # fmt: skip
 FTP_TLS_CONFIGS = {
@@ -59,6 +64,14 @@ FTP_TLS_CONFIGS = {
     "pure-ftpd": (("/etc/pure-ftpd/conf/TLS", "/etc/pure-ftpd.conf", "/etc/pure-ftpd/pure-ftpd.conf"), pureftpd_requires_tls),
 }
 _RC_LINK = re.compile(r"^/etc/rc[2-5]\.d/S\d*(.+)$")
+# Non-systemd boot: OpenWrt's enabled-service links, BusyBox rcS's numbered scripts, OpenRC's runlevels.
+_BOOT_LINKS = (
+    (re.compile(r"^/etc/rc\.d/S\d+(.+)$"), "OpenWrt init link"),
+    (re.compile(r"^/etc/init\.d/S\d+(.+)$"), "BusyBox rcS script"),
+    (re.compile(r"^/etc/runlevels/(?:sysinit|boot|default)/(.+)$"), "OpenRC runlevel link"),
+)
+INITTAB = "/etc/inittab"
+STARTING_ACTIONS = frozenset({"sysinit", "wait", "once", "respawn", "askfirst", "boot", "bootwait", "askconsole"})
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,34 @@ def _enabled(reader: GuestReader) -> dict[str, str]:
         return {u: link for u, link in enabled_units(paths).items() if not _masked(reader, inventory, u)}
 
     return reader.memo("enabled-units", compute)
+
+
+def _boot_scripts(reader: GuestReader) -> dict[str, tuple[str, str]]:
+    """service name -> (the link or script that starts it at boot, what kind), for OpenWrt, BusyBox rcS and OpenRC."""
+
+    def compute(reader: GuestReader) -> dict[str, tuple[str, str]]:
+        inventory = reader.inventory()
+        out: dict[str, tuple[str, str]] = {}
+        paths = [*inventory.children("/etc/rc.d"), *inventory.children("/etc/init.d")]
+        paths += [p for d in ("sysinit", "boot", "default") for p in inventory.children(f"/etc/runlevels/{d}")]
+        for path in sorted(paths):
+            for pattern, kind in _BOOT_LINKS:
+                if (found := pattern.match(path)) is not None:
+                    out.setdefault(found.group(1), (path, kind))
+        return out
+
+    return reader.memo("boot-scripts", compute)
+
+
+def _inittab(reader: GuestReader) -> list[tuple[int, str, list[str]]]:
+    """(line, action, command words) of /etc/inittab entries that start something (BusyBox and SysV init)."""
+
+    def compute(reader: GuestReader) -> list[tuple[int, str, list[str]]]:
+        text = _text(reader.read_many([INITTAB], TEXT_LIMIT).get(INITTAB))
+        entries = inittab_entries(text) if text else []
+        return [(e.line, e.action, command_words(e.command.lstrip("-"))) for e in entries if e.action in STARTING_ACTIONS]
+
+    return reader.memo("inittab", compute)
 
 
 def _text(data: bytes | None) -> str | None:
@@ -159,6 +200,15 @@ def collect_cleartext_services(reader: GuestReader) -> list[RemoteFinding]:
             match = _RC_LINK.match(path)
             if match and (proto := unit_protocols.get(match.group(1))) is not None and match.group(1) not in tls_only:
                 found.append(RemoteFinding(path, None, f"SysV init link starts {proto.name} ({match.group(1)})"))
+    for name, (path, kind) in sorted(_boot_scripts(reader).items()):
+        if (proto := unit_protocols.get(name)) is not None and name not in tls_only:
+            found.append(RemoteFinding(path, None, f"{kind} starts {proto.name} at boot ({name})"))
+    for line, action, words in _inittab(reader):
+        program = posixpath.basename(words[0]) if words else ""
+        if program == "busybox" and len(words) > 1:  # 'busybox telnetd -F': the applet is the program
+            program = words[1]
+        if (proto := binaries.get(program)) is not None and program not in tls_only:
+            found.append(RemoteFinding(INITTAB, line, f"inittab ({action}) starts {proto.name}: {' '.join(words)[:160]}", key=program))
     return [RemoteFinding(f.path, f.line, f.evidence, reader.disk_file(f.path), f.key) for f in found]
 
 
@@ -214,7 +264,8 @@ AGENT_UNITS = {
     "openvpn-client@.service": "OpenVPN client",
 }
 CRON_PATHS = ("/etc/crontab", "/etc/rc.local", "/etc/rc.d/rc.local")
-CRON_DIRS = ("/etc/cron.d", "/var/spool/cron/crontabs", "/var/spool/cron")
+CRON_DIRS = ("/etc/cron.d", "/var/spool/cron/crontabs", "/var/spool/cron", "/etc/crontabs")  # the last: BusyBox crond, OpenWrt, Alpine
+AUTOSSH_UCI = "/etc/config/autossh"  # OpenWrt's autossh package: one reverse tunnel per enabled section
 OPENVPN_DIRS = ("/etc/openvpn", "/etc/openvpn/client")
 SYSLOG_FILES = ("/etc/rsyslog.conf", "/etc/syslog.conf")
 SYSLOG_DIRS = ("/etc/rsyslog.d",)
@@ -239,7 +290,11 @@ def collect_vendor_access(reader: GuestReader) -> list[RemoteFinding]:
     openvpn = files_in(OPENVPN_DIRS, (".conf", ".ovpn"))
     syslog = [p for p in SYSLOG_FILES if inventory.get(p)] + files_in(SYSLOG_DIRS, (".conf",))
     syslog_ng = [p for p in SYSLOG_NG if inventory.get(p)] + files_in(SYSLOG_NG_DIRS, (".conf",))
-    contents = reader.read_many([*unit_files.values(), *cron, *openvpn, *syslog, *syslog_ng], TEXT_LIMIT)
+    boot_scripts = _boot_scripts(reader)
+    scripts = {name: target for name, (link, _kind) in boot_scripts.items()
+               if (target := _script_file(inventory, link, name)) is not None}  # fmt: skip
+    autossh = [AUTOSSH_UCI] if inventory.get(AUTOSSH_UCI) is not None else []
+    contents = reader.read_many([*unit_files.values(), *cron, *openvpn, *syslog, *syslog_ng, *scripts.values(), *autossh], TEXT_LIMIT)
     found: list[RemoteFinding] = []
 
     for unit, link in sorted(enabled.items()):
@@ -256,6 +311,23 @@ def collect_vendor_access(reader: GuestReader) -> list[RemoteFinding]:
         text = _text(contents.get(path))
         for line, what, excerpt in tunnel_commands(text) if text else []:
             found.append(RemoteFinding(path, line, f"scheduled {what}: {excerpt}", key=what))
+    for name, path in sorted(scripts.items()):
+        text = _text(contents.get(path))
+        link, kind = boot_scripts[name]
+        for line, what, excerpt in (tunnel_commands(text) if text else [])[:1]:
+            found.append(RemoteFinding(path, line, f"{what} in {path}, started at boot by {kind} {link}: {excerpt}"))
+    for line, action, words in _inittab(reader):
+        for _, what, excerpt in tunnel_commands(" ".join(words)):
+            found.append(RemoteFinding(INITTAB, line, f"inittab ({action}) runs a {what}: {excerpt}", key=what))
+    if autossh and "autossh" in boot_scripts and (text := _text(contents.get(AUTOSSH_UCI))) is not None:
+        for section in parse_uci(text).of_type("autossh"):
+            switch = section.options.get("enabled")  # the init script's default is 1
+            ssh = section.options.get("ssh")
+            if ssh is None or (switch is not None and uci_bool(switch.value) is not True):
+                continue
+            for _, what, excerpt in tunnel_commands(f"autossh {ssh.value}"):
+                found.append(RemoteFinding(AUTOSSH_UCI, ssh.line, f"OpenWrt autossh section {section.label} opens a {what} at boot: "
+                                                                  f"{excerpt}", key=section.name or str(section.line)))  # fmt: skip
     started = {u.split("@", 1)[1].rsplit(".", 1)[0] for u in enabled if u.startswith(("openvpn@", "openvpn-client@"))}
     for path in openvpn:
         text = _text(contents.get(path))
@@ -280,13 +352,25 @@ def collect_vendor_access(reader: GuestReader) -> list[RemoteFinding]:
     return [RemoteFinding(f.path, f.line, f.evidence, reader.disk_file(f.path), f.key) for f in found]
 
 
+def _script_file(inventory: Inventory, link: str, name: str) -> str | None:
+    """The script a boot link runs: the regular file itself (BusyBox rcS), or /etc/init.d/NAME (OpenWrt, OpenRC)."""
+    st = inventory.get(link)
+    if st is not None and st.is_file:
+        return link
+    target = posixpath.join("/etc/init.d", name)
+    st = inventory.get(target)
+    return target if st is not None and st.is_file else None
+
+
 @hookimpl
 def certify_guest_collectors() -> list[GuestCollector]:
     return [
         GuestCollector(os_types=("linux",), name="cleartext_services", collect=collect_cleartext_services,
-                       description="telnet/rsh/rlogin/rexec/tftp/ftp/NIS servers: binaries, inetd/xinetd entries, enabled units"),
+                       description="telnet/rsh/rlogin/rexec/tftp/ftp/NIS servers: binaries, inetd/xinetd entries, enabled "
+                                   "units, OpenWrt/BusyBox/OpenRC boot scripts, inittab lines"),
         GuestCollector(os_types=("linux",), name="trust_files", collect=collect_trust_files,
                        description=".rhosts, .shosts, .netrc in /root and every home; /etc/hosts.equiv, /etc/shosts.equiv"),
         GuestCollector(os_types=("linux",), name="vendor_access", collect=collect_vendor_access,
-                       description="remote support agents, tunnels, dial-out VPN clients and log forwarding enabled at boot"),
+                       description="remote support agents, tunnels, dial-out VPN clients and log forwarding enabled at boot "
+                                   "(systemd, OpenWrt, BusyBox rcS, OpenRC, inittab, cron, OpenWrt autossh)"),
     ]  # fmt: skip

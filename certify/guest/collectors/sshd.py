@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from certify.guest.parsers.passwd import Account, parse_passwd
 from certify.guest.parsers.sshd_config import MAIN_CONFIG, SSH_DIR, Defaults, EffectiveConfig, compiled_defaults, glob_paths, resolve
@@ -28,6 +28,7 @@ class SshdConfig:
     accounts: tuple[Account, ...]
     root_groups: frozenset[str] | None  # None when /etc/group could not be read
     binary: str | None = None
+    disks: dict[str, str | None] = field(default_factory=dict)  # each file read -> the bundle disk holding it
 
     @property
     def evaluable(self) -> bool:
@@ -113,7 +114,8 @@ def load_sshd_config(reader: GuestReader) -> SshdConfig:
     group = fetched.get("/etc/group")
     root_groups = _groups_of("root", 0 if root is None else root.uid, group.decode("utf-8", "replace")) if group is not None else None
     problem = "; ".join(problems) if problems else None
-    return SshdConfig(True, config, defaults, problem, accounts, root_groups)
+    disks = {path: reader.disk_file(path) for path in {MAIN_CONFIG, *config.files}}
+    return SshdConfig(True, config, defaults, problem, accounts, root_groups, disks=disks)
 
 
 def collect_sshd_config(reader: GuestReader) -> SshdConfig:

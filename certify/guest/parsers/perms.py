@@ -90,8 +90,8 @@ def account_file_rule(path: str, shadow_gid: int | None) -> ModeRule:
 
 
 def host_key_rule(path: str, st: Stat, ssh_keys_gid: int | None) -> ModeRule:
-    """Private keys: root 0600, or 0640 for group ssh_keys (RHEL's ssh-keysign); public keys: root, no group/other write."""
-    if path.endswith(".pub"):
+    """Private keys: root 0600, or 0640 for group ssh_keys (RHEL's ssh-keysign); public keys (.pub, tinysshd's .pk): root, no group/other write."""
+    if path.endswith((".pub", ".pk")):
         return ModeRule(NO_GROUP_OR_OTHER_WRITE, expected="owner root, not writable by group or other")
     if ssh_keys_gid is not None and st.gid == ssh_keys_gid:
         return ModeRule(0o640, expected="root 0600, or root:ssh_keys 0640")

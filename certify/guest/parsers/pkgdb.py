@@ -7,7 +7,10 @@ Three formats are read, each by a pure parser:
 - RPM: ``rpmdb.sqlite``, whose ``Packages`` table holds one rpm header blob per
   package (the older BerkeleyDB and ndb formats are not read);
 - apk: ``/lib/apk/db/installed`` (``P:`` package, ``F:`` directory, ``R:`` file,
-  ``Z:`` checksum, ``a:`` owner:group:mode of the file just named).
+  ``Z:`` checksum, ``a:`` owner:group:mode of the file just named);
+- opkg (OpenWrt, Yocto): ``<dir>/info/<package>.list`` beside ``<dir>/status``,
+  one owned path a line (a tab and more after it in some versions); opkg
+  records no digests, so ownership is all it tells.
 
 ``package_database(reader)`` finds whichever the guest has, once per scan.
 Checks use it to tell files a distribution shipped from files someone added
@@ -35,10 +38,11 @@ DPKG_STATUS = "/var/lib/dpkg/status"
 DPKG_INFO = "/var/lib/dpkg/info"
 RPM_DIRS = ("/usr/lib/sysimage/rpm", "/var/lib/rpm")  # Fedora 36+ moved it; /var/lib/rpm is then a symlink
 APK_INSTALLED = "/lib/apk/db/installed"
+OPKG_DIRS = ("/usr/lib/opkg", "/var/lib/opkg", "/usr/lib/ipkg")  # OpenWrt, Yocto's default, ipkg before it
 LIST_LIMIT = 64 * 1024 * 1024  # one package's file list; kernel module and doc packages run to megabytes
 APK_LIMIT = 256 * 1024 * 1024
 RPMDB_LIMIT = 1024 * 1024 * 1024
-NO_DATABASE = "no package database (dpkg, rpm or apk) to tell package files from added ones"
+NO_DATABASE = "no package database (dpkg, rpm, apk or opkg) to tell package files from added ones"
 
 # Merged /usr: /bin is a symlink to usr/bin, so a file dpkg lists as /bin/su is walked as /usr/bin/su.
 MERGED_USR_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
@@ -73,6 +77,11 @@ def parse_dpkg_md5sums(data: bytes) -> dict[str, str]:
         if match:
             out[posixpath.normpath("/" + match.group(2).lstrip("/"))] = match.group(1).lower()
     return out
+
+
+def parse_opkg_list(data: bytes) -> list[str]:
+    """An opkg ``.list``: an absolute path a line, optionally followed by a tab and the file's mode or link target."""
+    return parse_dpkg_list(b"\n".join(line.split(b"\t", 1)[0] for line in data.splitlines()))
 
 
 def dpkg_package_name(list_path: str) -> str:
@@ -295,7 +304,7 @@ def canonical(path: str, aliases: Iterable[str]) -> str:
 class PackageDatabase:
     """Ownership and recorded digests of package files; ``kind`` None when the guest has none readable."""
 
-    kind: str | None  # "dpkg", "rpm", "apk"
+    kind: str | None  # "dpkg", "rpm", "apk", "opkg"
     problem: str | None = None  # why there is none: missing, or a format that is not read
     incomplete: str | None = None  # why some packages' files may be missing from ``owners``
     aliases: tuple[str, ...] = ()
@@ -360,7 +369,29 @@ def _load(reader: GuestReader) -> PackageDatabase:
             if entry.digest is not None:
                 db._digests.setdefault(path, entry.digest)
         return db
+    for directory in OPKG_DIRS:
+        opkg_status = reader.stat(directory + "/status")
+        if opkg_status is not None and opkg_status.is_file:
+            return _load_opkg(reader, directory, aliases)
     return PackageDatabase(None, NO_DATABASE)
+
+
+def _load_opkg(reader: GuestReader, directory: str, aliases: tuple[str, ...]) -> PackageDatabase:
+    inventory = reader.inventory()
+    info = directory + "/info"
+    lists = [p for p in inventory.children(info) if p.endswith(".list") and inventory.entries[p].is_file]
+    db = PackageDatabase("opkg", aliases=aliases)
+    contents = reader.read_many(lists, LIST_LIMIT)
+    for list_path, data in sorted(contents.items()):
+        package = dpkg_package_name(list_path)
+        for path in parse_opkg_list(data):
+            db.owners.setdefault(canonical(path, aliases), package)
+    unread = sorted(p for p in lists if p not in contents or len(contents[p]) < inventory.entries[p].size)
+    if unread:
+        db.incomplete = f"{len(unread)} opkg file list(s) not read in full ({', '.join(unread[:3])})"
+    elif not lists:
+        db.incomplete = f"{info} holds no package file lists"
+    return db
 
 
 def _load_dpkg(reader: GuestReader, aliases: tuple[str, ...]) -> PackageDatabase:

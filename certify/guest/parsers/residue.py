@@ -133,6 +133,10 @@ IDENTITY_FILES = {
     "/var/lib/random-seed": "random seed: every clone starts from the same entropy",
     "/var/lib/urandom/random-seed": "random seed: every clone starts from the same entropy",
     "/etc/random.seed": "random seed: every clone starts from the same entropy",
+    # embedded images: OpenWrt's urandom-seed, and SeedRNG (BusyBox's seedrng applet, Buildroot's S20seedrng)
+    "/etc/urandom.seed": "OpenWrt random seed: every clone starts from the same entropy",
+    "/var/lib/seedrng/seed.credit": "SeedRNG seed (credited to the kernel's entropy count): every clone starts from the same entropy",
+    "/var/lib/seedrng/seed.no-credit": "SeedRNG seed: every clone starts from the same entropy",
     "/var/lib/systemd/credential.secret": "systemd credential host key: every clone can decrypt the others' credentials",
     "/var/lib/yum/uuid": "yum UUID: every clone reports the same identity to repositories",
     "/etc/sysconfig/hw-uuid": "smolt hardware UUID: every clone reports the same identity",
@@ -386,6 +390,9 @@ def mac_residue(inventory: Inventory, contents: Mapping[str, bytes]) -> list[Res
 USER_CRON_DIRS = ("/var/spool/cron/crontabs", "/var/spool/cron/tabs", "/var/spool/cron")
 AT_DIRS = ("/var/spool/cron/atjobs", "/var/spool/cron/atspool", "/var/spool/at", "/var/spool/at/spool")
 SYSTEM_CRONTAB, CRON_D = "/etc/crontab", "/etc/cron.d"
+# BusyBox crond (BusyBox, Buildroot, OpenWrt, Alpine) keeps every user's table here, root's included: on an
+# appliance they are its configured schedule, judged like /etc/cron.d (only build-looking entries count).
+BUSYBOX_CRONTABS = "/etc/crontabs"
 SCRATCH_PREFIXES = ("/tmp/", "/var/tmp/", "/dev/shm/", "/home/", "/root/")
 _WRAPPERS = {"sudo", "nohup", "exec", "env", "nice", "ionice", "sh", "bash", "dash", "zsh", "python", "python3",
              "perl", "chronic", "run-one", "timeout"}  # fmt: skip
@@ -452,7 +459,7 @@ def suspicious_cron(command: str) -> str | None:
 
 def cron_paths(inventory: Inventory) -> list[str]:
     paths = [p for p in [SYSTEM_CRONTAB, *inventory.children(CRON_D)] if (st := inventory.get(p)) is not None and st.is_file]
-    return paths + [r.path for r in _spool_files(inventory, USER_CRON_DIRS)]
+    return paths + [r.path for r in _spool_files(inventory, (*USER_CRON_DIRS, BUSYBOX_CRONTABS))]
 
 
 def _spool_files(inventory: Inventory, directories: Iterable[str]) -> list[Residue]:
@@ -487,6 +494,16 @@ def scheduled_residue(inventory: Inventory, contents: Mapping[str, bytes]) -> li
         if hits:
             shown = "; ".join(f"line {n} {why}" for n, why in hits[:5])
             found.append(Residue(path, f"system cron entry that no package ships: {shown}", st.size, line=hits[0][0]))
+    for item in _spool_files(inventory, (BUSYBOX_CRONTABS,)):
+        data = contents.get(item.path)
+        if data is None:
+            found.append(Residue(item.path, "BusyBox crontab could not be read", item.size, unread=True))
+            continue
+        hits = [(e.line, why) for e in crontab_entries(data.decode("utf-8", "replace"), False) if (why := suspicious_cron(e.command))]
+        if hits:
+            shown = "; ".join(f"line {n} {why}" for n, why in hits[:5])
+            found.append(Residue(item.path, f"BusyBox crontab of {_name(item.path)} with a build-looking entry: {shown}",
+                                 item.size, line=hits[0][0]))  # fmt: skip
     return sorted(found, key=lambda r: r.path)
 
 

@@ -102,8 +102,10 @@ def private_key_public(data: bytes) -> PublicKey | None:
 
     The OpenSSH format stores the public key in clear before the (possibly
     encrypted) private part; PEM keys are loaded with ``cryptography`` when
-    unencrypted.
+    unencrypted; dropbear's binary format is read field by field.
     """
+    if data[:4] != b"-----" and (dropbear := dropbear_private_key_public(data)) is not None:
+        return dropbear
     text = data.decode("ascii", "replace")
     if "BEGIN OPENSSH PRIVATE KEY" in text:
         body = "".join(
@@ -138,3 +140,101 @@ def _pem_public(data: bytes) -> PublicKey | None:
     except Exception:  # encrypted, unsupported or corrupt: report without a fingerprint
         return None
     return parse_public_key_line(public.decode("ascii"))
+
+
+# -- dropbear and tinyssh key files ---------------------------------------------------------------
+
+MAX_KEY_FILE = 64 * 1024
+_EC_POINT_BYTES = {"nistp256": 65, "nistp384": 97, "nistp521": 133}  # uncompressed: 0x04 || X || Y
+
+
+def _string(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+def _mpint(data: bytes, offset: int) -> tuple[int, int]:
+    raw, offset = _ssh_string(data, offset)
+    if raw and raw[0] & 0x80:
+        raise ValueError("negative mpint")
+    return int.from_bytes(raw, "big"), offset
+
+
+def _mpint_bytes(value: int) -> bytes:
+    """An SSH mpint in its one canonical form: what a server sends, whatever padding its file had."""
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big") if value else b""
+    if raw and raw[0] & 0x80:
+        raw = b"\0" + raw
+    return _string(raw)
+
+
+def dropbear_private_key_public(data: bytes) -> PublicKey | None:
+    """The public half of a key in dropbear's own format (dropbearkey's output, /etc/dropbear/dropbear_*_host_key).
+
+    The file is a run of SSH wire fields (dropbear's buf_put_priv_key): the
+    key type, then ssh-rsa: mpint e, n, d, p, q; ssh-dss: mpint p, q, g, y,
+    x; ecdsa-sha2-CURVE: string CURVE, string Q, mpint k; ssh-ed25519: one
+    64-byte string, the private seed then the public key. The fingerprint is
+    of the public blob dropbear sends: the public fields re-encoded in
+    canonical form. None unless the private field is there too: a file that
+    stops short is not a usable key.
+    """
+    if len(data) > MAX_KEY_FILE:
+        return None
+    try:
+        name, offset = _ssh_string(data, 0)
+        key_type = name.decode("ascii")
+        if key_type == "ssh-rsa":
+            e, offset = _mpint(data, offset)
+            n, offset = _mpint(data, offset)
+            for _ in range(3):  # d, p, q: dropbear refuses a key without them ("RSA key format is ancient")
+                _, offset = _mpint(data, offset)
+            blob = _string(name) + _mpint_bytes(e) + _mpint_bytes(n)
+        elif key_type == "ssh-dss":
+            values = []
+            for _ in range(4):  # p, q, g, y
+                value, offset = _mpint(data, offset)
+                values.append(value)
+            _mpint(data, offset)  # x
+            blob = _string(name) + b"".join(_mpint_bytes(v) for v in values)
+        elif key_type.startswith("ecdsa-sha2-"):
+            curve, offset = _ssh_string(data, offset)
+            point, offset = _ssh_string(data, offset)
+            _mpint(data, offset)  # k
+            curve_name = curve.decode("ascii")
+            if key_type != "ecdsa-sha2-" + curve_name or len(point) != _EC_POINT_BYTES.get(curve_name) or point[0] != 4:
+                return None
+            blob = _string(name) + _string(curve) + _string(point)
+        elif key_type == "ssh-ed25519":
+            both, offset = _ssh_string(data, offset)
+            if len(both) != 64:
+                return None
+            blob = _string(name) + _string(both[32:])
+        else:
+            return None
+    except (ValueError, struct.error, UnicodeDecodeError):
+        return None
+    return PublicKey(type=key_type, fingerprint=fingerprint(blob))
+
+
+# tinysshd's key directory (tinysshd-makekey): raw public keys in NAME.pk, secret keys in .NAME.sk.
+TINYSSH_PUBLIC = {"ed25519.pk": ("ssh-ed25519", 32), "nistp256ecdsa.pk": ("ecdsa-sha2-nistp256", 64)}
+TINYSSH_SECRET = {".ed25519.sk": "ed25519.pk", ".nistp256ecdsa.sk": "nistp256ecdsa.pk"}
+
+
+def tinyssh_public_key(name: str, data: bytes) -> PublicKey | None:
+    """A tinysshd public key file (ed25519.pk: 32 raw bytes; nistp256ecdsa.pk: X || Y, 64 raw bytes)."""
+    key_type, size = TINYSSH_PUBLIC.get(name, ("", -1))
+    if len(data) != size:
+        return None
+    if key_type == "ssh-ed25519":
+        blob = _string(b"ssh-ed25519") + _string(data)
+    else:
+        blob = _string(key_type.encode()) + _string(b"nistp256") + _string(b"\x04" + data)
+    return PublicKey(type=key_type, fingerprint=fingerprint(blob))
+
+
+def tinyssh_secret_key_public(name: str, data: bytes) -> PublicKey | None:
+    """.ed25519.sk holds NaCl's 64-byte secret key, seed then public key: the public half is its second half."""
+    if name == ".ed25519.sk" and len(data) == 64:
+        return tinyssh_public_key("ed25519.pk", data[32:])
+    return None
