@@ -42,7 +42,7 @@ def test_dirty_ova_fails_with_exactly_the_planted_findings(guest_scans, applianc
     failed = {"ssh-authorized-keys-present", "ssh-host-keys-present", "vmx-vnc-enabled", "descriptor-secret",
               "extraconfig-smuggling", "unsigned-bundle", "scratch-and-crash-residue"}  # fmt: skip
     assert report["check_status"] == {c: ("fail" if c in failed else "pass") for c in report["checks_run"]}
-    assert len(report["checks_run"]) == 57
+    assert len(report["checks_run"]) == 59
 
 
 def test_dirty_findings_name_keys_by_fingerprint_and_never_repeat_secrets(guest_scans, appliances):
