@@ -126,7 +126,8 @@ def test_disk_without_an_operating_system_never_passes(guest_scans):
     statuses = report["check_status"]
     guest_checks = {c.id for c in load_registry().checks.values() if c.layer.value == "guest"}
     assert len(guest_checks) == 39 and {statuses[c] for c in guest_checks} == {"not-evaluated"}
-    bundle_checks = ("bundle-extraneous-files", "dangling-reference", "disk-format-mismatch", "disk-external-reference")
+    bundle_checks = ("bundle-extraneous-files", "dangling-reference", "disk-format-mismatch", "disk-external-reference",
+                     "disk-corrupt", "disk-hidden-state")
     assert {statuses[c] for c in bundle_checks} == {"pass"}
     assert {c for c, s in statuses.items() if s == "not-applicable"} == {c for c in statuses if c not in (
         *guest_checks, *bundle_checks)}  # fmt: skip
