@@ -376,38 +376,31 @@ def _load(reader: GuestReader) -> PackageDatabase:
     return PackageDatabase(None, NO_DATABASE)
 
 
-def _load_opkg(reader: GuestReader, directory: str, aliases: tuple[str, ...]) -> PackageDatabase:
+def _file_lists(reader: GuestReader, kind: str, info: str, parse: Callable[[bytes], Iterable[str]],
+                aliases: tuple[str, ...]) -> PackageDatabase:  # fmt: skip
+    """Ownership from one ``PACKAGE.list`` per package in ``info`` (dpkg and opkg keep them alike)."""
     inventory = reader.inventory()
-    info = directory + "/info"
     lists = [p for p in inventory.children(info) if p.endswith(".list") and inventory.entries[p].is_file]
-    db = PackageDatabase("opkg", aliases=aliases)
+    db = PackageDatabase(kind, aliases=aliases)
     contents = reader.read_many(lists, LIST_LIMIT)
     for list_path, data in sorted(contents.items()):
         package = dpkg_package_name(list_path)
-        for path in parse_opkg_list(data):
+        for path in parse(data):
             db.owners.setdefault(canonical(path, aliases), package)
     unread = sorted(p for p in lists if p not in contents or len(contents[p]) < inventory.entries[p].size)
     if unread:
-        db.incomplete = f"{len(unread)} opkg file list(s) not read in full ({', '.join(unread[:3])})"
-    elif not lists:
+        db.incomplete = f"{len(unread)} {kind} file list(s) not read in full ({', '.join(unread[:3])})"
+    elif not lists:  # a status file without file lists (a stripped image): ownership is unknown, not absent
         db.incomplete = f"{info} holds no package file lists"
     return db
 
 
+def _load_opkg(reader: GuestReader, directory: str, aliases: tuple[str, ...]) -> PackageDatabase:
+    return _file_lists(reader, "opkg", directory + "/info", parse_opkg_list, aliases)
+
+
 def _load_dpkg(reader: GuestReader, aliases: tuple[str, ...]) -> PackageDatabase:
-    inventory = reader.inventory()
-    lists = [p for p in inventory.children(DPKG_INFO) if p.endswith(".list") and inventory.entries[p].is_file]
-    db = PackageDatabase("dpkg", aliases=aliases)
-    contents = reader.read_many(lists, LIST_LIMIT)
-    for list_path, data in sorted(contents.items()):
-        package = dpkg_package_name(list_path)
-        for path in parse_dpkg_list(data):
-            db.owners.setdefault(canonical(path, aliases), package)
-    unread = sorted(p for p in lists if p not in contents or len(contents[p]) < inventory.entries[p].size)
-    if unread:
-        db.incomplete = f"{len(unread)} dpkg file list(s) not read in full ({', '.join(unread[:3])})"
-    elif not lists:  # a status file without file lists (a stripped image): ownership is unknown, not absent
-        db.incomplete = f"{DPKG_INFO} holds no package file lists"
+    db = _file_lists(reader, "dpkg", DPKG_INFO, parse_dpkg_list, aliases)
 
     def load_md5sums(packages: set[str]) -> dict[str, Digest]:
         files = reader.read_many([f"{DPKG_INFO}/{p}.md5sums" for p in packages], LIST_LIMIT)
