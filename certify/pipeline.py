@@ -86,13 +86,13 @@ def scan(path: str, options: ScanOptions | None = None, registry: Registry | Non
     }
     identity: dict[str, Any] = {"artifact_kind": None, "artifact_sha256": None}  # known once ingest is done
     try:
-        with ScanGuard(options.timeout, lambda: stop_appliance(workdir)) as guard:
+        with ScanGuard(options.timeout, lambda: stop_appliance(workdir), lambda: shutil.rmtree(workdir, ignore_errors=True)) as guard:
             return _scan(path, options, registry, timer, workdir, base, identity, guard)
     except ScanTimeout as exc:
         options.progress.step(f"error: {exc.reason}")
         return Report(**base, **identity, verdict=Verdict.ERROR, errors=[exc.reason], timings=timer.total())
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)  # the guard removed it; this is for a guard that never started
 
 
 def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, workdir: str, base: dict[str, Any],

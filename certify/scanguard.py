@@ -51,21 +51,31 @@ def describe_timeout(seconds: float) -> str:
 
 
 class ScanGuard:
-    """Within ``with ScanGuard(timeout, stop):`` the scan ends by ``timeout`` seconds, and on SIGINT/SIGTERM.
+    """Within ``with ScanGuard(timeout, stop, cleanup):`` the scan ends by ``timeout`` seconds, and on SIGINT/SIGTERM.
 
     ``stop()`` kills what the scan started (the appliance); it runs on the
-    watcher thread and must be safe to call at any moment, more than once.
-    In the main thread the guard raises ScanTimeout or ScanInterrupted there
-    (signal handlers, and ``interrupt_main`` for the deadline); in another
+    watcher thread and must be safe to call at any moment, more than once:
+    once the scan is to end it is called again every ``STOP_INTERVAL``, since
+    an appliance may still be starting (a launch forks qemu well after it
+    began). In the main thread the guard raises ScanTimeout or ScanInterrupted
+    there (signal handlers, and ``interrupt_main`` for the deadline); in another
     thread no signal can be caught, and the scan learns of its deadline by
-    calling ``check()`` between stages.
+    calling ``check()`` between stages. ``cleanup()`` (removing the work
+    directory) runs on the way out while the handlers are still ours, so a
+    second Ctrl-C cannot cut it short; a signal that arrives then ends the
+    scan once cleanup is done.
     """
 
-    def __init__(self, timeout: float | None, stop: Callable[[], None]):
+    STOP_INTERVAL = 0.2  # seconds
+
+    def __init__(self, timeout: float | None, stop: Callable[[], None], cleanup: Callable[[], None] = lambda: None):
         self.timeout = timeout
         self.expired = False
         self._stop = stop
+        self._cleanup = cleanup
         self._active = False
+        self._ending = False  # the watcher keeps stopping the appliance until the guard is left
+        self._late_signal: int | None = None
         self._main = False
         self._saved: dict[int, object] = {}
         self._saved_wakeup = -1
@@ -91,40 +101,55 @@ class ScanGuard:
         self._thread.start()
         return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self._active = False
-        os.write(self._quit_w, b"q")
-        if self._thread is not None:
-            self._thread.join()
-        if self._main:
-            for signum, handler in self._saved.items():
-                signal.signal(signum, handler)  # type: ignore[arg-type]
-            signal.set_wakeup_fd(self._saved_wakeup)
-        for fd in (self._wake_r, self._wake_w, self._quit_r, self._quit_w):
-            os.close(fd)
+    def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        try:
+            self._active = False  # from here a signal is remembered, and stops the appliance, but raises nothing
+            self._cleanup()
+        finally:
+            os.write(self._quit_w, b"q")
+            if self._thread is not None:
+                self._thread.join()
+            if self._main:
+                for signum, handler in self._saved.items():
+                    signal.signal(signum, handler)  # type: ignore[arg-type]
+                signal.set_wakeup_fd(self._saved_wakeup)
+            for fd in (self._wake_r, self._wake_w, self._quit_r, self._quit_w):
+                os.close(fd)
+        if self._late_signal is not None and exc_type is None:
+            raise ScanInterrupted(self._late_signal)
 
     def _watch(self) -> None:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self._ending:
+                wait: float | None = self.STOP_INTERVAL
+            else:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _, _ = select.select([self._wake_r, self._quit_r], [], [], wait)
             if self._quit_r in ready:
                 return
-            if not ready:  # the deadline
-                self.expired = True
-                self._stop()
-                if self._main and self._active:
-                    _thread.interrupt_main(signal.SIGALRM)
-                return
-            if any(b in _SIGNALS for b in os.read(self._wake_r, 64)):
-                self._stop()  # the main thread's handler ends the scan once the call it waits in returns
+            if self._wake_r in ready:
+                if any(b in _SIGNALS for b in os.read(self._wake_r, 64)):
+                    self._ending = True
+                    self._stop()  # the main thread's handler ends the scan once the call it waits in returns
+                continue
+            if self._ending:
+                self._stop()  # an appliance that was still starting when the scan was told to end
+                continue
+            self.expired = self._ending = True  # the deadline
+            self._stop()
+            if self._main and self._active:
+                _thread.interrupt_main(signal.SIGALRM)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if not self._active:
-            return
         if signum == signal.SIGALRM:
-            if self.expired:
+            if self.expired and self._active:
+                self._stop()
                 raise ScanTimeout(describe_timeout(self.timeout or 0))
             return
+        self._ending = True
         self._stop()
+        if not self._active:  # cleaning up: finish that first
+            self._late_signal = signum
+            return
         raise ScanInterrupted(signum)

@@ -160,3 +160,31 @@ def test_a_signal_during_the_scan_stops_the_appliance_and_removes_the_work_direc
     assert f"interrupted by {signal.Signals(signum).name}" in err and "Traceback" not in err
     assert out == ""  # no report: the scan did not end on its own
     assert list(workdir.iterdir()) == [] and _alive(_children_naming(workdir)) == []
+
+
+def test_an_appliance_that_starts_after_the_deadline_is_stopped_too(tmp_path):
+    """The deadline can pass while a launch waits in C before qemu is forked: the guard keeps stopping."""
+    import ctypes
+    import threading
+
+    late = []
+    threading.Timer(1.0, lambda: late.append(_sleeper(tmp_path / "libguestfsXXXX" / "overlay1.qcow2"))).start()
+    with pytest.raises(ScanTimeout):
+        with ScanGuard(0.3, lambda: stop_appliance(str(tmp_path))):
+            ctypes.CDLL(None).sleep(2)  # C code: no handler runs until it returns, as in g.launch()
+    assert late and late[0].wait(timeout=10) == -signal.SIGKILL
+
+
+def test_a_second_signal_during_cleanup_lets_cleanup_finish_then_ends_the_scan(tmp_path):
+    done = tmp_path / "cleaned"
+
+    def cleanup():
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the work directory is being removed
+        time.sleep(0.3)
+        done.write_text("")
+
+    with pytest.raises(ScanInterrupted) as ended:
+        with ScanGuard(None, lambda: None, cleanup):
+            pass
+    assert done.exists() and ended.value.exit_code == 143
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
