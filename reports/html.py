@@ -12,7 +12,7 @@ import jinja2
 
 from certify.model import Report, Reporter, Severity, describe_os
 from certify.plugins.hookspecs import hookimpl
-from certify.reports.text import clean, verdict_label, verdict_reason, where
+from certify.reports.text import clean, unevaluated, unevaluated_lines, verdict_label, verdict_reason, where
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("certify.reports", "templates"),
@@ -23,7 +23,9 @@ _ENV = jinja2.Environment(
 
 
 def render(report: Report, *, display_min: Severity = Severity.INFO, **_options: Any) -> str:
-    groups = [(s, [f for f in report.findings if f.severity is s]) for s in sorted(Severity, reverse=True) if s >= display_min]
+    apart = unevaluated(report)
+    groups = [(s, [f for f in report.findings if f.severity is s and f not in apart])
+              for s in sorted(Severity, reverse=True) if s >= display_min]  # fmt: skip
     return _ENV.get_template("report.html.j2").render(
         report=report,
         verdict_label=verdict_label(report),
@@ -31,7 +33,8 @@ def render(report: Report, *, display_min: Severity = Severity.INFO, **_options:
         severities=sorted(Severity, reverse=True),
         counts=report.failing_by_severity(),
         groups=[(s, g) for s, g in groups if g],
-        hidden=sum(1 for f in report.findings if f.severity < display_min),
+        unevaluated=unevaluated_lines(report),
+        hidden=sum(1 for f in report.findings if f.severity < display_min and f not in apart),
         display_min=display_min,
         checks=sorted(report.check_status.items()),
         catalog=report.catalog,

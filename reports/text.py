@@ -115,10 +115,15 @@ def _finding(f: Finding, style: _Style) -> list[str]:
     return lines
 
 
-def _unevaluated(findings: list[Finding]) -> list[str]:
+def unevaluated(report: Report) -> list[Finding]:
+    """The unwaived not-evaluated findings: human reports list them by reason, apart from the real findings."""
+    return [f for f in report.findings if f.status is Status.NOT_EVALUATED and f.waiver is None]
+
+
+def unevaluated_lines(report: Report) -> list[str]:
     """One line per reason: forty checks that lack the same disk are one thing to fix, not forty."""
     groups: dict[str, list[Finding]] = {}
-    for f in findings:
+    for f in unevaluated(report):
         groups.setdefault(f.reason, []).append(f)
     lines = []
     for reason, group in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
@@ -126,12 +131,8 @@ def _unevaluated(findings: list[Finding]) -> list[str]:
         layers = {f.location.layer.value for f in group if f.location}
         kind = f"{layers.pop()} check" if len(layers) == 1 else "check"
         named = f" ({', '.join(ids)})" if len(ids) <= 3 else ""
-        lines.append(_wrap_line(f"{_plural(len(ids), kind)} not evaluated{named}: {reason}"))
+        lines.append(f"{_plural(len(ids), kind)} not evaluated{named}: {reason}")
     return lines
-
-
-def _wrap_line(text: str) -> str:
-    return textwrap.fill(clean(text), width=WIDTH, initial_indent="  ", subsequent_indent="      ")
 
 
 def render(report: Report, *, color: bool = False, display_min: Severity = Severity.INFO, **_options: Any) -> str:
@@ -155,18 +156,19 @@ def render(report: Report, *, color: bool = False, display_min: Severity = Sever
     for note in report.notes:
         out.append(f"  note:  {clean(note)}")
 
-    unevaluated = [f for f in report.findings if f.status is Status.NOT_EVALUATED and f.waiver is None]
+    apart = unevaluated(report)
     for severity in sorted(Severity, reverse=True):
-        group = [f for f in report.findings if f.severity is severity and f not in unevaluated]
+        group = [f for f in report.findings if f.severity is severity and f not in apart]
         if group and severity >= display_min:
             out.append("")
             out.append(style(severity.label.upper(), _COLORS[severity]))
             for f in group:
                 out.extend(_finding(f, style))
-    if unevaluated:
+    if apart:
         out.append("")
         out.append(style("NOT EVALUATED", "1"))
-        out.extend(_unevaluated(unevaluated))
+        out.extend(textwrap.fill(clean(line), width=WIDTH, initial_indent="  ", subsequent_indent="      ")
+                   for line in unevaluated_lines(report))  # fmt: skip
 
     counts: dict[str, int] = {}
     for status in report.check_status.values():
@@ -174,7 +176,7 @@ def render(report: Report, *, color: bool = False, display_min: Severity = Sever
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     out.append("")
     out.append(f"{len(report.check_status)} checks run: {tally}" if counts else "no checks run")
-    hidden = sum(1 for f in report.findings if f.severity < display_min)
+    hidden = sum(1 for f in report.findings if f.severity < display_min and f not in apart)
     if hidden:
         out.append(f"{hidden} finding(s) below {display_min.label} not shown")
     waived = sum(1 for f in report.findings if f.waiver)

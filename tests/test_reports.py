@@ -83,3 +83,15 @@ def test_text_headline_when_only_unevaluated_checks_block():
     assert "1 guest check not evaluated (account-empty-password): no operating system found on the disk(s)" in out
     data = json.loads(json_report.render(report(findings=blocked, check_status={"account-empty-password": Status.NOT_EVALUATED})))
     assert data["findings"][0]["status"] == "not-evaluated"  # JSON keeps every check's own finding
+
+
+def test_html_report_lists_unevaluated_checks_by_reason_after_the_findings():
+    from certify.reports import html as html_report
+
+    no_disk = "the bundle holds no disk that could be inspected"
+    guest = [_unevaluated(f"guest-check-{i:02}", "accounts", no_disk) for i in range(5)]
+    status = {f.check_id: Status.NOT_EVALUATED for f in guest} | {"ssh-host-keys-present": Status.FAIL}
+    page = html_report.render(report(findings=[*report().findings, *guest], check_status=status))
+    assert "1 finding at or above high; 5 checks could not be evaluated" in page
+    assert "<li>5 guest checks not evaluated: the bundle holds no disk that could be inspected</li>" in page
+    assert page.count('class="finding') == 1 and page.index("ssh-host-keys-present") < page.index('id="not-evaluated"')
