@@ -6,7 +6,11 @@ mutates them and also throws raw bytes. A deadline catches super-linear paths.
 
 from __future__ import annotations
 
+import io
+import os
 import subprocess
+import tarfile
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -186,6 +190,99 @@ def test_authorized_keys_and_private_keys_never_raise(text):
     parse_authorized_keys(text)
     private_key_public(text.encode("utf-8", "replace"))
     private_key_public(b"-----BEGIN OPENSSH PRIVATE KEY-----\n" + text.encode("utf-8", "replace") + b"\n-----END OPENSSH PRIVATE KEY-----\n")
+
+
+@pytest.fixture(scope="module")
+def ova_seeds(tmp_path_factory) -> list[bytes]:
+    """Small OVAs as tarfile and GNU tar write them: ustar, GNU long names, PAX paths and records, folders."""
+    d = tmp_path_factory.mktemp("ovas")
+    src = d / "src"
+    names = ["vm.ovf", "sub/" + "a" * 120 + ".vmdk", "\u00e9t\u00e9.mf"]
+    for name in names:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(b"<x/>" * 40)
+    seeds = []
+    for fmt in (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+            for name in names if fmt != tarfile.USTAR_FORMAT else names[::2]:
+                tar.add(src / name, arcname=name)
+        seeds.append(buf.getvalue()[:8192])
+    for fmt in ("gnu", "posix"):
+        done = subprocess.run(["tar", f"--format={fmt}", "-cf", "-", *names], cwd=src, capture_output=True, check=True)
+        seeds.append(done.stdout[:8192])
+    return seeds
+
+
+def _header_blocks(ova: bytes) -> list[int]:
+    """Where each 512-byte header of an archive lies, extended headers included."""
+    blocks = []
+    with tarfile.open(fileobj=io.BytesIO(ova)) as tar:
+        for member in tar:
+            at = member.offset
+            while at < member.offset_data:
+                blocks.append(at)
+                size = int(ova[at + 124 : at + 136].strip(b"\0 ") or b"0", 8)
+                at += 512 + (-(-size // 512) * 512 if ova[at + 156 : at + 157] in (b"x", b"L") else 0)
+    return blocks
+
+
+def headers_changed(ova_seeds: list[bytes]) -> st.SearchStrategy[bytes]:
+    """An archive whose headers (and the PAX records or long names after them) have a few bytes changed, each header
+    then sealed with its right checksum as a writer would: mutations that reach past tarfile to what extract judges."""
+    seeds = [(ova, _header_blocks(ova)) for ova in ova_seeds]
+
+    @st.composite
+    def change(draw) -> bytes:
+        ova, blocks = draw(st.sampled_from(seeds))
+        data = bytearray(ova)
+        for _ in range(draw(st.integers(1, 4))):
+            at = min(draw(st.sampled_from(blocks)) + draw(st.integers(0, 1023)), len(data) - 1)
+            data[at] = draw(st.one_of(st.sampled_from(b"\0 0127=\nx5L/"), st.integers(0, 255)))
+        for at in blocks:
+            header = data[at : at + 512]
+            header[148:156] = b" " * 8
+            data[at + 148 : at + 156] = b"%06o\0 " % sum(header)
+        return bytes(data)
+
+    return change()
+
+
+def test_tar_member_header_parser(ova_seeds):
+    from certify.bundle.tarheaders import member_problem
+
+    chains = []
+    for ova in ova_seeds:
+        with tarfile.open(fileobj=io.BytesIO(ova)) as tar:
+            chains += [ova[m.offset : m.offset_data] for m in tar]
+
+    @FUZZ
+    @given(mutated(chains))
+    def run(data):
+        assert member_problem(data) is None or isinstance(member_problem(data), str)
+
+    run()
+
+
+def test_ova_extraction(ova_seeds, tmp_path):
+    """Mutated archives, headers and records included: only InputRejected escapes extract (no RecursionError, no
+    tarfile error of its own)."""
+    from certify.bundle.files import Limits
+    from certify.bundle.ova import extract
+    from certify.errors import InputRejected
+
+    @FUZZ
+    @given(st.one_of(mutated(ova_seeds), headers_changed(ova_seeds)))
+    def run(data):
+        with tempfile.TemporaryDirectory(dir=tmp_path) as work:
+            with open(os.path.join(work, "a.ova"), "wb") as f:
+                f.write(data)
+            try:
+                extract(os.path.join(work, "a.ova"), os.path.join(work, "bundle"), Limits(), lambda name, digests: [])
+            except InputRejected:
+                pass
+
+    run()
 
 
 DROPBEAR_SEEDS = [sample.dropbear_keypair(t)[0]
