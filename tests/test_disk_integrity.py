@@ -364,3 +364,68 @@ def test_a_stream_with_its_grain_directory_in_a_footer(images, tmp_path):
     refused(scan(path, tmp_path), "disk-corrupt", "disk truncated: a streamOptimized VMDK keeps its grain directory in a footer, but the file has no footer")
     path.write_bytes(with_footer(capacity=1 << 40))  # the footer, which qemu reads, claims 512 TiB
     refused(scan(path, tmp_path), "disk-corrupt", f"the VMDK footer declares {1 << 40} sectors, the header 12291")
+
+
+# --- top-level tables whole, the tables they name within a budget -----------------------
+
+
+def _qcow2_with_a_long_l1_table(bad_entry: int) -> bytes:
+    """512-byte clusters, qemu's largest refcount table (8 MiB) and a 16 MiB L1 table: 3 Mi top-level entries, all
+    zero but one, which names an L2 table at 1 TiB."""
+    cluster_bits, cluster = 9, 512
+    refcount_clusters, l1_entries = 8 * MIB // cluster, 2 * MIB
+    refcount_table, l1_table = cluster, cluster + 8 * MIB
+    data = bytearray(l1_table + l1_entries * 8)
+    struct.pack_into(">4sIQIIQIIQQIIQQQQII", data, 0, b"QFI\xfb", 3, 0, 0, cluster_bits, l1_entries * cluster * (cluster // 8), 0,
+                     l1_entries, l1_table, refcount_table, refcount_clusters, 0, 0, 0, 0, 0, 4, 104)  # fmt: skip
+    struct.pack_into(">Q", data, l1_table + 8 * bad_entry, (1 << 40) | (1 << 63))
+    return bytes(data)
+
+
+def _sparse_vmdk_with_a_long_directory(capacity: int, grain_tables: int, gtes: int, first_table: int, bad_entry: int | None) -> bytes:
+    """A monolithicSparse VMDK of 1-sector grains whose grain directory names ``grain_tables`` grain tables of ``gtes``
+    entries, one sector apart from ``first_table`` on (they overlap: all zeros, nothing allocated), and, at
+    ``bad_entry``, a grain table at 1 TiB."""
+    directory = 21
+    tables_end = first_table + grain_tables + gtes * 4 // 512
+    data = bytearray(max(directory * 512 + -(-capacity // gtes) * 4, tables_end * 512))
+    struct.pack_into("<4sIIQQQQIQQQB4sH", data, 0, b"KDMV", 1, 0, capacity, 1, 1, 20, gtes, 0, directory, directory, 0, b"\n \r\n", 0)
+    text = f'# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicSparse"\nRW {capacity} SPARSE "d.vmdk"\n'
+    data[512 : 512 + len(text)] = text.encode()
+    if grain_tables:
+        data[directory * 512 : directory * 512 + grain_tables * 4] = struct.pack(f"<{grain_tables}I", *range(first_table, first_table + grain_tables))
+    if bad_entry is not None:
+        struct.pack_into("<I", data, directory * 512 + 4 * bad_entry, 1 << 31)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("bad_entry", [100, 1_500_000])
+def test_every_l1_entry_is_checked_however_long_the_tables_before_it(tmp_path, bad_entry):
+    """Before, the first 2 Mi top-level entries were all a walk read: the 1M-entry refcount table spent half of it."""
+    path = tmp_path / "long-l1.qcow2"
+    path.write_bytes(_qcow2_with_a_long_l1_table(bad_entry))
+    refused(scan(path, tmp_path), "disk-corrupt", rf"^disk 'long-l1.qcow2': qcow2 L2 table {bad_entry} at byte 1099511627776 "
+                                                  r"\(512 bytes\) beyond end of file \(25166336 bytes\)$")
+
+
+@pytest.mark.parametrize("bad_entry", [100, 3_000_000])
+def test_every_grain_directory_entry_is_checked_however_long_the_directory(tmp_path, bad_entry):
+    path = tmp_path / "d.vmdk"
+    path.write_bytes(_sparse_vmdk_with_a_long_directory(4 * MIB, 0, 1, 0, bad_entry))
+    refused(scan(path, tmp_path), "disk-corrupt", rf"^disk 'd.vmdk': grain table {bad_entry} of the grain directory at byte "
+                                                  r"1099511627776 \(4 bytes\) beyond end of file")
+
+
+def test_grain_tables_past_the_budget_make_an_image_unverifiable(tmp_path):
+    """256 MiB of second-level tables are read per image (every grain table of a fully allocated 4 TiB VMDK); one
+    more table and the image is refused rather than certified with a table nobody read."""
+    from certify.bundle.diskimage import LOWER_TABLE_BUDGET
+
+    tables = LOWER_TABLE_BUDGET // 2048  # 512 entries of 4 bytes each
+    path = tmp_path / "d.vmdk"
+    path.write_bytes(_sparse_vmdk_with_a_long_directory(tables * 512, tables, 512, 2 * 1024, None))
+    assert scan(path, tmp_path).disks  # exactly the budget: every table read
+    path.write_bytes(_sparse_vmdk_with_a_long_directory((tables + 1) * 512, tables + 1, 512, 2 * 1024, None))
+    refused(scan(path, tmp_path), "disk-corrupt", rf"^disk 'd.vmdk': grain table {tables} at byte \d+: the image's second-level "
+                                                  r"tables run past 256 MiB, this tool's budget for checking one image, so it "
+                                                  r"cannot be verified$")

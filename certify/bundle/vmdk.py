@@ -2,10 +2,11 @@
 
 A sparse file (``KDMV``) is its own single extent: an embedded descriptor
 listing any other extent is a reference, whether or not qemu follows it,
-because other readers do. Its grain directory, the grain tables that
-directory names and the grains they map must lie inside the file, and a
-stream-optimized file must end with its end-of-stream marker (and, when its
-grain directory is "at the end", the footer before it).
+because other readers do. Its grain directory, read whole, the grain tables
+it names (within the image's budget, ``diskimage``) and the grains they map
+must lie inside the file, and a stream-optimized file must end with its
+end-of-stream marker (and, when its grain directory is "at the end", the
+footer before it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 import struct
 from dataclasses import dataclass
 
-from certify.bundle.diskimage import VMDK, CorruptDisk, DiskHeader, Extent, Image
+from certify.bundle.diskimage import VMDK, CorruptDisk, DiskHeader, Extent, Image, entries
 from certify.errors import ParseError
 
 SPARSE_MAGIC = b"KDMV"
@@ -188,19 +189,23 @@ def _layout(img: Image, h: _SparseHeader) -> None:
     directories = [("grain directory", h.gd)]
     if h.flags & _FLAG_REDUNDANT_GD:
         directories.append(("redundant grain directory", h.rgd))
-    walked = []
-    for what, sector in directories:
-        img.need(what, sector * 512, directory_entries * 4)
-        entries = img.entries(sector * 512, directory_entries, 4, big_endian=False)
-        last = max(entries, default=0)
-        if last:
-            img.need(f"grain table {entries.index(last)} of the {what}", last * 512, h.gtes * 4)
-        walked.append(entries)
-    for table in dict.fromkeys(walked[0]):  # qemu reads grains through the primary directory only; each table once
-        if not img.walk_left:
-            break
-        if table:
-            last = max(img.entries(table * 512, h.gtes, 4, big_endian=False), default=0)
+    for what, sector in directories:  # every entry of both, whatever the budget
+        for first, data in img.table(what, sector * 512, directory_entries * 4, 4):
+            table = entries(data, 4, big_endian=False)
+            last = max(table, default=0)
+            if last:
+                img.need(f"grain table {first + table.index(last)} of the {what}", last * 512, h.gtes * 4)
+    walked: set[int] = set()  # qemu reads grains through the primary directory only; each table once
+    for first, data in img.table("grain directory", h.gd * 512, directory_entries * 4, 4):
+        table = entries(data, 4, big_endian=False)
+        if not max(table, default=0):
+            continue
+        for i, sector in enumerate(table, first):
+            if not sector or sector in walked:
+                continue
+            walked.add(sector)
+            grains = entries(img.lower(f"grain table {i}", sector * 512, h.gtes * 4), 4, big_endian=False)
+            last = max(grains, default=0)
             if last and h.flags & _FLAG_COMPRESSED:  # a compressed grain is as long as its marker says
                 img.starts("grain", last * 512)
             elif last:
