@@ -8,9 +8,11 @@ must be refused before qemu sees it, with the reason in the evidence.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
+import subprocess
 import uuid
 
 import pytest
@@ -85,6 +87,12 @@ def copy_of(images, name, tmp_path, patch=None, cut=None, to=None):
 
 def scan(path, tmp_path):
     return ingest(str(path), fresh(tmp_path))
+
+
+def qemu_info(path, fmt: str) -> dict | None:
+    """What qemu makes of an image (the oracle the checks must agree with), or None when it cannot open it."""
+    done = subprocess.run(["qemu-img", "info", "--output=json", "-f", fmt, str(path)], capture_output=True, text=True)
+    return json.loads(done.stdout) if done.returncode == 0 else None
 
 
 @pytest.mark.parametrize("name", SUBFORMATS)
@@ -429,3 +437,61 @@ def test_grain_tables_past_the_budget_make_an_image_unverifiable(tmp_path):
     refused(scan(path, tmp_path), "disk-corrupt", rf"^disk 'd.vmdk': grain table {tables} at byte \d+: the image's second-level "
                                                   r"tables run past 256 MiB, this tool's budget for checking one image, so it "
                                                   r"cannot be verified$")
+
+
+# --- qcow2 bitmaps: a directory qemu reads on every open -------------------------------
+
+
+def _bitmaps_extension(data: bytearray) -> int:
+    """Offset of the bitmaps header extension's data in a qcow2 v3 image."""
+    offset = struct.unpack_from(">I", data, 100)[0]
+    while True:
+        kind, length = struct.unpack_from(">II", data, offset)
+        assert kind, "no bitmaps extension"
+        if kind == 0x23852875:
+            return offset + 8
+        offset += 8 + (length + 7) // 8 * 8
+
+
+def _bitmap_patch(change):
+    def patch(data: bytearray):
+        extension = _bitmaps_extension(data)
+        count, _, size, directory = struct.unpack_from(">IIQQ", data, extension)
+        change(data, extension, directory)
+
+    return patch
+
+
+@pytest.fixture
+def with_bitmap(images, tmp_path):
+    path = copy_of(images, "qcow2-v3.qcow2", tmp_path, to="bitmap.qcow2")
+    qemu_img("bitmap", "--add", str(path), "backup-0")
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [(lambda d, ext, _dir: struct.pack_into(">Q", d, ext + 16, 1 << 40), r"qcow2 bitmap directory at byte 1099511627776 \(32 bytes\) beyond end of file"),
+     (lambda d, ext, _dir: struct.pack_into(">Q", d, ext + 16, 4096 + 8), r"qcow2 bitmap directory at byte 4104 is not aligned to a cluster"),
+     (lambda d, ext, _dir: struct.pack_into(">I", d, ext, 2), r"qcow2 bitmap directory of 32 bytes ends inside entry 1 of 2"),
+     (lambda d, _ext, dr: struct.pack_into(">Q", d, dr, 1 << 40), r"qcow2 bitmap 'backup-0' table at byte 1099511627776 \(8 bytes\) beyond end of file"),
+     (lambda d, _ext, dr: struct.pack_into(">B", d, dr + 16, 2), r"qcow2 bitmap 'backup-0' is not a dirty-tracking bitmap qemu loads \(type 2"),
+     (lambda d, _ext, dr: struct.pack_into(">Q", d, struct.unpack_from(">Q", d, dr)[0], 1 << 40),
+      r"qcow2 bitmap 'backup-0' cluster 0 at byte 1099511627776 \(65536 bytes\) beyond end of file"),
+     (lambda d, _ext, dr: struct.pack_into(">Q", d, struct.unpack_from(">Q", d, dr)[0], 2), r"qcow2 bitmap 'backup-0' table entry 0 \(0x2\) sets reserved bits")],
+    ids=["directory-beyond-eof", "directory-unaligned", "more-bitmaps-than-entries", "table-beyond-eof", "not-dirty-tracking",
+         "cluster-beyond-eof", "reserved-bits"],
+)  # fmt: skip
+def test_the_qcow2_bitmap_directory_and_tables_are_held_to_the_file(with_bitmap, tmp_path, change, match):
+    assert scan(with_bitmap, tmp_path).disks  # as qemu-img made it
+    data = bytearray(with_bitmap.read_bytes())
+    _bitmap_patch(change)(data)
+    with_bitmap.write_bytes(bytes(data))
+    refused(scan(with_bitmap, tmp_path), "disk-corrupt", f"^disk 'bitmap.qcow2': {match}")
+
+
+def test_a_qcow2_bitmap_beyond_the_file_is_what_qemu_fails_on(with_bitmap):
+    data = bytearray(with_bitmap.read_bytes())
+    _bitmap_patch(lambda d, ext, _dir: struct.pack_into(">Q", d, ext + 16, 1 << 40))(data)
+    with_bitmap.write_bytes(bytes(data))
+    assert qemu_info(with_bitmap, "qcow2") is None  # qemu parses that directory even to say what the image is

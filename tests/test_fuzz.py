@@ -89,11 +89,13 @@ def image_seeds(tmp_path_factory) -> list[bytes]:
         ["convert", "-q", "-O", "vmdk", "-o", "subformat=monolithicFlat", "base.raw", "flat.vmdk"],
         ["convert", "-q", "-O", "vpc", "base.raw", "d.vhd"],
         ["convert", "-q", "-O", "vhdx", "base.raw", "a.vhdx"],
+        ["create", "-q", "-f", "qcow2", "bitmaps.qcow2", "1M"],
+        ["bitmap", "--add", "bitmaps.qcow2", "backup-0"],  # a bitmap directory qemu reads on every open
     ]
     for args in commands:
         subprocess.run(["qemu-img", *args], check=True, capture_output=True, cwd=d)
-    # Headers and descriptors live in the first few hundred KiB; keep seeds small.
-    return [p.read_bytes()[: 320 * 1024] for p in sorted(d.iterdir()) if p.name not in ("base.raw", "data.raw")]
+    # Headers and descriptors live in the first few hundred KiB (the bitmap directory just past 320); keep seeds small.
+    return [p.read_bytes()[: 384 * 1024] for p in sorted(d.iterdir()) if p.name not in ("base.raw", "data.raw")]
 
 
 def test_disk_header_sniffer(image_seeds):
@@ -115,7 +117,7 @@ def whole_images(tmp_path_factory) -> list[tuple[bytes, list[int]]]:
     The raw disk is zeros but for a few marked sectors, so nearly every non-zero
     byte of an image is header, table or footer: mutations go there, where the
     checks of what a header promises (tables inside the file, footers,
-    checksums, snapshots, logs) read.
+    checksums, snapshots, bitmaps, logs) read.
     """
     d = tmp_path_factory.mktemp("whole")
     with open(d / "base.raw", "wb") as f:
@@ -127,12 +129,13 @@ def whole_images(tmp_path_factory) -> list[tuple[bytes, list[int]]]:
         ["-O", "qcow2", "-o", "compat=0.10", "v2.qcow2"], ["-O", "qcow2", "v3.qcow2"], ["-O", "qcow2", "-c", "c.qcow2"],
         ["-O", "qcow2", "-o", "extended_l2=on,cluster_size=16k", "x.qcow2"], ["-O", "qcow2", "-o", "cluster_size=512", "s.qcow2"],
         ["-O", "vmdk", "ms.vmdk"], ["-O", "vmdk", "-o", "subformat=streamOptimized", "so.vmdk"],
-        ["-O", "vpc", "d.vhd"], ["-O", "vpc", "-o", "subformat=fixed", "f.vhd"],
+        ["-O", "vpc", "d.vhd"], ["-O", "vpc", "-o", "subformat=fixed", "f.vhd"], ["-O", "qcow2", "b.qcow2"],
         ["-O", "vhdx", "-o", "block_size=1M,log_size=1M", "d.vhdx"],
     ]  # fmt: skip
     for args in commands:
         subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", *args[:-1], "base.raw", args[-1]], check=True, capture_output=True, cwd=d)
     subprocess.run(["qemu-img", "snapshot", "-c", "old", "v3.qcow2"], check=True, capture_output=True, cwd=d)
+    subprocess.run(["qemu-img", "bitmap", "--add", "b.qcow2", "backup-0"], check=True, capture_output=True, cwd=d)
     seeds = []
     for path in sorted(p for p in d.iterdir() if p.name != "base.raw"):
         data = path.read_bytes()
