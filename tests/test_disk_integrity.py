@@ -45,6 +45,8 @@ SUBFORMATS = {
     "split-flat.vmdk": ["-O", "vmdk", "-o", "subformat=twoGbMaxExtentFlat"],
     "dynamic.vhd": ["-O", "vpc", "-o", "subformat=dynamic"],
     "fixed.vhd": ["-O", "vpc", "-o", "subformat=fixed"],
+    "dynamic-force-size.vhd": ["-O", "vpc", "-o", "subformat=dynamic,force_size=on"],
+    "fixed-force-size.vhd": ["-O", "vpc", "-o", "subformat=fixed,force_size=on"],
     "dynamic.vhdx": ["-O", "vhdx", "-o", "subformat=dynamic"],
     "fixed.vhdx": ["-O", "vhdx", "-o", "subformat=fixed"],
 }
@@ -99,7 +101,9 @@ def qemu_info(path, fmt: str) -> dict | None:
 def test_every_subformat_qemu_img_writes_passes(images, tmp_path, name):
     bundle = scan(images[name], tmp_path)
     assert bundle.disk_issues == [] and [d.name for d in bundle.disks] == [name]
-    assert bundle.disk_facts[0]["virtual_size"] in (None, RAW_SIZE) or name.endswith(".vhd")  # VHD rounds to its geometry
+    virtual_size = bundle.disk_facts[0]["virtual_size"]
+    assert virtual_size in (None, qemu_info(images[name], bundle.disks[0].format)["virtual-size"])  # the size qemu gives it
+    assert virtual_size in (None, RAW_SIZE) or name in ("dynamic.vhd", "fixed.vhd")  # a VHD made by 'qemu' rounds up to its geometry
     if not name.startswith("split-") and name != "monolithic-flat.vmdk":
         assert sniff_bytes(images[name].read_bytes()).format in ("qcow2", "vmdk", "vpc", "vhdx")
 
@@ -124,19 +128,24 @@ TRUNCATED = [
     ("monolithic-sparse.vmdk", 2048, r"embedded VMDK descriptor at byte 512 \(10240 bytes\) beyond end of file \(2048 bytes\)"),
     ("stream.vmdk", 0.5, r"disk truncated: grain at byte \d+ beyond end of file"),
     ("stream.vmdk", 0.2, r"disk truncated: grains start at byte 65536, beyond end of file"),
-    ("stream.vmdk", 0.9, r"disk truncated: the stream does not end with an end-of-stream marker"),
     ("dynamic.vhd", 0.5, r"disk truncated: the VHD has no footer at its end \(\d+ bytes\), only the copy at byte 0"),
     ("dynamic.vhdx", 0.9, r"disk truncated: VHDX payload block 0 at byte 8388608 \(8388608 bytes\) beyond end of file"),
     ("fixed.vhdx", 0.5, r"disk truncated: VHDX payload block 0 at byte \d+ \(8388608 bytes\) beyond end of file"),
     ("dynamic.vhdx", 0.2, r"VHDX metadata region at byte 3145728 \(1048576 bytes\) beyond end of file"),
     ("dynamic.vhdx", 200_000, r"VHDX headers at byte 0 \(262144 bytes\) beyond end of file \(200000 bytes\)"),
+    # Cut inside a sector: qemu reads the file rounded up to a sector, zeros added, so its end is not where it was.
+    ("monolithic-sparse.vmdk", 70_000, r"the sparse VMDK is 70000 bytes, not a whole number of 512-byte sectors \(cut short\?\): "
+                                       r"qemu reads it as 70144 bytes, zeros added"),
+    ("stream.vmdk", 4_000, r"the sparse VMDK is 4000 bytes, not a whole number of 512-byte sectors"),
+    ("dynamic.vhd", 70_000, r"the VHD is 70000 bytes, not a whole number of 512-byte sectors \(cut short\?\): qemu reads its "
+                            r"last sector, zeros added, from byte 69632, not from 69488"),
 ]
 
 
 @pytest.mark.parametrize("name, cut, match", TRUNCATED, ids=[f"{n}-{c}" for n, c, _ in TRUNCATED])
 def test_a_disk_cut_short_is_refused_with_the_reason(images, tmp_path, name, cut, match):
     size = images[name].stat().st_size
-    path = copy_of(images, name, tmp_path, cut=cut if isinstance(cut, int) else int(size * cut))
+    path = copy_of(images, name, tmp_path, cut=cut if isinstance(cut, int) else int(size * cut) // 512 * 512)
     refused(scan(path, tmp_path), "disk-corrupt", f"^disk '{name}': {match}")
 
 
@@ -175,6 +184,8 @@ PATCHED = [
     ("qcow2-v3.qcow2", lambda d: (_put(60, ">I", 1)(d), _put(64, ">Q", 64 * MIB)(d)),
      r"qcow2 snapshot table at byte 67108864 \(40 bytes\) beyond end of file"),
     ("dynamic.vhd", lambda d: d.__setitem__(slice(28, 32), b"evil"), r"VHD footer: checksum 0x[0-9a-f]{8} does not match its bytes \(0x[0-9a-f]{8}\)$"),
+    ("stream.vmdk", lambda d: d.__setitem__(slice(len(d) - 512, len(d) - 496), b"\x01" * 16),
+     r"disk truncated: the stream does not end with an end-of-stream marker"),
 ]
 
 
@@ -368,10 +379,93 @@ def test_a_stream_with_its_grain_directory_in_a_footer(images, tmp_path):
     path = tmp_path / "footer.vmdk"
     path.write_bytes(with_footer())
     assert scan(path, tmp_path).disks
-    path.write_bytes(with_footer()[:-700])
+    path.write_bytes(with_footer()[:-1024])
     refused(scan(path, tmp_path), "disk-corrupt", "disk truncated: a streamOptimized VMDK keeps its grain directory in a footer, but the file has no footer")
     path.write_bytes(with_footer(capacity=1 << 40))  # the footer, which qemu reads, claims 512 TiB
     refused(scan(path, tmp_path), "disk-corrupt", f"the VMDK footer declares {1 << 40} sectors, the header 12291")
+
+
+# --- where qemu reads: a file rounded up to a sector (review of issue #12) ---------------
+
+GD_AT_END = 0xFFFFFFFFFFFFFFFF
+
+
+def _sparse_header(block: bytes, **fields) -> bytes:
+    """A VMDK sparse header with some fields changed: capacity (sectors) or gd (sector of the grain directory)."""
+    header = bytearray(block)
+    for name, value in fields.items():
+        struct.pack_into("<Q", header, {"capacity": 12, "gd": 56}[name], value)
+    return bytes(header)
+
+
+def _footer(header: bytes) -> bytes:
+    """The three sectors a stream ends with: footer marker, footer header, end-of-stream marker."""
+    return struct.pack("<QII", 0, 0, 3).ljust(512, b"\0") + header + bytes(512)
+
+
+def test_a_sparse_vmdk_that_is_not_whole_sectors_could_carry_two_footers_and_is_refused(images, tmp_path):
+    """qemu reads the footer 1536 bytes before the end rounded up to a sector: a file of 512n + 256 bytes can hold
+    one footer there and another 1536 bytes before its true end, each valid for a reader that looks there."""
+    made = bytearray(images["monolithic-sparse.vmdk"].read_bytes())
+    header = bytes(made[:512])
+    made[:512] = _sparse_header(header, gd=GD_AT_END)
+    size = len(made) + 1536 + 256
+    data = bytearray(made) + bytearray(size - len(made))
+    ours = size - 1536
+    data[ours : ours + 1536] = _footer(header)
+    theirs = -(-size // 512) * 512 - 1536  # 17 TiB, its grain directory at 1 TiB
+    data[theirs : theirs + 1536] = _footer(_sparse_header(header, capacity=17 * 1024**4 // 512, gd=(1 << 40) // 512))
+    path = tmp_path / "two-footers.vmdk"
+    path.write_bytes(bytes(data[:size]))  # the rest of the last sector is zeros only as qemu reads it
+    assert qemu_info(path, "vmdk")["virtual-size"] == 17 * 1024**4  # qemu read the second footer
+    refused(scan(path, tmp_path), "disk-corrupt", rf"^disk 'two-footers.vmdk': the sparse VMDK is {size} bytes, not a whole "
+                                                  r"number of 512-byte sectors \(cut short\?\): qemu reads it as \d+ bytes")
+
+
+def _vhd_footer_patch(creator: bytes, geometry: tuple[int, int, int], size: int | None = None, at: tuple[int, ...] = (-512,)):
+    """Set a VHD footer's creator application, CHS geometry and (optionally) current size, at each place it is kept."""
+
+    def patch(data: bytearray):
+        for offset in at:
+            footer = bytearray(data[offset:][:512])
+            footer[28:32] = creator
+            struct.pack_into(">HBB", footer, 56, *geometry)
+            if size is not None:
+                struct.pack_into(">QQ", footer, 40, size, size)
+            _vhd_checksum(footer, 64)
+            data[offset : offset + 512 or None] = footer
+
+    return patch
+
+
+@pytest.mark.parametrize("name, at", [("fixed-force-size.vhd", (-512,)), ("dynamic-force-size.vhd", (0, -512))])
+def test_a_vhd_qemu_sizes_by_its_geometry_must_have_the_size_hyperv_reads(images, tmp_path, name, at):
+    """qemu sizes a disk made by Virtual PC ('vpc ') or old qemu by its CHS geometry, Hyper-V and Azure by its current
+    size: the data between the two would be certified and never read."""
+    geometry = (96, 4, 17)  # 6528 sectors: 3342336 bytes, less than the 6292992 the current size says
+    path = copy_of(images, name, tmp_path, _vhd_footer_patch(b"vpc ", geometry, at=at))
+    assert qemu_info(path, "vpc")["virtual-size"] == 96 * 4 * 17 * 512
+    refused(scan(path, tmp_path), "disk-corrupt", r"VHD footer: qemu sizes a VHD made by 'vpc ' from its geometry \(C/H/S 96/4/17: "
+                                                  r"3342336 bytes\), Hyper-V and Azure from its current size \(6292992 bytes\)")
+    # Made by Hyper-V: qemu, too, reads the current size, whatever the geometry says.
+    hyperv = copy_of(images, name, tmp_path, _vhd_footer_patch(b"win ", geometry, at=at))
+    assert qemu_info(hyperv, "vpc")["virtual-size"] == RAW_SIZE
+    assert scan(hyperv, tmp_path).disk_facts[0]["virtual_size"] == RAW_SIZE
+
+
+def test_a_fixed_vhd_with_a_footer_copy_at_byte_0_is_refused(images, tmp_path):
+    """qemu reads a VHD that starts with a footer as dynamic, whatever its type: this one it cannot open, and its
+    1 TiB current size was never held to the 8.5 KiB file."""
+    made = images["fixed.vhd"].read_bytes()
+    footer = bytearray(made[-512:])
+    struct.pack_into(">QQ", footer, 40, 1 << 40, 1 << 40)
+    struct.pack_into(">HBB", footer, 56, 65535, 16, 255)  # the largest geometry: every reader takes the current size
+    _vhd_checksum(footer, 64)
+    path = tmp_path / "front.vhd"
+    path.write_bytes(bytes(footer) + made[512:8192] + bytes(footer))
+    assert qemu_info(path, "vpc") is None
+    refused(scan(path, tmp_path), "disk-corrupt", "^disk 'front.vhd': a fixed VHD with a copy of its footer at byte 0: qemu reads "
+                                                  "a VHD that starts with a footer as dynamic, and cannot open this one$")
 
 
 # --- top-level tables whole, the tables they name within a budget -----------------------

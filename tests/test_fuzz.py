@@ -88,6 +88,7 @@ def image_seeds(tmp_path_factory) -> list[bytes]:
         ["convert", "-q", "-O", "vmdk", "-o", "subformat=streamOptimized", "base.raw", "so.vmdk"],
         ["convert", "-q", "-O", "vmdk", "-o", "subformat=monolithicFlat", "base.raw", "flat.vmdk"],
         ["convert", "-q", "-O", "vpc", "base.raw", "d.vhd"],
+        ["convert", "-q", "-O", "vpc", "-o", "subformat=fixed,force_size=on", "base.raw", "f.vhd"],
         ["convert", "-q", "-O", "vhdx", "base.raw", "a.vhdx"],
         ["create", "-q", "-f", "qcow2", "bitmaps.qcow2", "1M"],
         ["bitmap", "--add", "bitmaps.qcow2", "backup-0"],  # a bitmap directory qemu reads on every open
@@ -117,7 +118,7 @@ def whole_images(tmp_path_factory) -> list[tuple[bytes, list[int]]]:
     The raw disk is zeros but for a few marked sectors, so nearly every non-zero
     byte of an image is header, table or footer: mutations go there, where the
     checks of what a header promises (tables inside the file, footers,
-    checksums, snapshots, bitmaps, logs) read.
+    checksums, sizes, snapshots, bitmaps, logs) read.
     """
     d = tmp_path_factory.mktemp("whole")
     with open(d / "base.raw", "wb") as f:
@@ -129,7 +130,8 @@ def whole_images(tmp_path_factory) -> list[tuple[bytes, list[int]]]:
         ["-O", "qcow2", "-o", "compat=0.10", "v2.qcow2"], ["-O", "qcow2", "v3.qcow2"], ["-O", "qcow2", "-c", "c.qcow2"],
         ["-O", "qcow2", "-o", "extended_l2=on,cluster_size=16k", "x.qcow2"], ["-O", "qcow2", "-o", "cluster_size=512", "s.qcow2"],
         ["-O", "vmdk", "ms.vmdk"], ["-O", "vmdk", "-o", "subformat=streamOptimized", "so.vmdk"],
-        ["-O", "vpc", "d.vhd"], ["-O", "vpc", "-o", "subformat=fixed", "f.vhd"], ["-O", "qcow2", "b.qcow2"],
+        ["-O", "vpc", "d.vhd"], ["-O", "vpc", "-o", "subformat=fixed", "f.vhd"],
+        ["-O", "vpc", "-o", "subformat=dynamic,force_size=on", "q.vhd"], ["-O", "qcow2", "b.qcow2"],
         ["-O", "vhdx", "-o", "block_size=1M,log_size=1M", "d.vhdx"],
     ]  # fmt: skip
     for args in commands:
@@ -142,6 +144,14 @@ def whole_images(tmp_path_factory) -> list[tuple[bytes, list[int]]]:
         structure = [i for i in range(0, len(data), 8) if data[i : i + 8].strip(b"\0\xa5")]
         seeds.append((data, structure[:: max(1, len(structure) // 4096)] + [len(data) - 1536, len(data) - 512]))
     return seeds
+
+
+def _seal_vhd_footers(data: bytearray) -> None:
+    """Give each VHD footer of an image (at byte 0 and at the end) the checksum of its bytes."""
+    for at in (0, len(data) - 512):
+        if at >= 0 and data[at : at + 8] == b"conectix" and len(data) >= at + 512:
+            data[at + 64 : at + 68] = bytes(4)
+            data[at + 64 : at + 68] = (~sum(data[at : at + 512]) & 0xFFFFFFFF).to_bytes(4, "big")
 
 
 def test_disk_integrity_checks(whole_images):
@@ -162,6 +172,8 @@ def test_disk_integrity_checks(whole_images):
             else:
                 del data[draw(st.integers(0, len(data) - 1)) :]
                 break
+        if draw(st.booleans()):  # a VHD footer changed and sealed again, as a forger would: past its checksum
+            _seal_vhd_footers(data)
         return bytes(data)
 
     @FUZZ

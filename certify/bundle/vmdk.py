@@ -2,11 +2,12 @@
 
 A sparse file (``KDMV``) is its own single extent: an embedded descriptor
 listing any other extent is a reference, whether or not qemu follows it,
-because other readers do. Its grain directory, read whole, the grain tables
-it names (within the image's budget, ``diskimage``) and the grains they map
-must lie inside the file, and a stream-optimized file must end with its
-end-of-stream marker (and, when its grain directory is "at the end", the
-footer before it).
+because other readers do. It must be a whole number of sectors (qemu reads
+the file rounded up to one, so a footer's place would depend on the reader).
+Its grain directory, read whole, the grain tables it names (within the
+image's budget, ``diskimage``) and the grains they map must lie inside the
+file, and a stream-optimized file must end with its end-of-stream marker
+(and, when its grain directory is "at the end", the footer before it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import struct
 from dataclasses import dataclass
 
-from certify.bundle.diskimage import VMDK, CorruptDisk, DiskHeader, Extent, Image, entries
+from certify.bundle.diskimage import SECTOR, VMDK, CorruptDisk, DiskHeader, Extent, Image, entries
 from certify.errors import ParseError
 
 SPARSE_MAGIC = b"KDMV"
@@ -109,6 +110,9 @@ def read_sparse(img: Image) -> DiskHeader:
     head = img.read(0, 512)
     if len(head) < 79:
         raise CorruptDisk("disk truncated: the VMDK sparse header is incomplete")
+    if img.size % SECTOR:
+        raise CorruptDisk(f"the sparse VMDK is {img.size} bytes, not a whole number of 512-byte sectors (cut short?): qemu "
+                          f"reads it as {-(-img.size // SECTOR) * SECTOR} bytes, zeros added, and would find its end elsewhere")  # fmt: skip
     header = _SparseHeader.unpack(head)
     header.check()
     if header.capacity == 0:
@@ -129,8 +133,12 @@ def read_sparse(img: Image) -> DiskHeader:
 
 
 def _footer(img: Image, header: _SparseHeader) -> _SparseHeader:
-    """A stream's footer header, which qemu reads instead of the one at byte 0: it must be there and agree."""
-    footer = img.read(img.size - 1536, 1536) if img.size >= 2048 else b""
+    """A stream's footer header, which qemu reads instead of the one at byte 0: it must be there and agree.
+
+    qemu reads it 1536 bytes before the end of the file rounded up to a sector (read_sparse refuses a file that is not).
+    """
+    end = -(-img.size // SECTOR) * SECTOR
+    footer = img.read(end - 1536, 1536) if img.size >= 2048 else b""
     marker = struct.unpack_from("<QII", footer, 0) if len(footer) == 1536 else None
     eos = struct.unpack_from("<QII", footer, 1024) if marker else None
     if not marker or marker[1:] != (0, _MARKER_FOOTER) or footer[512:516] != SPARSE_MAGIC or eos != (0, 0, _MARKER_EOS):
