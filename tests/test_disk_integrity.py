@@ -102,8 +102,8 @@ def test_every_subformat_qemu_img_writes_passes(images, tmp_path, name):
     bundle = scan(images[name], tmp_path)
     assert bundle.disk_issues == [] and [d.name for d in bundle.disks] == [name]
     virtual_size = bundle.disk_facts[0]["virtual_size"]
-    assert virtual_size in (None, qemu_info(images[name], bundle.disks[0].format)["virtual-size"])  # the size qemu gives it
-    assert virtual_size in (None, RAW_SIZE) or name in ("dynamic.vhd", "fixed.vhd")  # a VHD made by 'qemu' rounds up to its geometry
+    assert virtual_size == qemu_info(images[name], bundle.disks[0].format)["virtual-size"]  # the size qemu gives it
+    assert virtual_size == RAW_SIZE or name in ("dynamic.vhd", "fixed.vhd")  # a VHD made by 'qemu' rounds up to its geometry
     if not name.startswith("split-") and name != "monolithic-flat.vmdk":
         assert sniff_bytes(images[name].read_bytes()).format in ("qcow2", "vmdk", "vpc", "vhdx")
 
@@ -589,3 +589,95 @@ def test_a_qcow2_bitmap_beyond_the_file_is_what_qemu_fails_on(with_bitmap):
     _bitmap_patch(lambda d, ext, _dir: struct.pack_into(">Q", d, ext + 16, 1 << 40))(data)
     with_bitmap.write_bytes(bytes(data))
     assert qemu_info(with_bitmap, "qcow2") is None  # qemu parses that directory even to say what the image is
+
+
+# --- VMDK text descriptors, as qemu reads them ------------------------------------------
+
+HEAD = '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n'
+EXTENT_A, EXTENT_B = 'RW 2048 FLAT "a-flat.vmdk" 0\n', 'RW 2048 FLAT "b-flat.vmdk" 0\n'
+
+
+def _descriptor_bundle(tmp_path, text: str | bytes) -> os.PathLike:
+    """A descriptor disk.vmdk beside two 1 MiB flat extents, each marked, in a fresh folder."""
+    folder = tmp_path / f"d{len(list(tmp_path.iterdir()))}"
+    folder.mkdir()
+    for name in ("a-flat.vmdk", "b-flat.vmdk"):
+        (folder / name).write_bytes(name.encode().ljust(MIB, b"\0"))
+    (folder / "disk.vmdk").write_bytes(text.encode() if isinstance(text, str) else text)
+    return folder / "disk.vmdk"
+
+
+REFUSED_DESCRIPTORS = [
+    ("unicode-digits", HEAD + EXTENT_A + 'RW \u0662\u0660\u0664\u0668 FLAT "b-flat.vmdk" 0\n', MIB, "disk-corrupt",
+     r"VMDK descriptor line 7 is an extent line qemu would not read as VMware does \(access RW, RDONLY or NOACCESS, ASCII digits, "
+     r"an upper-case type\): 'RW \u0662\u0660\u0664\u0668 FLAT"),
+    ("read-only", HEAD + EXTENT_A + EXTENT_B.replace("RW", "RDONLY"), MIB, "disk-external-reference",
+     r"refers to other files \(RDONLY extent 'b-flat.vmdk', which qemu does not map \(it maps RW extents only\)\)"),
+    ("no-access", HEAD + EXTENT_A + EXTENT_B.replace("RW", "NOACCESS"), MIB, "disk-external-reference", "NOACCESS extent 'b-flat.vmdk'"),
+    ("lower-case-type", HEAD + EXTENT_A + 'RW 2048 sparse "b-flat.vmdk"\n', MIB, "disk-corrupt", "line 7 is an extent line qemu would not read"),
+    ("lower-case-access", HEAD + EXTENT_A + EXTENT_B.replace("RW", "rw"), MIB, "disk-corrupt", "line 7 is an extent line qemu would not read"),
+    ("zero-extent", HEAD + "RW 2048 ZERO\n" + EXTENT_A, MIB, "disk-corrupt",
+     "a ZERO extent of 2048 sectors, which qemu leaves out of the disk"),
+    ("blank-line-before", HEAD + "\n" + EXTENT_A, 2 * MIB, "disk-corrupt",
+     r"VMDK descriptor line 7 \(FLAT extent\) follows a blank line: qemu reads the extent from the blank line too, and maps it twice"),
+    ("spaces-line-before", HEAD + " \t \n" + EXTENT_A, 2 * MIB, "disk-corrupt", r"line 7 \(FLAT extent\) follows a blank line"),
+    ("create-type-twice", HEAD + 'createType="twoGbMaxExtentFlat"\n' + EXTENT_A, MIB, "disk-corrupt",
+     "VMDK descriptor key 'createType' on line 6 repeats 'createType' of line 5: readers disagree on which one counts"),
+    ("create-type-upper-case", HEAD + 'CREATETYPE="twoGbMaxExtentFlat"\n' + EXTENT_A, MIB, "disk-corrupt",
+     "key 'CREATETYPE' on line 6 repeats 'createType' of line 5"),
+    ("create-type-spelled-otherwise", HEAD.replace("createType", "CreateType") + EXTENT_A, None, "disk-corrupt",
+     "key 'CreateType' is read as 'createType' by VMware, and not at all by qemu"),
+    ("create-type-in-a-comment", HEAD.replace("version=1", '# createType="fullDevice"\nversion=1') + EXTENT_A, None, "disk-corrupt",
+     r"qemu reads createType 'fullDevice' from the first 'createType' in the VMDK descriptor \(a comment or another line counts\), "
+     "its createType line says 'monolithicFlat'"),
+    ("text-after-a-nul", HEAD + EXTENT_A + "\0" + EXTENT_B, MIB, "disk-corrupt", r"a non-zero byte at offset \d+, after the NUL at \d+"),
+    ("long-file-name", HEAD + f'RW 2048 FLAT "{"x" * 600}" 0\n', None, "disk-corrupt", r"a file name of 600 bytes \(qemu reads 1-511\)"),
+    ("no-sectors", HEAD + EXTENT_A + EXTENT_B.replace("2048", "0"), MIB, "disk-corrupt", "0 sectors at offset 0 is out of range"),
+    ("flat-without-offset", HEAD + 'RW 2048 FLAT "a-flat.vmdk"\n', None, "disk-corrupt",
+     "qemu refuses a FLAT extent without a sector offset"),
+]
+
+
+@pytest.mark.parametrize("text, qemu_size, check, match", [r[1:] for r in REFUSED_DESCRIPTORS], ids=[r[0] for r in REFUSED_DESCRIPTORS])
+def test_a_descriptor_qemu_would_read_otherwise_than_vmware_is_refused(tmp_path, text, qemu_size, check, match):
+    """``qemu_size`` is what qemu makes of each (None: it cannot open it): never the disk this tool would have checked."""
+    path = _descriptor_bundle(tmp_path, text)
+    info = qemu_info(path, "vmdk")
+    assert (info and info["virtual-size"]) == qemu_size
+    refused(scan(path, tmp_path), check, match)
+
+
+def test_a_unicode_space_before_an_extent_is_a_line_no_reader_understands(tmp_path):
+    path = _descriptor_bundle(tmp_path, HEAD + EXTENT_A + "\u0085" + EXTENT_B)  # NEL: Python's strip() takes it, qemu does not
+    assert qemu_info(path, "vmdk")["virtual-size"] == MIB
+    with pytest.raises(InputRejected, match="VMDK descriptor line not understood"):
+        scan(path, tmp_path)
+
+
+ACCEPTED_DESCRIPTORS = [
+    ("two-extents", HEAD + EXTENT_A + EXTENT_B),
+    ("crlf-tabs-and-indents", (HEAD + "  " + EXTENT_A.replace(" 2048 ", "\t2048\t") + "\t" + EXTENT_B).replace("\n", "\r\n")),
+    ("as-qemu-img-writes", HEAD + "\n# Extent description\n" + EXTENT_A + '\n# The Disk Data Base\n#DDB\n\nddb.virtualHWVersion = "4"\n'),
+    ("nul-padded", (HEAD + EXTENT_A).encode() + bytes(3000)),
+]
+
+
+@pytest.mark.parametrize("text", [r[1] for r in ACCEPTED_DESCRIPTORS], ids=[r[0] for r in ACCEPTED_DESCRIPTORS])
+def test_a_descriptor_is_as_large_as_qemu_makes_it(tmp_path, text):
+    path = _descriptor_bundle(tmp_path, text)
+    bundle = scan(path, tmp_path)
+    assert bundle.disk_issues == [] and bundle.disk_facts[0]["virtual_size"] == qemu_info(path, "vmdk")["virtual-size"]
+
+
+def test_a_descriptor_is_held_to_the_quota_and_the_ovf_capacity(images, tmp_path):
+    """The sum of its extents is a descriptor's size: --max-virtual-size and ovf:capacity apply to it as to any disk."""
+    from test_ingest import ovf_for
+
+    from certify.bundle.files import Limits
+
+    with pytest.raises(InputRejected, match=r"^disk 'split-sparse.vmdk' claims 6292992 bytes, over the 1048576-byte quota$"):
+        ingest(str(images["split-sparse.vmdk"]), fresh(tmp_path), Limits(max_virtual_bytes=MIB))
+    path = copy_of(images, "split-flat.vmdk", tmp_path)
+    (path.parent / "vm.ovf").write_bytes(ovf_for("split-flat.vmdk", capacity=MIB))
+    refused(ingest(str(path.parent / "vm.ovf"), fresh(tmp_path)), "disk-format-mismatch",
+            "^disk 'split-flat.vmdk' holds 6292992 bytes, more than the 1048576 the OVF declares$")  # fmt: skip

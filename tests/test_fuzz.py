@@ -90,11 +90,16 @@ def image_seeds(tmp_path_factory) -> list[bytes]:
         ["convert", "-q", "-O", "vpc", "base.raw", "d.vhd"],
         ["convert", "-q", "-O", "vpc", "-o", "subformat=fixed,force_size=on", "base.raw", "f.vhd"],
         ["convert", "-q", "-O", "vhdx", "base.raw", "a.vhdx"],
+        ["convert", "-q", "-O", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", "base.raw", "split.vmdk"],
         ["create", "-q", "-f", "qcow2", "bitmaps.qcow2", "1M"],
         ["bitmap", "--add", "bitmaps.qcow2", "backup-0"],  # a bitmap directory qemu reads on every open
     ]
     for args in commands:
         subprocess.run(["qemu-img", *args], check=True, capture_output=True, cwd=d)
+    # Descriptors with what a VMDK descriptor is held to: extents of each access and type, comments, keys.
+    (d / "extents.vmdk").write_text('# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n'
+                                    '\n# Extent description\nRW 2048 FLAT "a-flat.vmdk" 0\nRDONLY 8 FLAT "b.vmdk" 4\nRW 16 ZERO\n'
+                                    'NOACCESS 1 SPARSE "c.vmdk"\n\tRW\t2048\tVMFS "d.vmdk"\r\nddb.adapterType = "ide"\n')  # fmt: skip
     # Headers and descriptors live in the first few hundred KiB (the bitmap directory just past 320); keep seeds small.
     return [p.read_bytes()[: 384 * 1024] for p in sorted(d.iterdir()) if p.name not in ("base.raw", "data.raw")]
 

@@ -50,6 +50,7 @@ class Extent:
     file: str
     sectors: int = 0  # how many 512-byte sectors of the disk it holds
     offset: int = 0  # a FLAT extent's first sector in its file
+    access: str = "RW"  # RW, RDONLY or NOACCESS: qemu maps RW extents only
 
 
 @dataclass(frozen=True)
