@@ -6,7 +6,11 @@ mutates them and also throws raw bytes. A deadline catches super-linear paths.
 
 from __future__ import annotations
 
+import io
+import os
 import subprocess
+import tarfile
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -84,12 +88,20 @@ def image_seeds(tmp_path_factory) -> list[bytes]:
         ["convert", "-q", "-O", "vmdk", "-o", "subformat=streamOptimized", "base.raw", "so.vmdk"],
         ["convert", "-q", "-O", "vmdk", "-o", "subformat=monolithicFlat", "base.raw", "flat.vmdk"],
         ["convert", "-q", "-O", "vpc", "base.raw", "d.vhd"],
+        ["convert", "-q", "-O", "vpc", "-o", "subformat=fixed,force_size=on", "base.raw", "f.vhd"],
         ["convert", "-q", "-O", "vhdx", "base.raw", "a.vhdx"],
+        ["convert", "-q", "-O", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", "base.raw", "split.vmdk"],
+        ["create", "-q", "-f", "qcow2", "bitmaps.qcow2", "1M"],
+        ["bitmap", "--add", "bitmaps.qcow2", "backup-0"],  # a bitmap directory qemu reads on every open
     ]
     for args in commands:
         subprocess.run(["qemu-img", *args], check=True, capture_output=True, cwd=d)
-    # Headers and descriptors live in the first few hundred KiB; keep seeds small.
-    return [p.read_bytes()[: 320 * 1024] for p in sorted(d.iterdir()) if p.name not in ("base.raw", "data.raw")]
+    # Descriptors with what a VMDK descriptor is held to: extents of each access and type, comments, keys.
+    (d / "extents.vmdk").write_text('# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n'
+                                    '\n# Extent description\nRW 2048 FLAT "a-flat.vmdk" 0\nRDONLY 8 FLAT "b.vmdk" 4\nRW 16 ZERO\n'
+                                    'NOACCESS 1 SPARSE "c.vmdk"\n\tRW\t2048\tVMFS "d.vmdk"\r\nddb.adapterType = "ide"\n')  # fmt: skip
+    # Headers and descriptors live in the first few hundred KiB (the bitmap directory just past 320); keep seeds small.
+    return [p.read_bytes()[: 384 * 1024] for p in sorted(d.iterdir()) if p.name not in ("base.raw", "data.raw")]
 
 
 def test_disk_header_sniffer(image_seeds):
@@ -111,7 +123,7 @@ def whole_images(tmp_path_factory) -> list[tuple[bytes, list[int]]]:
     The raw disk is zeros but for a few marked sectors, so nearly every non-zero
     byte of an image is header, table or footer: mutations go there, where the
     checks of what a header promises (tables inside the file, footers,
-    checksums, snapshots, logs) read.
+    checksums, sizes, snapshots, bitmaps, logs) read.
     """
     d = tmp_path_factory.mktemp("whole")
     with open(d / "base.raw", "wb") as f:
@@ -124,17 +136,27 @@ def whole_images(tmp_path_factory) -> list[tuple[bytes, list[int]]]:
         ["-O", "qcow2", "-o", "extended_l2=on,cluster_size=16k", "x.qcow2"], ["-O", "qcow2", "-o", "cluster_size=512", "s.qcow2"],
         ["-O", "vmdk", "ms.vmdk"], ["-O", "vmdk", "-o", "subformat=streamOptimized", "so.vmdk"],
         ["-O", "vpc", "d.vhd"], ["-O", "vpc", "-o", "subformat=fixed", "f.vhd"],
+        ["-O", "vpc", "-o", "subformat=dynamic,force_size=on", "q.vhd"], ["-O", "qcow2", "b.qcow2"],
         ["-O", "vhdx", "-o", "block_size=1M,log_size=1M", "d.vhdx"],
     ]  # fmt: skip
     for args in commands:
         subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", *args[:-1], "base.raw", args[-1]], check=True, capture_output=True, cwd=d)
     subprocess.run(["qemu-img", "snapshot", "-c", "old", "v3.qcow2"], check=True, capture_output=True, cwd=d)
+    subprocess.run(["qemu-img", "bitmap", "--add", "b.qcow2", "backup-0"], check=True, capture_output=True, cwd=d)
     seeds = []
     for path in sorted(p for p in d.iterdir() if p.name != "base.raw"):
         data = path.read_bytes()
         structure = [i for i in range(0, len(data), 8) if data[i : i + 8].strip(b"\0\xa5")]
         seeds.append((data, structure[:: max(1, len(structure) // 4096)] + [len(data) - 1536, len(data) - 512]))
     return seeds
+
+
+def _seal_vhd_footers(data: bytearray) -> None:
+    """Give each VHD footer of an image (at byte 0 and at the end) the checksum of its bytes."""
+    for at in (0, len(data) - 512):
+        if at >= 0 and data[at : at + 8] == b"conectix" and len(data) >= at + 512:
+            data[at + 64 : at + 68] = bytes(4)
+            data[at + 64 : at + 68] = (~sum(data[at : at + 512]) & 0xFFFFFFFF).to_bytes(4, "big")
 
 
 def test_disk_integrity_checks(whole_images):
@@ -155,6 +177,8 @@ def test_disk_integrity_checks(whole_images):
             else:
                 del data[draw(st.integers(0, len(data) - 1)) :]
                 break
+        if draw(st.booleans()):  # a VHD footer changed and sealed again, as a forger would: past its checksum
+            _seal_vhd_footers(data)
         return bytes(data)
 
     @FUZZ
@@ -186,6 +210,99 @@ def test_authorized_keys_and_private_keys_never_raise(text):
     parse_authorized_keys(text)
     private_key_public(text.encode("utf-8", "replace"))
     private_key_public(b"-----BEGIN OPENSSH PRIVATE KEY-----\n" + text.encode("utf-8", "replace") + b"\n-----END OPENSSH PRIVATE KEY-----\n")
+
+
+@pytest.fixture(scope="module")
+def ova_seeds(tmp_path_factory) -> list[bytes]:
+    """Small OVAs as tarfile and GNU tar write them: ustar, GNU long names, PAX paths and records, folders."""
+    d = tmp_path_factory.mktemp("ovas")
+    src = d / "src"
+    names = ["vm.ovf", "sub/" + "a" * 120 + ".vmdk", "\u00e9t\u00e9.mf"]
+    for name in names:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(b"<x/>" * 40)
+    seeds = []
+    for fmt in (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+            for name in names if fmt != tarfile.USTAR_FORMAT else names[::2]:
+                tar.add(src / name, arcname=name)
+        seeds.append(buf.getvalue()[:8192])
+    for fmt in ("gnu", "posix"):
+        done = subprocess.run(["tar", f"--format={fmt}", "-cf", "-", *names], cwd=src, capture_output=True, check=True)
+        seeds.append(done.stdout[:8192])
+    return seeds
+
+
+def _header_blocks(ova: bytes) -> list[int]:
+    """Where each 512-byte header of an archive lies, extended headers included."""
+    blocks = []
+    with tarfile.open(fileobj=io.BytesIO(ova)) as tar:
+        for member in tar:
+            at = member.offset
+            while at < member.offset_data:
+                blocks.append(at)
+                size = int(ova[at + 124 : at + 136].strip(b"\0 ") or b"0", 8)
+                at += 512 + (-(-size // 512) * 512 if ova[at + 156 : at + 157] in (b"x", b"L") else 0)
+    return blocks
+
+
+def headers_changed(ova_seeds: list[bytes]) -> st.SearchStrategy[bytes]:
+    """An archive whose headers (and the PAX records or long names after them) have a few bytes changed, each header
+    then sealed with its right checksum as a writer would: mutations that reach past tarfile to what extract judges."""
+    seeds = [(ova, _header_blocks(ova)) for ova in ova_seeds]
+
+    @st.composite
+    def change(draw) -> bytes:
+        ova, blocks = draw(st.sampled_from(seeds))
+        data = bytearray(ova)
+        for _ in range(draw(st.integers(1, 4))):
+            at = min(draw(st.sampled_from(blocks)) + draw(st.integers(0, 1023)), len(data) - 1)
+            data[at] = draw(st.one_of(st.sampled_from(b"\0 0127=\nx5L/"), st.integers(0, 255)))
+        for at in blocks:
+            header = data[at : at + 512]
+            header[148:156] = b" " * 8
+            data[at + 148 : at + 156] = b"%06o\0 " % sum(header)
+        return bytes(data)
+
+    return change()
+
+
+def test_tar_member_header_parser(ova_seeds):
+    from certify.bundle.tarheaders import member_problem
+
+    chains = []
+    for ova in ova_seeds:
+        with tarfile.open(fileobj=io.BytesIO(ova)) as tar:
+            chains += [ova[m.offset : m.offset_data] for m in tar]
+
+    @FUZZ
+    @given(mutated(chains))
+    def run(data):
+        assert member_problem(data) is None or isinstance(member_problem(data), str)
+
+    run()
+
+
+def test_ova_extraction(ova_seeds, tmp_path):
+    """Mutated archives, headers and records included: only InputRejected escapes extract (no RecursionError, no
+    tarfile error of its own)."""
+    from certify.bundle.files import Limits
+    from certify.bundle.ova import extract
+    from certify.errors import InputRejected
+
+    @FUZZ
+    @given(st.one_of(mutated(ova_seeds), headers_changed(ova_seeds)))
+    def run(data):
+        with tempfile.TemporaryDirectory(dir=tmp_path) as work:
+            with open(os.path.join(work, "a.ova"), "wb") as f:
+                f.write(data)
+            try:
+                extract(os.path.join(work, "a.ova"), os.path.join(work, "bundle"), Limits(), lambda name, digests: [])
+            except InputRejected:
+                pass
+
+    run()
 
 
 DROPBEAR_SEEDS = [sample.dropbear_keypair(t)[0]

@@ -663,6 +663,144 @@ def test_non_zero_padding_after_a_member_is_refused(tmp_path, vmdk_bytes):
         ingest(str(tmp_path / "a.ova"), fresh(tmp_path))
 
 
+# --- header bytes nobody reads, extended headers that contradict the ustar one (issue #12 review) ---
+
+OVF = b'<?xml version="1.0"?><Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"/>'
+HIDDEN = b"HIDDEN PAYLOAD " * 60
+
+
+def _header(name: str, size: int, kind: bytes = tarfile.REGTYPE, fmt: int = tarfile.USTAR_FORMAT) -> bytearray:
+    info = tarfile.TarInfo(name)
+    info.size, info.type = size, kind
+    return bytearray(info.tobuf(fmt))
+
+
+def _sealed(header: bytearray) -> bytearray:
+    """A header whose checksum is right again after a change, as a writer would leave it."""
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return header
+
+
+def _padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % 512)
+
+
+def _pax(records: list[tuple[bytes, bytes]], tail: bytes = b"") -> bytes:
+    """A PAX header block and its data: the records, then ``tail`` inside the size it declares."""
+    body = b""
+    for key, value in records:
+        line = b" %s=%s\n" % (key, value)
+        length = len(line) + len(str(len(line)))
+        length += len(str(length)) - len(str(len(line)))
+        body += b"%d%s" % (length, line)
+    body += tail
+    return bytes(_header("PaxHeaders/x", len(body), tarfile.XHDTYPE)) + _padded(body)
+
+
+def _ova_of(tmp_path, *members: bytes) -> str:
+    path = tmp_path / f"o{len(list(tmp_path.iterdir()))}.ova"
+    path.write_bytes(b"".join(members) + bytes(1024))
+    return str(path)
+
+
+def _ovf_member(header: bytearray | None = None) -> bytes:
+    return bytes(_sealed(header if header is not None else _header("a.ovf", len(OVF)))) + _padded(OVF)
+
+
+def _changed(offset: int, value: bytes, name: str = "a.ovf", kind: bytes = tarfile.REGTYPE, fmt: int = tarfile.USTAR_FORMAT) -> bytearray:
+    header = _header(name, len(OVF) if kind == tarfile.REGTYPE else 0, kind, fmt)
+    header[offset : offset + len(value)] = value
+    return header
+
+
+HIDDEN_IN_HEADERS = [
+    ("pax-after-its-records", _pax([(b"comment", b"x")], b"\0" + HIDDEN) + _ovf_member(),
+     "OVA member 'a.ovf': non-zero bytes after the PAX records in its PAX header$"),
+    ("gnu-long-name-after-its-nul",
+     bytes(_sealed(_header("././@LongLink", 126 + len(HIDDEN), tarfile.GNUTYPE_LONGNAME, tarfile.GNU_FORMAT)))
+     + _padded(b"a" * 120 + b".ovf\0" + b"\0" + HIDDEN) + _ovf_member(_header("a" * 100, len(OVF), fmt=tarfile.GNU_FORMAT)),
+     "non-zero bytes after the NUL that ends its GNU long name$"),
+    ("bytes-500-511", _ovf_member(_changed(500, HIDDEN[:12])), "non-zero bytes in the unused bytes 500-511 of its header$"),
+    ("link-name-of-a-file", _ovf_member(_changed(157, HIDDEN[:100])),
+     "its header sets a link name or a device number, which a file or folder does not have$"),
+    ("device-of-a-file", _ovf_member(_changed(329, b"0000007\0")), "its header sets a link name or a device number"),
+    ("after-the-name", _ovf_member(_changed(10, HIDDEN[:80])), "non-zero bytes after the NUL that ends the name in its header$"),
+    ("after-the-user-name", _ovf_member(_changed(275, b"x")), "non-zero bytes after the NUL that ends the user name in its header$"),
+    ("after-the-prefix", _ovf_member(_changed(360, HIDDEN[:100])), "non-zero bytes after the NUL that ends the name prefix in its header$"),
+    ("after-a-number", _ovf_member(_changed(100, b"000644\0X")), r"the mode field of its header, b'000644\\x00X', is not a plain number$"),
+    ("gnu-times-read-as-a-prefix", _ovf_member(_changed(345, b"14723456765\0", fmt=tarfile.GNU_FORMAT)),
+     "non-zero bytes in the unused bytes 345-511 of its header$"),
+    ("folder-with-a-size", _ovf_member() + bytes(_sealed(_changed(124, b"%011o\0" % 1024, "d/", tarfile.DIRTYPE))) + bytes(1024),
+     "OVA member 'd': it is a folder that declares a size: readers disagree on whether data follows$"),
+    ("pax-size-contradicting-ustar", _ovf_member() + _pax([(b"size", b"1024")]) + bytes(_sealed(_header("disk.img", 512))) + bytes(1024),
+     "OVA member 'disk.img': its PAX header says 1024 bytes, its ustar header 512: readers that ignore PAX would read another archive$"),
+    ("pax-path-contradicting-ustar", _ovf_member() + _pax([(b"path", b"disk.img")]) + bytes(_sealed(_header("other.img", 512))) + bytes(512),
+     "OVA member 'disk.img': its PAX path b'disk.img' and its ustar name b'other.img' differ$"),
+    ("pax-key-twice", _pax([(b"comment", b"a"), (b"comment", b"b")]) + _ovf_member(), "its PAX header sets 'comment' twice$"),
+    ("pax-size-not-a-number", _ovf_member() + _pax([(b"size", b"5_12")]) + bytes(_sealed(_header("disk.img", 512))) + bytes(512),
+     "its PAX size b'5_12' is not a number$"),
+]
+
+
+@pytest.mark.parametrize("data, match", [c[1:] for c in HIDDEN_IN_HEADERS], ids=[c[0] for c in HIDDEN_IN_HEADERS])
+def test_bytes_no_reader_looks_at_and_headers_readers_read_apart_are_refused(tmp_path, data, match):
+    with pytest.raises(InputRejected, match=match):
+        ingest(_ova_of(tmp_path, data), fresh(tmp_path))
+
+
+def test_the_pax_size_contradiction_hides_a_second_archive_from_tarfile(tmp_path):
+    """The reviewer's case: a reader that ignores PAX (as POSIX lets an old reader) finds evil.img where tarfile
+    finds the bytes of disk.img, so the upload must not be accepted by either reading."""
+    evil = bytes(_sealed(_header("evil.img", 512))) + b"EVIL".ljust(512, b"!")
+    carried = b"CLEAN".ljust(512, b".") + evil
+    data = _ovf_member() + _pax([(b"size", str(len(carried)).encode()), (b"path", b"disk.img")])
+    data += bytes(_sealed(_header("junk.bin", 512))) + carried
+    with tarfile.open(fileobj=io.BytesIO(data + bytes(1024))) as tar:  # tarfile alone sees no evil.img
+        assert [m.name for m in tar] == ["a.ovf", "disk.img"]
+    with pytest.raises(InputRejected, match="OVA member 'disk.img': its PAX header says 1536 bytes, its ustar header 512"):
+        ingest(_ova_of(tmp_path, data), fresh(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [(_pax([(b"comment", b"x")]) * 3000 + _ovf_member(), r"not a valid tar archive \(a second extended header at byte 1024 for one member\)"),
+     (_pax([(b"comment", b"x")]) + bytes(_sealed(_header("././@LongLink", 6, tarfile.GNUTYPE_LONGNAME, tarfile.GNU_FORMAT))) + _padded(b"a.ovf\0")
+      + _ovf_member(), "a second extended header at byte 1024"),
+     (bytes(_sealed(_header("g", 12, tarfile.XGLTYPE))) + _padded(b"12 path=x.a\n") + _ovf_member(),
+      r"not a valid tar archive \(a PAX global header at byte 0, which readers apply differently\)")],
+    ids=["pax-headers-chained", "pax-then-gnu-long-name", "pax-global-header"],
+)
+def test_one_member_has_at_most_one_extended_header(tmp_path, data, match):
+    """tarfile follows a chain of extended headers recursively: 3000 of them were a RecursionError, not a refusal."""
+    with pytest.raises(InputRejected, match=match):
+        ingest(_ova_of(tmp_path, data), fresh(tmp_path))
+
+
+def test_what_tar_writers_make_passes(tmp_path):
+    """GNU tar in each format and tarfile in each, with long, non-ASCII and split names and folders."""
+    from certify.bundle.ova import extract
+
+    src = tmp_path / "src"
+    names = ["vm.ovf", "\u00e9t\u00e9.txt", "sub/" + "a" * 130 + ".txt", "d" * 60 + "/" + "f" * 60]
+    for name in names:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(name.encode())
+    archives = []
+    for fmt in ("gnu", "oldgnu", "posix", "ustar"):  # ustar cannot hold the 134-byte name: tar leaves it out
+        archives.append(tmp_path / f"gnu-tar-{fmt}.ova")
+        subprocess.run(["tar", f"--format={fmt}", "-cf", str(archives[-1]), "vm.ovf", "\u00e9t\u00e9.txt", "sub", "d" * 60],
+                       cwd=src, capture_output=True)  # fmt: skip
+    for fmt in (tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        archives.append(tmp_path / f"tarfile-{fmt}.ova")
+        with tarfile.open(archives[-1], "w", format=fmt) as tar:
+            for name in names:
+                tar.add(src / name, arcname=name)
+    for archive in archives:
+        contents = extract(str(archive), fresh(tmp_path) + "/bundle", Limits(), lambda name, digests: [])
+        assert set(contents.order) == set(names) - ({names[2]} if archive.name == "gnu-tar-ustar.ova" else set()), archive.name
+
+
 # --- symlinks and other non-files in a directory upload are refused by name -----------------
 
 

@@ -680,7 +680,8 @@ def test_60_delta_vmdks(tmp_path, lines, match):
 def _unknown_descriptor_line(data: bytearray):
     start = 0x200
     end = data.index(b"\0", start)
-    data[start:end + 1] = data[start:end] + b"magic happens here\n\0"
+    text = data[start:end] + b"magic happens here\n\0"
+    data[start:start + len(text)] = text  # over the descriptor's NUL padding: the file keeps its length
 
 
 @pytest.mark.parametrize(

@@ -410,3 +410,29 @@ def test_a_hardware_section_belongs_directly_in_a_virtual_system(holder):
 )
 def test_redact_masks_all_of_the_userinfo_queries_and_fragments(value, shown):
     assert redact(value) == shown
+
+
+def test_tar_member_headers_of_huge_and_long_named_files_as_writers_leave_them():
+    """What tarfile, GNU tar and VirtualBox write where the ustar fields cannot hold a size or a name passes; the same
+    fields contradicting a value they could hold do not."""
+    from test_ingest import _header, _pax, _sealed
+
+    from certify.bundle.tarheaders import member_problem
+
+    def member(name: str, size_field: bytes, extended: bytes = b"") -> bytes:
+        header = _header(name, 0)
+        header[124:136] = size_field
+        return extended + bytes(_sealed(header))
+
+    huge = str(9 * 1024**3).encode()
+    for field in (b"00000000000\0", b"77777777777\0", b"\x80" + (9 * 1024**3).to_bytes(11, "big")):
+        assert member_problem(member("disk.vmdk", field, _pax([(b"size", huge)]))) is None, field
+    assert member_problem(member("disk.vmdk", b"\x80" + (9 * 1024**3).to_bytes(11, "big"))) is None  # GNU base-256, no PAX
+    assert member_problem(member("disk.vmdk", b"00000000000\0", _pax([(b"size", b"1024")]))) == (
+        "its PAX header says 1024 bytes, its ustar header 0: readers that ignore PAX would read another archive")
+    assert member_problem(member("disk.vmdk", b"\xff" + bytes(11))).startswith("the size field of its header")  # a negative size
+    # A name the ustar field cannot hold (non-ASCII: tarfile writes '?'; over 100 bytes: its first 100) is PAX's alone.
+    assert member_problem(member("?t?.txt", b"00000000000\0", _pax([(b"path", "\u00e9t\u00e9.txt".encode())]))) is None
+    assert member_problem(member("d" * 100, b"00000000000\0", _pax([(b"path", b"d" * 150)]))) is None
+    assert member_problem(member("a.txt", b"00000000000\0", _pax([(b"path", b"b.txt")]))) == (
+        "its PAX path b'b.txt' and its ustar name b'a.txt' differ")

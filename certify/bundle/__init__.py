@@ -1,8 +1,9 @@
 """What came in: the upload and its descriptors, read without trusting a byte of it.
 
 Holds ingest (identify, stage, verify) and what it reads: the OVA tar stream
-(``ova``), files of a directory bundle (``files``), OVF and VMX descriptors and
-their common shape (``descriptor``), manifests, signatures and trust stores,
+(``ova``, each member's raw headers judged by ``tarheaders``), files of a
+directory bundle (``files``), OVF and VMX descriptors and their common shape
+(``descriptor``), manifests, signatures and trust stores,
 disk headers checked against their files (``diskformat``, with a reader per
 format family in ``qcow2``, ``vmdk`` and ``vhd``, their shared pieces in
 ``diskimage``), the disk handed on to the guest layer (``disk``), which

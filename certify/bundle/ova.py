@@ -5,7 +5,9 @@ manifest's algorithms once the manifest has gone by), and the OVA's own
 sha256 is taken from the same bytes. The OVA's digest covers every byte of it,
 so every byte is read: a member's padding to its 512-byte block and whatever
 follows the end of the archive must be zeros (``tar -i`` or a lenient importer
-would read a second archive appended there).
+would read a second archive appended there), and so must every byte of a
+member's headers that readers skip (``tarheaders``); a member may have one
+extended header, PAX or GNU long name, that agrees with its ustar header.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import BinaryIO
 from certify.bundle import manifest
 from certify.bundle.files import CHUNK, Digests, Limits, show
 from certify.bundle.manifest import ManifestEntry
+from certify.bundle.tarheaders import member_problem
 from certify.errors import InputRejected
 
 
@@ -36,10 +39,32 @@ class OvaContents:
 MAX_TAR_METADATA = 64 * 1024
 
 
-class _BoundedTarInfo(tarfile.TarInfo):
-    """Refuses GNU long-name and PAX headers big enough to exhaust memory; tarfile reads them whole."""
+_NOT_APPLIED_ALIKE = {
+    tarfile.XGLTYPE: "a PAX global header",
+    tarfile.SOLARIS_XHDTYPE: "a Solaris extended header",
+    tarfile.GNUTYPE_LONGLINK: "a GNU long link-name header",
+}
 
-    def _proc_gnulong(self, tarfile_obj):  # noqa: D102 - tarfile's extension point
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses GNU long-name and PAX headers big enough to exhaust memory (tarfile reads them whole), a second
+    extended header for one member (tarfile would recurse through any number of them), and extended headers
+    readers apply differently."""
+
+    def _proc_member(self, tarfile_obj):  # noqa: D102 - tarfile's extension point
+        if self.type in _NOT_APPLIED_ALIKE:
+            raise tarfile.HeaderError(f"{_NOT_APPLIED_ALIKE[self.type]} at byte {self.offset}, which readers apply differently")
+        if self.type not in (tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME):
+            return super()._proc_member(tarfile_obj)
+        if getattr(tarfile_obj, "_certify_extended", False):
+            raise tarfile.HeaderError(f"a second extended header at byte {self.offset} for one member")
+        tarfile_obj._certify_extended = True
+        try:
+            return super()._proc_member(tarfile_obj)
+        finally:
+            tarfile_obj._certify_extended = False
+
+    def _proc_gnulong(self, tarfile_obj):  # noqa: D102
         self._check_metadata_size()
         return super()._proc_gnulong(tarfile_obj)
 
@@ -168,6 +193,10 @@ def extract(path: str, root: str, limits: Limits, read_manifest: Callable[[str, 
                     key = _unexpected_pax_key(member)
                     if key is not None:
                         raise InputRejected(f"OVA member {show(name)} carries PAX header {show(key, 40)}, which is not accepted")
+                    # tarfile has read these bytes (and the reader hashed them): read them again, whole, to judge them.
+                    problem = member_problem(os.pread(raw.fileno(), member.offset_data - member.offset, member.offset))
+                    if problem:
+                        raise InputRejected(f"OVA member {show(name)}: {problem}")
                     name = name.rstrip("/")
                     if name.lower() in seen_folded:
                         raise InputRejected(f"OVA member {show(name)} appears twice (or differs only in case)")

@@ -1,9 +1,14 @@
 """VHD (qemu block/vpc.c) and VHDX (MS-VHDX, qemu block/vhdx.c) headers, checked against the file.
 
-VHD: the footer's checksum; a dynamic disk's copy of it at byte 0 and the
-footer at the end must agree; its dynamic header and block table must lie
-inside the file, and every block (bitmap and data) before the footer, which
-is qemu's own truncation test. VHDX: the current header (valid checksum,
+VHD: a whole number of sectors (qemu looks for the footer in the file's
+last sector, rounded up); the footer's checksum; a size every reader agrees
+on (qemu sizes a disk by its CHS geometry or its current size, depending on
+the creator application and its version; Hyper-V and Azure by the current
+size); a dynamic disk's copy of the footer at byte 0 and the footer at the
+end must agree, and a fixed disk must have no such copy (qemu would read it
+as dynamic); the dynamic header and the whole block table must lie inside
+the file, and every block (bitmap and data) before the footer, which is
+qemu's own truncation test. VHDX: the current header (valid checksum,
 highest sequence number), the region table, the metadata items, the block
 table and the payload blocks it maps must lie inside the file without
 overlapping; a log holding entries for the current log GUID is guest state
@@ -15,7 +20,7 @@ from __future__ import annotations
 import struct
 import uuid
 
-from certify.bundle.diskimage import VHDX, VPC, CorruptDisk, DiskHeader, Image, crc32c
+from certify.bundle.diskimage import SECTOR, VHDX, VPC, CorruptDisk, DiskHeader, Image, crc32c, entries, largest
 from certify.errors import ParseError
 
 VHD_COOKIE = b"conectix"
@@ -23,6 +28,12 @@ VHDX_MAGIC = b"vhdxfile"
 _UNALLOCATED = 0xFFFFFFFF
 _MIB = 1024 * 1024
 _VHD_TYPES = {2: "fixed", 3: "dynamic", 4: "differencing"}
+# block/vpc.c: qemu sizes a disk by its CHS geometry unless the creator application is one of these (up to 9.2;
+# from 10.0, unless it is 'vpc ' or 'qemu'), or the geometry is the largest there is; Hyper-V and Azure always
+# by the footer's current size.
+_CURRENT_SIZE_CREATORS = (b"win ", b"qem2", b"d2v ", b"CTXS", b"tap\0")
+_MAX_GEOMETRY = 65535 * 16 * 255  # sectors
+_MAX_BLOCKS = 8 * 1024 * 1024  # block table entries read: a 2 TiB disk (VHD's largest) in 256 KiB blocks
 
 
 def _vhd_checksum(what: str, block: bytes, at: int) -> None:
@@ -34,6 +45,9 @@ def _vhd_checksum(what: str, block: bytes, at: int) -> None:
 
 def read_vhd(img: Image, footer: bytes, at_front: bool) -> DiskHeader:
     """A VHD whose footer was found at byte 0 (dynamic or differencing: a copy) or only at the end (fixed)."""
+    if img.size % SECTOR:
+        raise CorruptDisk(f"the VHD is {img.size} bytes, not a whole number of 512-byte sectors (cut short?): qemu reads "
+                          f"its last sector, zeros added, from byte {img.size // SECTOR * SECTOR}, not from {img.size - 512}")  # fmt: skip
     disk_type = struct.unpack_from(">I", footer, 60)[0]
     if disk_type not in _VHD_TYPES:
         raise ParseError(f"VHD disk type {disk_type} is not fixed (2), dynamic (3) or differencing (4)")
@@ -42,6 +56,7 @@ def read_vhd(img: Image, footer: bytes, at_front: bool) -> DiskHeader:
         return DiskHeader(format=VPC, subformat=header.subformat, virtual_size=header.virtual_size,
                           references=("parent disk (differencing VHD)",))  # fmt: skip
     _vhd_checksum("VHD footer", footer, 64)
+    _agreed_size("VHD footer", footer)
     if not at_front:
         if disk_type != 2:  # qemu reads it as fixed, Hyper-V as dynamic: two different disks
             raise CorruptDisk("a dynamic VHD has no copy of its footer at byte 0")
@@ -49,15 +64,32 @@ def read_vhd(img: Image, footer: bytes, at_front: bool) -> DiskHeader:
             raise CorruptDisk(f"disk truncated: a fixed VHD of {header.virtual_size} bytes needs {header.virtual_size + 512}, "
                               f"the file has {img.size}")  # fmt: skip
         return header
+    if disk_type == 2:
+        raise CorruptDisk("a fixed VHD with a copy of its footer at byte 0: qemu reads a VHD that starts with a footer as "
+                          "dynamic, and cannot open this one")  # fmt: skip
     end = img.read(img.size - 512, 512) if img.size >= 1024 else b""
     if end[:8] != VHD_COOKIE:
         raise CorruptDisk(f"disk truncated: the VHD has no footer at its end ({img.size} bytes), only the copy at byte 0")
     _vhd_checksum("VHD footer at the end", end, 64)
     if end[16:24] != footer[16:24] or end[40:64] != footer[40:64]:
         raise CorruptDisk("the VHD footer at the end and its copy at byte 0 disagree (sizes, geometry or disk type)")
-    if disk_type == 3:
-        _vhd_blocks(img, struct.unpack_from(">Q", footer, 16)[0], header.virtual_size)
+    _agreed_size("VHD footer at the end", end)
+    _vhd_blocks(img, struct.unpack_from(">Q", footer, 16)[0], header.virtual_size)
     return header
+
+
+def _agreed_size(what: str, footer: bytes) -> None:
+    """The footer's current size must be the size qemu gives the disk, whichever way it computes it."""
+    current = struct.unpack_from(">Q", footer, 48)[0]
+    cylinders, heads, sectors = struct.unpack_from(">HBB", footer, 56)
+    geometry = cylinders * heads * sectors
+    if current % SECTOR:
+        raise CorruptDisk(f"{what}: a current size of {current} bytes is not a whole number of 512-byte sectors")
+    creator = footer[28:32]
+    if geometry * SECTOR != current and geometry != _MAX_GEOMETRY and creator not in _CURRENT_SIZE_CREATORS:
+        raise CorruptDisk(f"{what}: qemu sizes a VHD made by {creator.decode('latin-1')!r} from its geometry (C/H/S "
+                          f"{cylinders}/{heads}/{sectors}: {geometry * SECTOR} bytes), Hyper-V and Azure from its current size "
+                          f"({current} bytes): two readers, two disks")  # fmt: skip
 
 
 def _vhd_blocks(img: Image, offset: int, virtual_size: int) -> None:
@@ -66,18 +98,23 @@ def _vhd_blocks(img: Image, offset: int, virtual_size: int) -> None:
     if dynamic[:8] != b"cxsparse":
         raise CorruptDisk(f"VHD dynamic disk header at byte {offset} has no 'cxsparse' cookie")
     _vhd_checksum("VHD dynamic disk header", dynamic, 36)
-    table, entries, block = struct.unpack_from(">QxxxxII", dynamic, 16)
+    table, count, block = struct.unpack_from(">QxxxxII", dynamic, 16)
     if block < 512 or block & (block - 1):
         raise CorruptDisk(f"VHD block size {block} is not a power of two of at least 512")
-    if entries * block < virtual_size:
-        raise CorruptDisk(f"VHD block table of {entries} blocks of {block} bytes cannot map the {virtual_size} bytes the footer declares")
-    img.need("VHD block table", table, entries * 4)
+    if count * block < virtual_size:
+        raise CorruptDisk(f"VHD block table of {count} blocks of {block} bytes cannot map the {virtual_size} bytes the footer declares")
+    if count > _MAX_BLOCKS:
+        raise CorruptDisk(f"VHD block table of {count} entries: over the {_MAX_BLOCKS} this tool reads to check an image "
+                          "(a 2 TiB disk in 256 KiB blocks), so it cannot be verified")  # fmt: skip
     bitmap = (block // (8 * 512) + 511) & ~511
-    bat = img.entries(table, entries, 4, big_endian=True)
-    last = max((e for e in bat if e != _UNALLOCATED), default=None)
-    if last is not None and last * 512 + bitmap + block > img.size - 512:
-        raise CorruptDisk(f"disk truncated: VHD block {bat.index(last)} at byte {last * 512} ({bitmap + block} bytes) "
-                          f"runs past the footer at byte {img.size - 512}")  # fmt: skip
+    for first, data in img.table("VHD block table", table, count * 4, 4):  # qemu reads every entry, so does this
+        bat = entries(data, 4, big_endian=True)
+        if bat.count(_UNALLOCATED) == len(bat):
+            continue
+        last = largest(data, 4, True, _UNALLOCATED, where=(_UNALLOCATED, _UNALLOCATED), keep=False)
+        if last * 512 + bitmap + block > img.size - 512:
+            raise CorruptDisk(f"disk truncated: VHD block {first + bat.index(last)} at byte {last * 512} ({bitmap + block} bytes) "
+                              f"runs past the footer at byte {img.size - 512}")  # fmt: skip
 
 
 # --- VHDX ------------------------------------------------------------------------------
@@ -96,6 +133,7 @@ _KNOWN_ITEMS = {_FILE_PARAMETERS, _VIRTUAL_SIZE, _LOGICAL_SECTOR, _PARENT_LOCATO
 _MAX_METADATA = _MIB  # qemu reads at most 1 MiB of metadata items
 _LOG_SCANNED = 16 * _MIB  # a longer log is not scanned entry by entry: it is refused as hidden state
 _PRESENT = (6, 7)  # BAT states: payload fully / partially present (6 is also "sector bitmap present")
+_PRESENT_STATE = bytes(1 if b & 7 in _PRESENT else 0 for b in range(256))  # an entry's first (little-endian) byte -> present?
 
 
 def read_vhdx(img: Image) -> DiskHeader:
@@ -231,17 +269,24 @@ def _payload_blocks(img: Image, bat_region: tuple[int, int], regions: dict[str, 
         raise CorruptDisk(f"VHDX virtual size {virtual} is not a multiple of its {sector}-byte sectors up to 64 TiB")
     chunk = (1 << 23) * sector // block  # payload entries between two sector-bitmap entries
     blocks = -(-virtual // block)
-    entries = blocks + (blocks - 1) // chunk if blocks else 0
-    if entries * 8 > bat_region[1]:
-        raise CorruptDisk(f"VHDX block table region holds {bat_region[1] // 8} entries, {entries} needed")
+    entries_needed = blocks + (blocks - 1) // chunk if blocks else 0
+    if entries_needed * 8 > bat_region[1]:
+        raise CorruptDisk(f"VHDX block table region holds {bat_region[1] // 8} entries, {entries_needed} needed")
     spans: dict[int, tuple[int, str]] = {}  # each place a block lies, judged once however many entries name it
-    for i, entry in enumerate(img.entries(bat_region[0], entries, 8, big_endian=False)):
-        if entry & 7 in _PRESENT and entry & ~0xFFFFF not in spans:
-            bitmap = i % (chunk + 1) == chunk
-            spans[entry & ~0xFFFFF] = (_MIB, f"sector bitmap {i}") if bitmap else (block, f"payload block {i}")
+    for first, data in img.table("VHDX block table", bat_region[0], entries_needed * 8, 8):  # every entry, whatever their number
+        present = data[0::8].translate(_PRESENT_STATE)  # 1 where an entry's state says its block is in the file
+        at = present.find(1)
+        bat = entries(data, 8, big_endian=False) if at != -1 else None
+        while at != -1:
+            i, entry = first + at, bat[at]
+            offset = entry & ~0xFFFFF
+            if offset not in spans:
+                length, what = (_MIB, f"sector bitmap {i}") if i % (chunk + 1) == chunk else (block, f"payload block {i}")
+                if offset + length > img.size:  # before it is kept: only blocks inside the file are, a bounded number
+                    raise CorruptDisk(f"disk truncated: VHDX {what} at byte {offset} ({length} bytes) beyond end of file ({img.size} bytes)")
+                spans[offset] = (length, what)
+            at = present.find(1, at + 1)
     for offset, (length, what) in spans.items():
-        if offset + length > img.size:
-            raise CorruptDisk(f"disk truncated: VHDX {what} at byte {offset} ({length} bytes) beyond end of file ({img.size} bytes)")
         _clear_of(f"VHDX {what}", offset, length, regions)
 
 
