@@ -58,7 +58,7 @@ class ScanGuard:
     once the scan is to end it is called again every ``STOP_INTERVAL``, since
     an appliance may still be starting (a launch forks qemu well after it
     began). In the main thread the guard raises ScanTimeout or ScanInterrupted
-    there (signal handlers, and ``interrupt_main`` for the deadline); in another
+    there (signal handlers, and SIGALRM for the deadline); in another
     thread no signal can be caught, and the scan learns of its deadline by
     calling ``check()`` between stages. ``cleanup()`` (removing the work
     directory) runs on the way out while the handlers are still ours, so a
@@ -67,11 +67,13 @@ class ScanGuard:
     """
 
     STOP_INTERVAL = 0.2  # seconds
+    KICK_AFTER = 1.0  # seconds past the deadline before the main thread's own wait is interrupted
 
     def __init__(self, timeout: float | None, stop: Callable[[], None], cleanup: Callable[[], None] = lambda: None):
         self.timeout = timeout
         self.expired = False
         self._stop = stop
+        self._stop_lock = threading.RLock()  # the watcher and a handler may stop at once; reentrant for nested handlers
         self._cleanup = cleanup
         self._active = False
         self._ending = False  # the watcher keeps stopping the appliance until the guard is left
@@ -131,24 +133,34 @@ class ScanGuard:
             if self._wake_r in ready:
                 if any(b in _SIGNALS for b in os.read(self._wake_r, 64)):
                     self._ending = True
-                    self._stop()  # the main thread's handler ends the scan once the call it waits in returns
+                    self._stop_appliance()  # the main thread's handler ends the scan once the call it waits in returns
                 continue
             if self._ending:
-                self._stop()  # an appliance that was still starting when the scan was told to end
+                self._stop_appliance()  # an appliance that was still starting when the scan was told to end
+                if self.expired and self._main and self._active and time.monotonic() > deadline + self.KICK_AFTER:
+                    # The scan still runs although its appliance is gone: it waits on
+                    # something else, which only a delivered signal interrupts.
+                    signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
                 continue
             self.expired = self._ending = True  # the deadline
-            self._stop()
             if self._main and self._active:
+                # Pending before the appliance dies, so the handler runs as soon as
+                # the call that waits on it returns, before the scan can wait again.
                 _thread.interrupt_main(signal.SIGALRM)
+            self._stop_appliance()
+
+    def _stop_appliance(self) -> None:
+        with self._stop_lock:
+            self._stop()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGALRM:
             if self.expired and self._active:
-                self._stop()
+                self._stop_appliance()
                 raise ScanTimeout(describe_timeout(self.timeout or 0))
             return
         self._ending = True
-        self._stop()
+        self._stop_appliance()
         if not self._active:  # cleaning up: finish that first
             self._late_signal = signum
             return
