@@ -3,7 +3,8 @@
 Exit codes (a public contract): 0 certified, 1 not certified, 2 input rejected
 or usage error, 3 internal error or a scan past its --timeout, 130/143 ended by
 SIGINT/SIGTERM, 141 a reader of standard output that left early (``| head``).
-``verify-certificate``: 0 valid, 1 invalid.
+``verify-certificate``: 0 valid, 1 invalid. ``judge`` exits as ``scan`` would
+on the facts it reads; a facts file it cannot read is a usage error (2).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from certify.bundle.vmx import parse_vmx
 from certify.errors import CertifyError, ParseError, UsageError
 from certify.isolation import cli as isolation_cli
 from certify.model import Report, Severity, Verdict
-from certify.pipeline import ScanOptions, scan
+from certify.factsjson import FactsEncodeError, FactsFormatError, FactTypes
+from certify.gathered import Gathered
+from certify.pipeline import ScanOptions, gather, judge
 from certify.plugins.manager import Registry, load_registry
 from certify.policy.baseline import load_baseline
 from certify.policy.certificate import CertificateInvalid, build_record, keygen, load_private_key, verify
@@ -101,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     scan_p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     scan_p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")  # fmt: skip
     scan_p.add_argument("--trust-store", metavar="PEM", help="CA (or pinned signer) certificates that vouch for package signers")
+    scan_p.add_argument("--save-facts", metavar="FILE",
+                        help="also write the gathered facts (JSON, mode 0600) for 'certify judge' to judge again without a launch")
     limits = scan_p.add_argument_group("ingest limits (an upload over one is rejected, exit 2)")
     limits.add_argument("--max-members", type=_count, metavar="N", help=f"files in an OVA (default {Limits.max_members})")
     for flag, what, default in (("--max-total-size", "bytes of all files together", f"{Limits.max_total_bytes >> 30}G"),
@@ -125,6 +130,18 @@ def _parser() -> argparse.ArgumentParser:
     verify_p.add_argument("certificate")
     verify_p.add_argument("artifact")
     verify_p.add_argument("--key", required=True, metavar="PUBLIC_KEY")
+    judge_p = sub.add_parser("judge", help="judge facts saved by 'scan --save-facts' again: another profile or waivers, no launch")
+    judge_p.add_argument("path", metavar="FACTS", help="a facts file written by 'certify scan --save-facts'")
+    judge_p.add_argument("--format", default="text", help="report format(s), comma-separated: text, json, sarif, junit, html")
+    judge_p.add_argument("-o", "--output", metavar="PATH", help="report file (one format) or directory (several)")
+    judge_p.add_argument("--profile", default="default", metavar="NAME|FILE", help="policy profile (see 'certify profiles')")
+    judge_p.add_argument("--fail-on", type=_severity, metavar="SEVERITY", help="fail at this severity, overriding the profile")
+    judge_p.add_argument("--severity", type=_severity, metavar="SEVERITY", help="show findings at or above this in text/html")
+    judge_p.add_argument("--waivers", metavar="FILE", help="YAML waivers: accepted findings with reason and expiry")
+    judge_p.add_argument("--baseline", metavar="REPORT", help="a previous JSON report: mark the findings already known")
+    judge_p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    judge_p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
+    judge_p.set_defaults(certificate=None, key=None, save_facts=None)
     isolation_cli.add_parsers(sub)
     return parser
 
@@ -206,13 +223,13 @@ def _output_targets(args: argparse.Namespace, formats: list[str], registry: Regi
         reports: list[str | None] = [os.path.join(args.output, "report" + registry.reporters[f].extension) for f in formats]
     else:
         reports = [args.output]
-    targets = [t for t in [*reports, args.certificate] if t]
+    targets = [t for t in [*reports, args.certificate, args.save_facts] if t]
     for target in targets:
         if not (new_directory and target in reports):
             _check_output_path(target)
     resolved = [os.path.realpath(t) for t in targets]
     if len(set(resolved)) != len(resolved):
-        raise UsageError("the report and the certificate would be written to the same file")
+        raise UsageError("two outputs (report, certificate, saved facts) would be written to the same file")
     artifact = os.path.realpath(args.path)
     for target, real in zip(targets, resolved):
         if real == artifact:
@@ -237,7 +254,7 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-def _write(text: str, path: str | None) -> None:
+def _write(text: str, path: str | None, mode: int | None = None) -> None:
     if path is None:
         try:
             sys.stdout.write(text)
@@ -246,7 +263,8 @@ def _write(text: str, path: str | None) -> None:
             _silence_stdout()
         return
     directory = os.path.dirname(os.path.abspath(path))
-    mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o644
+    if mode is None:
+        mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o644
     try:
         fd, tmp = tempfile.mkstemp(prefix=".certify-", dir=directory)
     except OSError as exc:
@@ -261,14 +279,27 @@ def _write(text: str, path: str | None) -> None:
         raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
 
 
-def _scan(args: argparse.Namespace, registry: Registry) -> int:
+def _formats(args: argparse.Namespace, registry: Registry) -> tuple[list[str], bool]:
+    """The report formats asked for, and whether -o names a report directory still to be made."""
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     unknown = [f for f in formats if f not in registry.reporters]
     if not formats or unknown:
         raise UsageError(f"unknown report format {', '.join(unknown) or repr(args.format)} (have: {', '.join(sorted(registry.reporters))})")
     if len(formats) > 1 and not args.output:
         raise UsageError("several formats need -o DIR")
-    new_directory = bool(args.output and len(formats) > 1 and _report_directory(args.output))
+    return formats, bool(args.output and len(formats) > 1 and _report_directory(args.output))
+
+
+def _make_report_directory(args: argparse.Namespace, new_directory: bool) -> None:
+    if new_directory:  # every argument is checked by now: a usage error leaves nothing behind
+        try:
+            os.mkdir(args.output)
+        except OSError as exc:
+            raise UsageError(f"{args.output}: cannot make the report directory: {exc.strerror}") from None
+
+
+def _scan(args: argparse.Namespace, registry: Registry) -> int:
+    formats, new_directory = _formats(args, registry)
     if not os.path.lexists(args.path):
         raise UsageError(f"{args.path}: no such file or directory")
     if args.workdir and not (os.path.isdir(args.workdir) and os.access(args.workdir, os.W_OK)):
@@ -290,23 +321,88 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
         progress=progress,
         timeout=args.timeout,
     )
-    if new_directory:  # every argument is checked by now: a usage error leaves nothing behind
-        try:
-            os.mkdir(args.output)
-        except OSError as exc:
-            raise UsageError(f"{args.output}: cannot make the report directory: {exc.strerror}") from None
+    _make_report_directory(args, new_directory)
+    gathered = None
     try:
-        report = scan(args.path, options, registry)
+        gathered = gather(args.path, options, registry)
+        report = judge(gathered, options, registry)
     except CertifyError:
         raise
     except Exception as exc:  # a bug: still give the batch job a report it can read
-        if os.environ.get("CERTIFY_DEBUG"):
-            traceback.print_exc()
-        message = f"internal error: {type(exc).__name__}: {exc}"
-        print(f"certify: {message}", file=sys.stderr)
-        report = Report(tool_version=__version__, artifact_path=args.path, artifact_kind=None,
-                        artifact_sha256=None, verdict=Verdict.ERROR, profile=options.profile.name,
-                        threshold=options.threshold, errors=[message])  # fmt: skip
+        report = _internal_error(args, options, exc)
+    facts_failed = False
+    if args.save_facts:
+        if gathered is None:
+            facts_failed = True
+            print("certify: no facts written: the scan ended in an internal error before they were gathered", file=sys.stderr)
+        else:
+            try:
+                types = FactTypes.for_collectors(registry.collectors.values())
+                # ASCII: a path or file name that is not UTF-8 (kept as surrogates) comes back as it was.
+                _write(json.dumps(gathered.to_json(types), indent=1) + "\n", args.save_facts, mode=0o600)
+                progress.step(f"facts written to {args.save_facts}")
+            except FactsEncodeError as exc:  # a collector's bug: the report still goes out, the exit says so
+                facts_failed = True
+                print(f"certify: {args.save_facts}: no facts written: {exc}", file=sys.stderr)
+    code = _deliver(args, registry, options, report, formats, report_targets, progress, key)
+    return EXIT_INTERNAL if facts_failed and code in (0, 1) else code
+
+
+def _judge(args: argparse.Namespace, registry: Registry) -> int:
+    formats, new_directory = _formats(args, registry)
+    gathered = _read_facts(args.path, registry)
+    report_targets = _output_targets(args, formats, registry, new_directory)
+    progress = Progress(sys.stderr, enabled=not args.quiet)
+    options = ScanOptions(
+        profile=load_profile(args.profile),
+        fail_on=args.fail_on,
+        waivers=load_waivers(args.waivers) if args.waivers else [],
+        baseline=load_baseline(args.baseline) if args.baseline else None,
+        baseline_path=args.baseline,
+        progress=progress,
+    )
+    _make_report_directory(args, new_directory)
+    progress.step(f"judging the facts of {gathered.artifact_path} (sha256 {gathered.artifact_sha256}) gathered by certify {gathered.tool_version}")
+    try:
+        report = judge(gathered, options, registry)
+    except CertifyError:
+        raise
+    except Exception as exc:  # a bug: as in scan, a report the batch job can read
+        report = _internal_error(args, options, exc)
+    return _deliver(args, registry, options, report, formats, report_targets, progress, None)
+
+
+def _read_facts(path: str, registry: Registry) -> Gathered:
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such facts file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: a directory, not a facts file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, or nested past what the parser takes
+        raise UsageError(f"{path}: not a facts file: not JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    try:
+        return Gathered.from_json(doc, FactTypes.for_collectors(registry.collectors.values()))
+    except FactsFormatError as exc:
+        raise UsageError(f"{path}: not a usable facts file: {exc}") from None
+
+
+def _internal_error(args: argparse.Namespace, options: ScanOptions, exc: Exception) -> Report:
+    if os.environ.get("CERTIFY_DEBUG"):
+        traceback.print_exc()
+    message = f"internal error: {type(exc).__name__}: {exc}"
+    print(f"certify: {message}", file=sys.stderr)
+    return Report(tool_version=__version__, artifact_path=args.path, artifact_kind=None,
+                  artifact_sha256=None, verdict=Verdict.ERROR, profile=options.profile.name,
+                  threshold=options.threshold, errors=[message])  # fmt: skip
+
+
+def _deliver(args: argparse.Namespace, registry: Registry, options: ScanOptions, report: Report, formats: list[str],
+             report_targets: list[str | None], progress: Progress, key: object) -> int:  # fmt: skip
+    """The report in every format asked for, the certificate on a pass, and the exit code."""
     if report.verdict is Verdict.REJECTED:
         print(f"certify: {args.path}: rejected: {report.rejection}", file=sys.stderr)
     elif report.verdict is Verdict.ERROR:
@@ -394,6 +490,8 @@ def _run(args: argparse.Namespace) -> int:
         return _list_checks(registry, args.format)
     if args.command == "explain":
         return _explain(registry, args.check_id)
+    if args.command == "judge":
+        return _judge(args, registry)
     return _scan(args, registry)
 
 

@@ -271,6 +271,7 @@ class Report:
     bundle_root: str | None = None  # the upload's directory, for bundles copied from one (not in reports)
     bundle_files: list[str] = field(default_factory=list)
     baseline: str | None = None  # the --baseline report it was compared with
+    reevaluated: bool = False  # judged from stored facts, with no appliance launched
 
     @property
     def checks_run(self) -> list[str]:
@@ -316,6 +317,12 @@ class GuestCollector:
     collect: Callable[[Any], Any]
     description: str = ""
     os_types: tuple[str, ...] | None = None  # inspected OS types (libguestfs' "linux", "windows") it reads; None: any
+    # Raise it whenever what ``collect`` returns may change (new fields, other files read, fixed parsing):
+    # stored facts of another version are stale, and the checks that read them are not evaluated.
+    version: str = "1"
+    # Dataclass and enum types of the fact defined outside the collector's own module (which is registered
+    # by itself), so stored facts can be read back (certify.factsjson).
+    fact_types: tuple[type, ...] = ()
 
     def gather(self, reader: Any) -> Any:
         """Collect, after checking the guest is a kind this collector reads."""

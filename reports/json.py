@@ -13,7 +13,9 @@ Shape (keys sorted, findings in a stable order)::
     [{name, distribution, version}], timings {stage: seconds, guest_open: seconds,
     collectors {name: seconds}}, waivers [{check,
     reason, expires, ..., line, state (applied|expired|unused), matched}],
-    baseline (path of the --baseline report) | null
+    baseline (path of the --baseline report) | null, reevaluated (true, only on a
+    report judged from stored facts, whose timings then hold "checks", "total"
+    and "gathered": the stages of the scan that gathered them)
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def to_dict(report: Report) -> dict[str, Any]:
     }
     if report.rejection is not None:
         out["rejection"] = {"reason": report.rejection}
+    if report.reevaluated:  # an extension: present only on reports judged from stored facts
+        out["reevaluated"] = True
     return out
 
 

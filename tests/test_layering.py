@@ -11,6 +11,9 @@ Each stage may use the layers below it and never one above:
   (a certificate names the artifact kind ingest identifies), never the guest;
 - checks use the foundation, bundle and guest; reporters the foundation only;
   isolation the foundation and the certificate it admits by;
+- the facts codec (``certify.factsjson``) and the stored facts
+  (``certify.gathered``) use the foundation only (the codec finds fact types
+  by fixed module names, never by a document's);
 - nothing under ``certify/`` imports the checks or the reporters: the plugin
   manager registers them by name.
 
@@ -45,6 +48,10 @@ ALLOWED = {
     "certify.reports": FOUNDATION + ("certify.reports",),
     "certify.isolation": FOUNDATION + ("certify.isolation", "certify.policy.certificate"),
     "certify.plugins": FOUNDATION + ("certify.plugins",),
+    # The facts codec and the stored form of a scan's facts: pure, below the pipeline. The codec reaches
+    # the modules that define fact types by fixed names (importlib), as the plugin manager reaches checks.
+    "certify.factsjson": FOUNDATION,
+    "certify.gathered": FOUNDATION + ("certify.factsjson",),
     **{name: FOUNDATION for name in FOUNDATION if name != "certify"},
 }
 # Folders of the top-level layout that install under certify.* (pyproject's package-dir).
