@@ -7,6 +7,7 @@ mutates them and also throws raw bytes. A deadline catches super-linear paths.
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -400,3 +401,79 @@ def test_size_parser_bounds():
     for text, reason in ((str(2**63), "too large"), ("8192P", "too large"), ("1" + "0" * 400 + ".5", "too long"), ("1e5", "not a size")):
         with pytest.raises(ValueError, match=reason):
             parse_size(text)
+
+
+# ---- stored facts: the decoder takes any JSON and only ever raises FactsFormatError ----
+
+_TAGS = st.sampled_from(["dict", "tuple", "set", "frozenset", "bytes", "float", "enum", "dc", "date", "datetime", "time",
+                         "timedelta", "pickle", ""])  # fmt: skip
+_TYPE_NAMES = st.sampled_from(["certify.model:Severity", "certify.model:Location", "certify.bundle.ingest:BundleFacts",
+                               "certify.guest.reader:Stat", "os:system", "builtins:eval", "certify.model:Facts", ""])  # fmt: skip
+_KEYS = st.one_of(st.sampled_from(["$", "items", "map", "type", "fields", "name", "b64", "iso", "text", "d", "s", "us",
+                                   "layer", "path", "HIGH"]), st.text(max_size=8))  # fmt: skip
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
+                     st.text(max_size=20), _TAGS, _TYPE_NAMES)  # fmt: skip
+
+
+def _json_values() -> st.SearchStrategy:
+    def tagged(children):
+        return st.builds(lambda tag, rest: {"$": tag, **rest}, _TAGS, st.dictionaries(_KEYS, children, max_size=4))
+
+    return st.recursive(_SCALARS, lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(_KEYS, children, max_size=4), tagged(children)), max_leaves=30)
+
+
+@FUZZ
+@given(_json_values())
+def test_facts_decoder_raises_only_format_errors(doc):
+    from certify.factsjson import FactsFormatError, decode
+
+    try:
+        decode(doc, _FACT_TYPES)
+    except FactsFormatError:
+        pass
+
+
+@FUZZ
+@given(st.data())
+def test_stored_facts_documents_raise_only_format_errors(data):
+    """A real document with one part replaced by arbitrary JSON."""
+    from certify.factsjson import FactsFormatError
+    from certify.gathered import Gathered
+
+    doc = json.loads(_FACTS_DOC)
+    parts = [("facts", "values"), ("facts",), ("artifact",), ("guest",), ("disks",), ("timings",), ("collector_versions",),
+             ("format_version",), ("errors",), ()]  # fmt: skip
+    where = data.draw(st.sampled_from(parts))
+    value = data.draw(_json_values())
+    if where:
+        target = doc
+        for key in where[:-1]:
+            target = target[key]
+        target[where[-1]] = value
+    else:
+        doc = value
+    try:
+        Gathered.from_json(doc, _FACT_TYPES)
+    except FactsFormatError:
+        pass
+
+
+def _facts_doc() -> str:
+    from certify.gathered import Gathered
+    from certify.model import Facts, Layer, Location, Severity
+
+    gathered = Gathered(tool_version="0", artifact_path="a.ova", artifact_kind="ova", artifact_sha256="00" * 32,
+                        facts=Facts(values={"x": (Severity.HIGH, Location(layer=Layer.GUEST, path="/p"), b"\x00", {1: {2}})}),
+                        guest={"type": "linux"}, disks=[{"file": "d"}], timings={"total": 1.0})  # fmt: skip
+    return json.dumps(gathered.to_json(_FACT_TYPES))
+
+
+def _fact_types():
+    from certify.factsjson import FactTypes
+
+    return FactTypes.builtin()
+
+
+_FACT_TYPES = _fact_types()
+_FACTS_DOC = _facts_doc()
