@@ -177,6 +177,9 @@ class Scan:
     report: dict
     stderr: str
     outdir: Path
+    facts: Path  # what the scan gathered (--save-facts), to judge again without a launch
+    env: dict[str, str] | None  # the environment it ran in (the plugin's, for one)
+    args: list[str]
 
 
 @pytest.fixture(scope="session")
@@ -188,7 +191,7 @@ def signing_key(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def guest_scans(appliances, plugin_site, signing_key, tmp_path_factory) -> dict[str, Scan]:
-    """Every scan that boots an appliance, run once and concurrently; tests read what they wrote."""
+    """Every scan that boots an appliance, run once and concurrently; tests read what they wrote (reports and facts)."""
     out = tmp_path_factory.mktemp("reports")
     every_format = ["--format", "json,sarif,junit,html,text"]
     jobs = {
@@ -207,17 +210,19 @@ def guest_scans(appliances, plugin_site, signing_key, tmp_path_factory) -> dict[
         outdir = out / name.replace(":", "-")
         outdir.mkdir()
         target = outdir if "," in args[1] else outdir / "report.json"
-        cmd = [*CERTIFY, "scan", str(artifact), *args, "-o", str(target)]
+        facts = out / f"{outdir.name}.facts.json"
+        cmd = [*CERTIFY, "scan", str(artifact), *args, "-o", str(target), "--save-facts", str(facts)]
         # Output goes to files, not pipes: with this many scans, one waited on last could fill its pipe and stall.
         log = out / f"{outdir.name}.stderr"
         with open(log, "w") as stderr:
-            procs[name] = (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr), outdir, log)
+            procs[name] = (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr), outdir, log, facts, env, args)
     scans = {}
-    for name, (proc, outdir, log) in procs.items():
+    for name, (proc, outdir, log, facts, env, args) in procs.items():
         proc.wait(timeout=1800)
         stderr = log.read_text()
         report = outdir / "report.json"
         assert report.exists(), f"scan {name} wrote no report (exit {proc.returncode}): {stderr}"
-        scans[name] = Scan(proc.returncode, json.loads(report.read_text()), stderr, outdir)
+        assert facts.exists(), f"scan {name} saved no facts (exit {proc.returncode}): {stderr}"
+        scans[name] = Scan(proc.returncode, json.loads(report.read_text()), stderr, outdir, facts, env, args)
     scans[f"shape:{BARE_QCOW2_SHAPE}"] = scans["qcow2"]
     return scans
