@@ -330,6 +330,7 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
         raise
     except Exception as exc:  # a bug: still give the batch job a report it can read
         report = _internal_error(args, options, exc)
+    _refuse_bundle_files([*report_targets, args.certificate, args.save_facts], report)  # before anything is written
     facts_failed = False
     if args.save_facts:
         if gathered is None:

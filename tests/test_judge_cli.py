@@ -138,3 +138,12 @@ def test_facts_gathered_under_a_stricter_ingest_are_not_judged_under_a_laxer_one
     assert run_certify("scan", str(vmx), "-q", "--profile", str(strict), "--save-facts", str(facts)).returncode == 1
     assert run_certify("judge", str(facts), "-q", "--profile", str(strict)).returncode == 1
     _one_line_usage_error(run_certify("judge", str(facts), "-q"), "reject_sha1_manifest off", "scan again")
+
+
+def test_saved_facts_never_replace_a_file_of_a_bundle_read_in_place(tmp_path):
+    vmx = _vmx(tmp_path)  # scanned as its directory: which file is the descriptor is only known once read
+    before = vmx.read_bytes()
+    report = tmp_path / "report.json"
+    result = run_certify("scan", str(vmx.parent), "-q", "--format", "json", "-o", str(report), "--save-facts", str(vmx))
+    _one_line_usage_error(result, "would overwrite a file of the upload; nothing written")
+    assert vmx.read_bytes() == before and not report.exists()
