@@ -147,3 +147,18 @@ def test_saved_facts_never_replace_a_file_of_a_bundle_read_in_place(tmp_path):
     result = run_certify("scan", str(vmx.parent), "-q", "--format", "json", "-o", str(report), "--save-facts", str(vmx))
     _one_line_usage_error(result, "would overwrite a file of the upload; nothing written")
     assert vmx.read_bytes() == before and not report.exists()
+
+
+def test_no_output_replaces_a_disk_of_the_upload_that_was_refused(tmp_path):
+    """A disk refused unopened is still a file of the upload: neither a report nor the facts may replace it."""
+    import subprocess
+
+    (tmp_path / "vm").mkdir()
+    disk = tmp_path / "vm" / "disk.vmdk"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "4M"], check=True)  # not the VMDK it claims to be
+    (tmp_path / "vm" / "appliance.vmx").write_text('virtualHW.version = "19"\nscsi0:0.fileName = "disk.vmdk"\n')
+    before = disk.read_bytes()
+    for option in ("-o", "--save-facts"):
+        result = run_certify("scan", str(tmp_path / "vm"), "-q", "--format", "json", option, str(disk))
+        _one_line_usage_error(result, "would overwrite a file of the upload; nothing written")
+        assert disk.read_bytes() == before

@@ -58,6 +58,7 @@ class Bundle:
     def files(self) -> list[str]:
         """Names (relative to root) of the files the bundle consists of."""
         names = [d["file"] for d in self.disk_facts]
+        names += [i.file for i in self.disk_issues if i.check != "dangling-reference"]  # refused, but present all the same
         names += [n for n in (self.descriptor.file if self.descriptor else None, self.manifest) if n]
         return sorted(set(names))
 
