@@ -2,6 +2,9 @@
 
 The pipeline reads top to bottom in ``pipeline``: ``bundle`` (what came in),
 ``guest`` (what is inside), the checks, then ``policy`` (what we decide).
+It is two halves: ``gather`` (everything that reads the upload, one appliance
+launch) yields a ``gathered.Gathered`` that can be stored as JSON
+(``factsjson``) and ``judge``d again later, under any profile, in moments.
 ``model``, ``errors``, ``units``, ``progress`` and ``checkdef`` are the
 foundation every stage may use; ``cli`` and ``sample`` sit on top.
 
