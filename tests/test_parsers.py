@@ -436,3 +436,6 @@ def test_tar_member_headers_of_huge_and_long_named_files_as_writers_leave_them()
     assert member_problem(member("d" * 100, b"00000000000\0", _pax([(b"path", b"d" * 150)]))) is None
     assert member_problem(member("a.txt", b"00000000000\0", _pax([(b"path", b"b.txt")]))) == (
         "its PAX path b'b.txt' and its ustar name b'a.txt' differ")
+    # An extended header whose size runs past the headers given: a problem, not an IndexError.
+    pax = bytes(_sealed(_header("././@PaxHeader", 28, kind=b"x")))
+    assert member_problem(pax) == "its headers do not end where its data begins"

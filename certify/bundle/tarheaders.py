@@ -137,6 +137,8 @@ def member_problem(raw: bytes) -> str | None:
             return "it has two extended headers"
         kind = header[156:157]
         data = raw[pos + BLOCK : pos + BLOCK + -(-size // BLOCK) * BLOCK]
+        if len(data) < size:  # the extended header's data would run into the member's own
+            return "its headers do not end where its data begins"
         extended, problem = _pax_records(data, size) if kind == b"x" else _long_name(data, size)
         if problem:
             return problem
