@@ -18,6 +18,10 @@ from certify.model import Facts, GuestCollector
 FORMAT = "certify-facts"
 FORMAT_VERSION = 1
 INGEST_SWITCHES = ("strict_ova_order", "reject_sha1_manifest", "require_trusted_signer")
+# The facts ingest itself gathers (no collector). Raise INGEST_FACTS_VERSION whenever what ingest puts in them
+# may change (a new field, a parsing fix): stored facts of another version are then stale, as a collector's are.
+INGEST_FACTS = ("descriptor", "bundle")
+INGEST_FACTS_VERSION = "1"
 
 
 @dataclass(kw_only=True)
@@ -29,6 +33,7 @@ class Gathered:
     artifact_kind: str | None = None
     artifact_sha256: str | None = None
     ingest_policy: dict[str, bool] = field(default_factory=dict)  # the profile switches ingest applied
+    ingest_version: str = INGEST_FACTS_VERSION  # of the ingest that gathered the descriptor and bundle facts
     rejection: str | None = None  # the upload was refused: nothing else was gathered
     failure: str | None = None  # the scan ended before its facts were complete (its time limit)
     facts: Facts = field(default_factory=Facts)
@@ -50,6 +55,7 @@ class Gathered:
             "tool_version": self.tool_version,
             "artifact": {"path": self.artifact_path, "kind": self.artifact_kind, "sha256": self.artifact_sha256},
             "ingest_policy": dict(self.ingest_policy),
+            "ingest_version": self.ingest_version,
             "rejection": self.rejection,
             "failure": self.failure,
             "collector_versions": dict(self.collector_versions),
@@ -76,7 +82,7 @@ class Gathered:
         version = doc.get("format_version")
         if version != FORMAT_VERSION:
             raise FactsFormatError(f"facts format version {version!r} is not one this certify reads ({FORMAT_VERSION})")
-        expected = {"format", "format_version", "tool_version", "artifact", "ingest_policy", "rejection", "failure",
+        expected = {"format", "format_version", "tool_version", "artifact", "ingest_policy", "ingest_version", "rejection", "failure",
                     "collector_versions", "facts", "errors", "notes", "guest", "disks", "bundle_root", "bundle_files", "timings"}  # fmt: skip
         if set(doc) != expected:
             raise FactsFormatError(f"facts document keys differ from format {FORMAT}/{FORMAT_VERSION}: "
@@ -90,6 +96,7 @@ class Gathered:
             artifact_kind=_text(artifact["kind"], "artifact.kind", optional=True),
             artifact_sha256=_text(artifact["sha256"], "artifact.sha256", optional=True),
             ingest_policy=_mapping(doc["ingest_policy"], "ingest_policy", bool),
+            ingest_version=_text(doc["ingest_version"], "ingest_version"),
             rejection=_text(doc["rejection"], "rejection", optional=True),
             failure=_text(doc["failure"], "failure", optional=True),
             facts=Facts(
@@ -117,13 +124,17 @@ class Gathered:
 
 
 def stale_facts(gathered: Gathered, collectors: Mapping[str, GuestCollector]) -> dict[str, str]:
-    """Guest facts that cannot be trusted against the installed ``collectors``: fact name -> why.
+    """Facts that cannot be trusted against the installed ``collectors`` and this ingest: fact name -> why.
 
     A collector whose version changed, or that did not run for these facts,
     makes only its own fact stale; a fact whose collector is gone is
-    unavailable. Checks reading any of them are not evaluated, never passed.
+    unavailable; ingest facts of another ingest version are stale. Checks
+    reading any of them are not evaluated, never passed.
     """
     stale: dict[str, str] = {}
+    if gathered.ingest_version != INGEST_FACTS_VERSION:
+        for name in INGEST_FACTS:
+            stale[name] = f"facts gathered by ingest version {gathered.ingest_version}; this certify's is {INGEST_FACTS_VERSION}: scan again"
     for name, version in gathered.collector_versions.items():
         installed = collectors.get(name)
         if installed is None:

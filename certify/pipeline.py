@@ -19,7 +19,7 @@ from typing import Any
 from certify import __version__
 from certify.bundle.ingest import Bundle, IngestPolicy, Limits, ingest
 from certify.errors import InputRejected, UsageError
-from certify.gathered import INGEST_SWITCHES, Gathered, stale_facts
+from certify.gathered import INGEST_FACTS, INGEST_SWITCHES, Gathered, stale_facts
 from certify.guest.reader import GuestLaunchError, GuestNotInspectable, open_guest, stop_appliance
 from certify.model import Check, FactNotApplicable, Facts, FactUnavailable, GuestCollector, Report, Severity, Verdict, Waiver, describe_os
 from certify.plugins.manager import Registry, load_registry
@@ -32,7 +32,7 @@ from certify.runner import run_checks
 from certify.scanguard import DEFAULT_TIMEOUT, ScanGuard, ScanTimeout
 
 DEFAULT_PROFILE = "default"
-PIPELINE_FACTS = ("descriptor", "bundle")
+PIPELINE_FACTS = INGEST_FACTS  # gathered by ingest itself, not by a guest collector
 
 
 @dataclass
@@ -213,16 +213,16 @@ def ingest_mismatch(gathered: Gathered, profile: Profile) -> str | None:
 
 
 def _judged_facts(gathered: Gathered, checks: list[Check], registry: Registry) -> Facts:
-    """The gathered facts the checks may read: stale or never-gathered guest facts become unavailable, with why."""
+    """The gathered facts the checks may read: stale or never-gathered facts become unavailable, with why."""
     facts = Facts(values=dict(gathered.facts.values), not_applicable=dict(gathered.facts.not_applicable),
                   unavailable=dict(gathered.facts.unavailable))  # fmt: skip
-    wanted = {name for c in checks for name in c.facts if name not in PIPELINE_FACTS}
+    wanted = {name for c in checks for name in c.facts}
     stale = stale_facts(gathered, registry.collectors)
     for name in sorted(wanted):
-        if name not in registry.collectors and name not in gathered.collector_versions:
-            reason = "no installed plugin collects it"
-        elif name in stale:
+        if name in stale:
             reason = stale[name]
+        elif name not in PIPELINE_FACTS and name not in registry.collectors:
+            reason = "no installed plugin collects it"
         else:
             continue
         facts.values.pop(name, None)

@@ -407,3 +407,21 @@ def test_facts_gathered_under_other_ingest_switches_are_refused(registry, types,
     assert judge(rejected, ScanOptions(profile=load_profile(str(strict))), registry).verdict is Verdict.REJECTED
     with pytest.raises(UsageError, match="profile default ingests with strict_ova_order off, unlike the scan that gathered"):
         judge(rejected, ScanOptions(), registry)
+
+
+def test_ingest_facts_of_another_ingest_version_are_stale(registry, types, tmp_path):
+    vmx = _no_disk_vmx(tmp_path)
+    gathered = gather(str(vmx), ScanOptions(), registry)
+    doc = gathered.to_json(types)
+    assert doc["ingest_version"] == "1"
+    doc["ingest_version"] = "0"
+    older = judge(Gathered.from_json(doc, types), ScanOptions(), registry)
+    fresh = judge(gathered, ScanOptions(), registry)
+    for check in registry.checks.values():
+        if {"descriptor", "bundle"} & set(check.facts):
+            assert older.check_status[check.id] is Status.NOT_EVALUATED, check.id
+            assert any("facts gathered by ingest version 0; this certify's is 1: scan again" in f.evidence
+                       for f in older.findings if f.check_id == check.id)  # fmt: skip
+        else:
+            assert older.check_status[check.id] is fresh.check_status[check.id], check.id
+    assert older.verdict is Verdict.FAIL
