@@ -77,6 +77,35 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _fd(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a file descriptor number")
+    fd = int(text)
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise argparse.ArgumentTypeError(f"file descriptor {fd} is not open") from None
+    return fd
+
+
+def _stage_writer(fd: int):
+    """``on_stage`` writing JSON lines to ``fd``; a reader that went away stops the stream, not the scan."""
+    os.set_inheritable(fd, False)  # the appliance's qemu must not hold the stream open
+    stream = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
+    broken = False
+
+    def write(stage: str) -> None:
+        nonlocal broken
+        if broken:
+            return
+        try:
+            stream.write(json.dumps({"stage": stage}) + "\n")
+        except OSError:
+            broken = True
+
+    return write
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="certify", description="Certify a virtual appliance offline before it enters the cloud.")
     parser.add_argument("--version", action="version", version=f"certify {__version__}")
@@ -101,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     scan_p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     scan_p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")  # fmt: skip
     scan_p.add_argument("--trust-store", metavar="PEM", help="CA (or pinned signer) certificates that vouch for package signers")
+    scan_p.add_argument("--progress-fd", type=_fd, metavar="FD",
+                        help="write each pipeline stage as it starts to this open file descriptor, one JSON line each "
+                             '({"stage": "ingest"}); for programs that run scans')  # fmt: skip
     limits = scan_p.add_argument_group("ingest limits (an upload over one is rejected, exit 2)")
     limits.add_argument("--max-members", type=_count, metavar="N", help=f"files in an OVA (default {Limits.max_members})")
     for flag, what, default in (("--max-total-size", "bytes of all files together", f"{Limits.max_total_bytes >> 30}G"),
@@ -277,7 +309,8 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
         raise UsageError("--certificate and --key go together")
     report_targets = _output_targets(args, formats, registry, new_directory)
     key = load_private_key(args.key) if args.key else None
-    progress = Progress(sys.stderr, enabled=not args.quiet)
+    on_stage = _stage_writer(args.progress_fd) if args.progress_fd is not None else None
+    progress = Progress(sys.stderr, enabled=not args.quiet, on_stage=on_stage)
     options = ScanOptions(
         profile=load_profile(args.profile),
         fail_on=args.fail_on,

@@ -98,6 +98,7 @@ def scan(path: str, options: ScanOptions | None = None, registry: Registry | Non
 def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, workdir: str, base: dict[str, Any],
           identity: dict[str, Any], guard: ScanGuard) -> Report:  # fmt: skip
     progress = options.progress
+    progress.stage("ingest")
     progress.step(f"reading {path}")
     try:
         with timer.stage("ingest"):
@@ -119,6 +120,7 @@ def _scan(path: str, options: ScanOptions, registry: Registry, timer: _Timer, wo
         raise UsageError(f"profile {profile.name} selects none of the installed checks; nothing would be certified")
     facts, errors, guest_info = _gather_facts(bundle, checks, registry, workdir, timer, progress)
     guard.check()  # facts gathered while the appliance was being stopped are not facts
+    progress.stage("checks")
     with timer.stage("checks"):
         overrides = {c.id: s for c in checks if (s := profile.severity_for(c.id)) is not None}
         findings, status = run_checks(checks, facts, severity=overrides, params=profile.params)
@@ -177,6 +179,7 @@ def _gather_facts(
 
     guest_info = None
     collector_seconds: dict[str, float] = {}
+    progress.stage("guest launch")
     with timer.stage("guest"):
         opening = time.monotonic()
         try:
@@ -184,6 +187,7 @@ def _gather_facts(
                 # launch + inspect + mount: the floor a scan is measured against (benchmarks/guest_bench.py)
                 timer.timings["guest_open"] = round(time.monotonic() - opening, 3)
                 guest_info = reader.os
+                progress.stage("collectors")
                 progress.step(f"inspecting {describe_os(reader.os)}")
                 for name in guest_facts:
                     started = time.monotonic()
