@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import NoReturn
 
 from certify import __version__
+from certify.batch.command import run_batch_command
 from certify.bundle.files import Limits
 from certify.bundle.ovf import MAX_BYTES as OVF_MAX_BYTES
 from certify.bundle.sanitize_ovf import sanitize_ovf
@@ -139,6 +140,19 @@ def _parser() -> argparse.ArgumentParser:
                                 ("--max-member-size", "bytes of any one file", f"{Limits.max_member_bytes >> 30}G"),
                                 ("--max-virtual-size", "virtual size a disk may claim", f"{Limits.max_virtual_bytes >> 40}T")):
         limits.add_argument(flag, type=_size, metavar="SIZE", help=f"{what} (default {default})")
+
+    batch_p = sub.add_parser("batch", help="scan many uploads on local workers: one JSON line each, resumable")
+    batch_p.add_argument("paths", nargs="*", metavar="PATH", help="uploads, as scan takes them")
+    batch_p.add_argument("--from-list", metavar="FILE", help="more uploads, one path a line ('-': standard input; # comments)")
+    batch_p.add_argument("-j", "--jobs", type=_count, default=1, metavar="N", help="scans at once (default 1)")
+    batch_p.add_argument("--state", metavar="DIR", help="record results and reports here; a re-run skips what was judged")
+    batch_p.add_argument("--format", default="jsonl", choices=["jsonl"], help="result lines on stdout (default jsonl)")
+    batch_p.add_argument("--profile", default="default", metavar="NAME|FILE", help="policy profile (see 'certify profiles')")
+    batch_p.add_argument("--fail-on", type=_severity, metavar="SEVERITY", help="fail at this severity, overriding the profile")
+    batch_p.add_argument("--waivers", metavar="FILE", help="YAML waivers, as for scan")
+    batch_p.add_argument("--timeout", type=_duration, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                         help=f"wall-clock limit of each scan; past it the scan is killed (default {DEFAULT_TIMEOUT // 60}m)")
+    batch_p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary on stderr")
 
     sanitize_p = sub.add_parser("sanitize", help="write a VMX or OVF descriptor a provider can load, and every change made")
     sanitize_p.add_argument("input", help="the .vmx or .ovf to sanitize (it is never modified)")
@@ -422,6 +436,8 @@ def _run(args: argparse.Namespace) -> int:
         return _sanitize(args)
     if args.command in isolation_cli.COMMANDS:
         return isolation_cli.run(args)
+    if args.command == "batch":
+        return run_batch_command(args)
     registry = load_registry()
     if args.command == "checks":
         return _list_checks(registry, args.format)
