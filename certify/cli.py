@@ -152,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     batch_p.add_argument("--waivers", metavar="FILE", help="YAML waivers, as for scan")
     batch_p.add_argument("--timeout", type=_duration, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                          help=f"wall-clock limit of each scan; past it the scan is killed (default {DEFAULT_TIMEOUT // 60}m)")
+    batch_p.add_argument("--workdir", metavar="DIR", help="where each scan's private work directory is made (default: $TMPDIR)")
     batch_p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary on stderr")
 
     sanitize_p = sub.add_parser("sanitize", help="write a VMX or OVF descriptor a provider can load, and every change made")

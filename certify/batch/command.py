@@ -12,7 +12,7 @@ from typing import Any
 from certify import __version__
 from certify.batch.display import Display
 from certify.batch.items import read_list
-from certify.batch.run import EXIT_USAGE, Batch, BatchSettings, batch_exit_code, waivers_digest
+from certify.batch.run import Batch, BatchSettings, batch_exit_code, waivers_digest
 from certify.batch.state import StateDir
 from certify.catalog import installed_ruleset_digest
 from certify.errors import UsageError
@@ -30,6 +30,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
         paths += read_list(args.from_list)
     if not paths:
         raise UsageError("batch: no uploads to scan (name them, or give --from-list FILE)")
+    if args.workdir and not (os.path.isdir(args.workdir) and os.access(args.workdir, os.W_OK)):
+        raise UsageError(f"{args.workdir}: not a writable directory for the work directories")
     profile = load_profile(args.profile)  # a bad profile or waivers file stops the batch before any scan
     if args.waivers:
         load_waivers(args.waivers)
@@ -47,6 +49,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         waivers=os.path.abspath(args.waivers) if args.waivers else None,
         waivers_sha256=waivers_digest(args.waivers) if args.waivers else None,
         timeout=args.timeout,
+        workdir=os.path.abspath(args.workdir) if args.workdir else None,
         state=StateDir(args.state) if args.state else None,
     )
     display = Display(sys.stderr, len(paths), terminal=sys.stderr.isatty(), enabled=not args.quiet)
@@ -75,5 +78,3 @@ def run_batch_command(args: argparse.Namespace) -> int:
         return 128 + received[0]
     return batch_exit_code(results)
 
-
-__all__ = ["run_batch_command", "EXIT_USAGE"]

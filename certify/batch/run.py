@@ -33,6 +33,7 @@ class BatchSettings:
     waivers: str | None = None
     waivers_sha256: str | None = None
     timeout: float | None = None
+    workdir: str | None = None  # where the scans' private directories are made
     state: StateDir | None = None
     today: datetime.date = field(default_factory=datetime.date.today)
 
@@ -140,7 +141,7 @@ class Batch:
             if earlier is not None:
                 kept = {k: v for k, v in earlier.items() if k != "key"}
                 return {**kept, "path": path, "skipped": SKIPPED}
-            outcome = run_scan(path, s.scan_args(), limit=s.timeout, cancel=self.stop,
+            outcome = run_scan(path, s.scan_args(), limit=s.timeout, cancel=self.stop, workdir_parent=s.workdir,
                                on_stage=lambda stage: self.observer.stage(worker, path, stage))  # fmt: skip
             if outcome.failure == "cancelled" and self.stop.is_set():
                 return None
