@@ -3,7 +3,9 @@
 Exit codes (a public contract): 0 certified, 1 not certified, 2 input rejected
 or usage error, 3 internal error or a scan past its --timeout, 130/143 ended by
 SIGINT/SIGTERM, 141 a reader of standard output that left early (``| head``).
-``verify-certificate``: 0 valid, 1 invalid.
+``verify-certificate``: 0 valid, 1 invalid. ``batch``: the worst outcome of its
+uploads (0 all certified, 1 any not certified or rejected, 3 any not judged),
+2 when nothing was scanned for a usage error.
 """
 
 from __future__ import annotations
