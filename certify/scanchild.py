@@ -14,7 +14,8 @@ and everything else it starts are in that group: on the wall-clock limit the
 whole group gets SIGKILL; on cancel the child gets SIGTERM (the CLI then stops
 the appliance and removes its work directory) and, 3 s later, the group gets
 SIGKILL. Whatever way it ends, the group is killed, any process still naming
-the private directory is killed, and the directory is removed.
+the private directory is killed, and the directory is removed, with the
+runtime directory the child's libguestfs made its sockets in.
 
 Used by ``certify batch`` and, later, by the service's workers; keep it free of
 either's specifics.
@@ -102,7 +103,10 @@ def run_scan(
     if limit is not None:  # the child's own clock only as a backstop: this one kills first
         argv += ["--timeout", str(int(min(limit + 60, MAX_DURATION)))]
     child_env = dict(os.environ if env is None else env)
-    child_env["LIBGUESTFS_TMPDIR"] = private  # the appliance's sockets and temporary files go with the directory
+    # libguestfs makes its socket directory in XDG_RUNTIME_DIR (else /tmp) and only a clean close removes it;
+    # a private one, short enough for a socket path, goes with the child however it ends.
+    runtime = tempfile.mkdtemp(prefix="certify-run-", dir=child_env.get("XDG_RUNTIME_DIR") or "/tmp")
+    child_env["XDG_RUNTIME_DIR"] = runtime
     try:
         with open(os.path.join(private, "stderr"), "wb") as err:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
@@ -111,6 +115,7 @@ def run_scan(
         os.close(read_end)
         os.close(write_end)
         shutil.rmtree(private, ignore_errors=True)
+        shutil.rmtree(runtime, ignore_errors=True)
         raise
     os.close(write_end)
     reader = threading.Thread(target=_read_stages, args=(read_end, stages, on_stage), daemon=True, name="scan-stages")
@@ -127,6 +132,7 @@ def run_scan(
         reader.join(timeout=2)
         outcome = _outcome(proc.returncode, failure, report_file, private, stages, time.monotonic() - started)
         shutil.rmtree(private, ignore_errors=True)
+        shutil.rmtree(runtime, ignore_errors=True)
     return outcome
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -40,6 +42,14 @@ def vnc_vmx(tmp_path) -> Path:
     folder = tmp_path / "vnc"
     folder.mkdir()
     return write(folder / "appliance.vmx", 'config.version = "8"\nRemoteDisplay.vnc.enabled = "TRUE"\n')
+
+
+@pytest.fixture
+def runtime_dir():
+    """A short XDG_RUNTIME_DIR of the test's own (libguestfs's sockets live below it; their paths must stay short)."""
+    path = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -123,11 +133,11 @@ class QemuWatch:
 
 
 @pytest.mark.guest
-def test_past_the_wall_clock_limit_the_whole_group_is_killed(blank_disk, tmp_path):
+def test_past_the_wall_clock_limit_the_whole_group_is_killed(blank_disk, tmp_path, runtime_dir):
     work = tmp_path / "work"
     work.mkdir()
     watch = QemuWatch(work)
-    outcome = run_scan(str(blank_disk), limit=10, workdir_parent=str(work))
+    outcome = run_scan(str(blank_disk), limit=10, workdir_parent=str(work), env={**os.environ, "XDG_RUNTIME_DIR": str(runtime_dir)})
     watch.stop.set()
     assert outcome.failure == TIMEOUT and outcome.report is None  # never a pass, nor any verdict
     assert outcome.exit_code == -signal.SIGKILL
@@ -135,30 +145,31 @@ def test_past_the_wall_clock_limit_the_whole_group_is_killed(blank_disk, tmp_pat
     assert "guest launch" in outcome.stages
     assert watch.seen.is_set(), "the appliance never started: the limit killed nothing worth testing"
     assert processes_naming(work) == [] and list(work.iterdir()) == []
+    assert list(runtime_dir.iterdir()) == []  # libguestfs's socket directory went with the child
 
 
 @pytest.mark.guest
-def test_a_cancel_takes_the_child_and_its_appliance_down_within_5_s(blank_disk, tmp_path):
+def test_a_cancel_takes_the_child_and_its_appliance_down_within_5_s(blank_disk, tmp_path, runtime_dir):
     work = tmp_path / "work"
     work.mkdir()
     cancel = threading.Event()
     watch = QemuWatch(work, then=cancel)  # cancel once the appliance's qemu runs
-    outcome = run_scan(str(blank_disk), cancel=cancel, workdir_parent=str(work))
+    outcome = run_scan(str(blank_disk), cancel=cancel, workdir_parent=str(work), env={**os.environ, "XDG_RUNTIME_DIR": str(runtime_dir)})
     gone = time.monotonic()
     assert watch.seen.is_set() and outcome.failure == CANCELLED and outcome.report is None
     assert outcome.reason == "cancelled"
-    assert processes_naming(work) == [] and list(work.iterdir()) == []
+    assert processes_naming(work) == [] and list(work.iterdir()) == [] and list(runtime_dir.iterdir()) == []
     assert gone - watch.fired_at < 5  # the contract a service's cancel relies on, not a speed figure
 
 
 @pytest.mark.guest
-def test_a_parent_killed_outright_takes_its_scan_with_it(blank_disk, tmp_path):
+def test_a_parent_killed_outright_takes_its_scan_with_it(blank_disk, tmp_path, runtime_dir):
     work = tmp_path / "work"
     work.mkdir()
     parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         from certify.scanchild import run_scan
         run_scan({str(blank_disk)!r}, workdir_parent={str(work)!r})
-    """)])  # fmt: skip
+    """)], env={**os.environ, "XDG_RUNTIME_DIR": str(runtime_dir)})  # fmt: skip
     watch = QemuWatch(work)
     assert watch.seen.wait(120), "the appliance never started"
     parent.send_signal(signal.SIGKILL)
@@ -167,3 +178,4 @@ def test_a_parent_killed_outright_takes_its_scan_with_it(blank_disk, tmp_path):
     while processes_naming(work) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert processes_naming(work) == []
+    # What a parent killed outright cannot remove (its directories) is left for the caller's own cleanup.
