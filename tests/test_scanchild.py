@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from certify.progress import STAGES
 from certify.scanchild import CANCELLED, CRASHED, TIMEOUT, USAGE, run_scan
 
 
@@ -179,3 +180,15 @@ def test_a_parent_killed_outright_takes_its_scan_with_it(blank_disk, tmp_path, r
         time.sleep(0.5)
     assert processes_naming(work) == []
     # What a parent killed outright cannot remove (its directories) is left for the caller's own cleanup.
+
+
+@pytest.mark.guest
+def test_a_guest_scan_enters_every_stage_in_order(appliances, tmp_path):
+    """The session's bare qcow2 (a small Alpine): one launch, every stage seen through the pipe as it happened."""
+    seen = []
+    outcome = run_scan(str(appliances.qcow2), on_stage=seen.append, workdir_parent=str(tmp_path))
+    assert outcome.failure is None, outcome.stderr_tail
+    assert seen == outcome.stages == list(STAGES)
+    assert outcome.report["verdict"] in ("pass", "fail") and outcome.report["guest"]
+    assert outcome.exit_code == {"pass": 0, "fail": 1}[outcome.report["verdict"]]
+    assert processes_naming(tmp_path) == [] and list(tmp_path.iterdir()) == []

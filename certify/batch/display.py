@@ -10,11 +10,13 @@ import shutil
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from certify.batch.run import Observer, outcome_of
 
-OUTCOMES = ("pass", "fail", "rejected", "error", "timeout", "crashed", "usage", "unreadable")
+OUTCOMES = ("pass", "fail", "rejected", "error", "timeout", "crashed", "usage", "unreadable", "internal")
 
 
 def _clock(seconds: float) -> str:
@@ -56,6 +58,12 @@ class Display(Observer):
             self._clear()
             self._line(f"[{self.done}/{self.total}] {result['path']}: {what}{detail}")
             self._draw()
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        with self._lock:
+            self._clear()  # redrawn by the finished() that follows
+            yield
 
     def tick(self) -> None:
         """Redraw the live block (a terminal only); the caller's loop calls it a few times a second."""

@@ -7,6 +7,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -60,9 +61,13 @@ class Observer:
     def stage(self, worker: int, path: str, stage: str) -> None: ...
     def finished(self, worker: int, result: dict[str, Any]) -> None: ...
 
+    def holding(self) -> AbstractContextManager[None]:
+        """Held while a result line goes to stdout, which may be the same terminal."""
+        return nullcontext()
+
 
 def outcome_of(result: dict[str, Any]) -> str:
-    """pass, fail, rejected, error (a verdict), or timeout, crashed, usage, unreadable (no verdict)."""
+    """pass, fail, rejected, error (a verdict), or timeout, crashed, usage, unreadable, internal (no verdict)."""
     return result.get("verdict") or result.get("failure") or "error"
 
 
@@ -114,20 +119,26 @@ class Batch:
     def _work(self, worker: int) -> None:
         while (path := self._take()) is not None:
             self.observer.started(worker, path)
-            result = self._one(worker, path)
+            s = self.settings
+            base = {"path": path, "profile": s.profile_name, "profile_digest": s.profile_digest,
+                    "ruleset_digest": s.ruleset_digest, "certify_version": s.version}  # fmt: skip
+            try:
+                result = self._one(worker, path, base)
+            except Exception as exc:  # a bug or a full disk under --state: this upload's error, not a lost worker
+                result = {**base, **_empty(), "failure": "internal", "exit_code": EXIT_ERROR,
+                          "error": f"internal error: {type(exc).__name__}: {exc}"}  # fmt: skip
             if result is None:
                 with self._lock:
                     self.interrupted.append(path)
                 continue
             with self._lock:
                 self.results.append(result)
-                self._emit(result)
+                with self.observer.holding():  # a live display steps aside while the line is written
+                    self._emit(result)
             self.observer.finished(worker, result)
 
-    def _one(self, worker: int, path: str) -> dict[str, Any] | None:
+    def _one(self, worker: int, path: str, base: dict[str, Any]) -> dict[str, Any] | None:
         s = self.settings
-        base = {"path": path, "profile": s.profile_name, "profile_digest": s.profile_digest,
-                "ruleset_digest": s.ruleset_digest, "certify_version": s.version}  # fmt: skip
         try:
             upload = upload_digest(path)
         except OSError as exc:
