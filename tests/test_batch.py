@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CERTIFY, run_certify
+from conftest import CERTIFY, env_with_plugin, run_certify
 
 LINE_KEYS = {"path", "upload_digest", "artifact_sha256", "verdict", "exit_code", "counts", "profile", "profile_digest",
              "ruleset_digest", "certify_version", "duration", "report", "error", "failure", "skipped"}  # fmt: skip
@@ -114,6 +114,18 @@ def test_a_rerun_with_state_skips_what_was_judged_and_rescans_what_changed(uploa
     assert fourth[0]["skipped"] is None and fourth[0]["verdict"] == "pass" and code == 0
     code, fifth, _ = batch(str(uploads["vnc"]), "--state", str(state))  # the default profile
     assert fifth[0]["skipped"] is None and fifth[0]["profile"] == "default"
+
+
+def test_an_installed_plugin_changes_the_ruleset_and_a_rerun_scans_again(uploads, plugin_site, tmp_path):
+    state = tmp_path / "state"
+    code, first, _ = batch(str(uploads["vnc"]), "--state", str(state), "-q")
+    assert code == 1 and first[0]["skipped"] is None
+    code, again, _ = batch(str(uploads["vnc"]), "--state", str(state), "-q", env=env_with_plugin(plugin_site))
+    assert code == 1 and again[0]["skipped"] is None  # a new check could change the verdict: judged again
+    assert again[0]["ruleset_digest"] != first[0]["ruleset_digest"]
+    assert again[0]["profile_digest"] == first[0]["profile_digest"]
+    code, third, _ = batch(str(uploads["vnc"]), "--state", str(state), "-q", env=env_with_plugin(plugin_site))
+    assert third[0]["skipped"] == "already judged" and third[0]["ruleset_digest"] == again[0]["ruleset_digest"]
 
 
 def test_the_same_upload_twice_is_scanned_once(uploads, descriptor_only, tmp_path):
@@ -220,7 +232,8 @@ def test_a_scan_past_timeout_is_an_error_line_never_a_pass(blank_disk, tmp_path)
 
 
 @pytest.mark.guest
-def test_sigterm_kills_running_scans_and_keeps_what_finished(uploads, blank_disk, tmp_path):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_kills_running_scans_and_keeps_what_finished(uploads, blank_disk, tmp_path, signum, code):
     scratch, state = tmp_path / "scratch", tmp_path / "state"
     scratch.mkdir()
     proc = subprocess.Popen([*CERTIFY, "batch", str(uploads["vnc"]), str(blank_disk), "--state", str(state), "--workdir", str(scratch)],
@@ -231,11 +244,11 @@ def test_sigterm_kills_running_scans_and_keeps_what_finished(uploads, blank_disk
     while not any(b"qemu" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in processes_naming(scratch) if Path(f"/proc/{pid}").exists()):
         assert proc.poll() is None and time.monotonic() < deadline, "the appliance never started"
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 143, err
+    assert proc.returncode == code, err
     assert out == ""  # the interrupted scan has no line
-    assert "interrupted by SIGTERM: 1 scan(s) killed" in err and "Traceback" not in err
+    assert f"interrupted by {signal.Signals(signum).name}: 1 scan(s) killed" in err and "Traceback" not in err
     assert processes_naming(scratch) == [] and list(scratch.iterdir()) == []
     results = [json.loads(p.read_text()) for p in (state / "results").iterdir()]
     assert [r["path"] for r in results] == [str(uploads["vnc"])]

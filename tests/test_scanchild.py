@@ -99,6 +99,13 @@ def test_arguments_the_child_refuses_are_a_usage_failure_naming_them(vnc_vmx, tm
     assert outcome.failure == USAGE and "no-such-profile" in outcome.reason
 
 
+def test_progress_fd_must_be_an_open_descriptor(vnc_vmx):
+    result = subprocess.run([sys.executable, "-m", "certify", "scan", str(vnc_vmx), "--progress-fd", "97"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "file descriptor 97 is not open" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_a_child_killed_from_outside_is_crashed_with_its_stderr_tail(vnc_vmx, tmp_path):
     def kill_the_child(stage: str) -> None:
         if stage == "ingest":
