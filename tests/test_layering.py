@@ -15,7 +15,8 @@ Each stage may use the layers below it and never one above:
   manager registers them by name;
 - ``certify.scanchild`` runs the CLI in a child process and nothing of a scan
   in its own; ``certify.batch`` scans only through it (never the pipeline,
-  bundle or guest in-process), reading the rules through ``certify.catalog``.
+  bundle or guest in-process), reading the rules through ``certify.catalog``,
+  which loads them (plugin registry, profiles) and nothing else.
 
 Every import counts: inside functions and ``TYPE_CHECKING`` blocks too.
 """
@@ -48,6 +49,7 @@ ALLOWED = {
     "certify.reports": FOUNDATION + ("certify.reports",),
     "certify.isolation": FOUNDATION + ("certify.isolation", "certify.policy.certificate"),
     "certify.plugins": FOUNDATION + ("certify.plugins",),
+    "certify.catalog": FOUNDATION + ("certify.catalog", "certify.plugins.manager", "certify.policy"),
     "certify.scanchild": FOUNDATION + ("certify.scanchild", "certify.cli"),
     "certify.batch": FOUNDATION + ("certify.batch", "certify.scanchild", "certify.catalog", "certify.policy",
                                    "certify.plugins.manager"),
