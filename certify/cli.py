@@ -4,7 +4,9 @@ Exit codes (a public contract): 0 certified, 1 not certified, 2 input rejected
 or usage error, 3 internal error or a scan past its --timeout, 130/143 ended by
 SIGINT/SIGTERM, 141 a reader of standard output that left early (``| head``).
 ``verify-certificate``: 0 valid, 1 invalid. ``judge`` exits as ``scan`` would
-on the facts it reads; a facts file it cannot read is a usage error (2).
+on the facts it reads; a facts file it cannot read is a usage error (2). ``batch``: the worst outcome of its
+uploads (0 all certified, 1 any not certified or rejected, 3 any not judged),
+2 when nothing was scanned for a usage error.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import replace
 from typing import NoReturn
 
 from certify import __version__
+from certify.batch.command import run_batch_command
 from certify.bundle.files import Limits
 from certify.bundle.ovf import MAX_BYTES as OVF_MAX_BYTES
 from certify.bundle.sanitize_ovf import sanitize_ovf
@@ -80,6 +83,35 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _fd(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a file descriptor number")
+    fd = int(text)
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise argparse.ArgumentTypeError(f"file descriptor {fd} is not open") from None
+    return fd
+
+
+def _stage_writer(fd: int):
+    """``on_stage`` writing JSON lines to ``fd``; a reader that went away stops the stream, not the scan."""
+    os.set_inheritable(fd, False)  # the appliance's qemu must not hold the stream open
+    stream = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
+    broken = False
+
+    def write(stage: str) -> None:
+        nonlocal broken
+        if broken:
+            return
+        try:
+            stream.write(json.dumps({"stage": stage}) + "\n")
+        except OSError:
+            broken = True
+
+    return write
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="certify", description="Certify a virtual appliance offline before it enters the cloud.")
     parser.add_argument("--version", action="version", version=f"certify {__version__}")
@@ -106,12 +138,29 @@ def _parser() -> argparse.ArgumentParser:
     scan_p.add_argument("--trust-store", metavar="PEM", help="CA (or pinned signer) certificates that vouch for package signers")
     scan_p.add_argument("--save-facts", metavar="FILE",
                         help="also write the gathered facts (JSON, mode 0600) for 'certify judge' to judge again without a launch")
+    scan_p.add_argument("--progress-fd", type=_fd, metavar="FD",
+                        help="write each pipeline stage as it starts to this open file descriptor, one JSON line each "
+                             '({"stage": "ingest"}); for programs that run scans')  # fmt: skip
     limits = scan_p.add_argument_group("ingest limits (an upload over one is rejected, exit 2)")
     limits.add_argument("--max-members", type=_count, metavar="N", help=f"files in an OVA (default {Limits.max_members})")
     for flag, what, default in (("--max-total-size", "bytes of all files together", f"{Limits.max_total_bytes >> 30}G"),
                                 ("--max-member-size", "bytes of any one file", f"{Limits.max_member_bytes >> 30}G"),
                                 ("--max-virtual-size", "virtual size a disk may claim", f"{Limits.max_virtual_bytes >> 40}T")):
         limits.add_argument(flag, type=_size, metavar="SIZE", help=f"{what} (default {default})")
+
+    batch_p = sub.add_parser("batch", help="scan many uploads on local workers: one JSON line each, resumable")
+    batch_p.add_argument("paths", nargs="*", metavar="PATH", help="uploads, as scan takes them")
+    batch_p.add_argument("--from-list", metavar="FILE", help="more uploads, one path a line ('-': standard input; # comments)")
+    batch_p.add_argument("-j", "--jobs", type=_count, default=1, metavar="N", help="scans at once (default 1)")
+    batch_p.add_argument("--state", metavar="DIR", help="record results and reports here; a re-run skips what was judged")
+    batch_p.add_argument("--format", default="jsonl", choices=["jsonl"], help="result lines on stdout (default jsonl)")
+    batch_p.add_argument("--profile", default="default", metavar="NAME|FILE", help="policy profile (see 'certify profiles')")
+    batch_p.add_argument("--fail-on", type=_severity, metavar="SEVERITY", help="fail at this severity, overriding the profile")
+    batch_p.add_argument("--waivers", metavar="FILE", help="YAML waivers, as for scan")
+    batch_p.add_argument("--timeout", type=_duration, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                         help=f"wall-clock limit of each scan; past it the scan is killed (default {DEFAULT_TIMEOUT // 60}m)")
+    batch_p.add_argument("--workdir", metavar="DIR", help="where each scan's private work directory is made (default: $TMPDIR)")
+    batch_p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary on stderr")
 
     sanitize_p = sub.add_parser("sanitize", help="write a VMX or OVF descriptor a provider can load, and every change made")
     sanitize_p.add_argument("input", help="the .vmx or .ovf to sanitize (it is never modified)")
@@ -308,7 +357,8 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
         raise UsageError("--certificate and --key go together")
     report_targets = _output_targets(args, formats, registry, new_directory)
     key = load_private_key(args.key) if args.key else None
-    progress = Progress(sys.stderr, enabled=not args.quiet)
+    on_stage = _stage_writer(args.progress_fd) if args.progress_fd is not None else None
+    progress = Progress(sys.stderr, enabled=not args.quiet, on_stage=on_stage)
     options = ScanOptions(
         profile=load_profile(args.profile),
         fail_on=args.fail_on,
@@ -486,6 +536,8 @@ def _run(args: argparse.Namespace) -> int:
         return _sanitize(args)
     if args.command in isolation_cli.COMMANDS:
         return isolation_cli.run(args)
+    if args.command == "batch":
+        return run_batch_command(args)
     registry = load_registry()
     if args.command == "checks":
         return _list_checks(registry, args.format)

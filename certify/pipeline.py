@@ -106,6 +106,7 @@ def gather(path: str, options: ScanOptions | None = None, registry: Registry | N
 def _gather(path: str, options: ScanOptions, registry: Registry, timer: _Timer, workdir: str, gathered: Gathered,
             guard: ScanGuard) -> None:  # fmt: skip
     progress = options.progress
+    progress.stage("ingest")
     progress.step(f"reading {path}")
     try:
         with timer.stage("ingest"):
@@ -160,6 +161,7 @@ def judge(gathered: Gathered, options: ScanOptions | None = None, registry: Regi
     notes = [*gathered.notes, *profile.validate_against(registry.checks)]
     checks = _selected_checks(profile, registry)
     facts = _judged_facts(gathered, checks, registry)
+    options.progress.stage("checks")
     checks_started = time.monotonic()
     overrides = {c.id: s for c in checks if (s := profile.severity_for(c.id)) is not None}
     findings, status = run_checks(checks, facts, severity=overrides, params=profile.params)
@@ -274,6 +276,7 @@ def _gather_facts(
 
     guest_info = None
     collector_seconds: dict[str, float] = {}
+    progress.stage("guest launch")
     with timer.stage("guest"):
         opening = time.monotonic()
         try:
@@ -281,6 +284,7 @@ def _gather_facts(
                 # launch + inspect + mount: the floor a scan is measured against (benchmarks/guest_bench.py)
                 timer.timings["guest_open"] = round(time.monotonic() - opening, 3)
                 guest_info = reader.os
+                progress.stage("collectors")
                 progress.step(f"inspecting {describe_os(reader.os)}")
                 for name in guest_facts:
                     started = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pluggy
 
@@ -66,6 +66,7 @@ class Registry:
     collectors: dict[str, GuestCollector]
     reporters: dict[str, Reporter]
     plugins: list[dict[str, str]]
+    check_plugins: dict[str, str] = field(default_factory=dict)  # check id -> name of the plugin that provides it
 
 
 def _unique(kind: str, cls: type, key: str, items: list[tuple[str, object]]) -> dict:
@@ -90,7 +91,8 @@ def _collect(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[str, object
 
 def load_registry(pm: pluggy.PluginManager | None = None) -> Registry:
     pm = pm or get_plugin_manager()
-    checks = _unique("check", Check, "id", _collect(pm, "certify_checks"))
+    provided = _collect(pm, "certify_checks")
+    checks = _unique("check", Check, "id", provided)
     collectors = _unique("guest collector", GuestCollector, "name", _collect(pm, "certify_guest_collectors"))
     reporters = _unique("reporter", Reporter, "name", _collect(pm, "certify_reporters"))
     plugins = [
@@ -102,4 +104,5 @@ def load_registry(pm: pluggy.PluginManager | None = None) -> Registry:
         collectors=collectors,
         reporters=reporters,
         plugins=sorted(plugins, key=lambda p: p["name"]),
+        check_plugins={item.id: plugin for plugin, item in provided if isinstance(item, Check)},
     )

@@ -15,7 +15,11 @@ Each stage may use the layers below it and never one above:
   (``certify.gathered``) use the foundation only (the codec finds fact types
   by fixed module names, never by a document's);
 - nothing under ``certify/`` imports the checks or the reporters: the plugin
-  manager registers them by name.
+  manager registers them by name;
+- ``certify.scanchild`` runs the CLI in a child process and nothing of a scan
+  in its own; ``certify.batch`` scans only through it (never the pipeline,
+  bundle or guest in-process), reading the rules through ``certify.catalog``,
+  which loads them (plugin registry, profiles) and nothing else.
 
 Every import counts: inside functions and ``TYPE_CHECKING`` blocks too.
 """
@@ -52,6 +56,10 @@ ALLOWED = {
     # the modules that define fact types by fixed names (importlib), as the plugin manager reaches checks.
     "certify.factsjson": FOUNDATION,
     "certify.gathered": FOUNDATION + ("certify.factsjson",),
+    "certify.catalog": FOUNDATION + ("certify.catalog", "certify.plugins.manager", "certify.policy"),
+    "certify.scanchild": FOUNDATION + ("certify.scanchild", "certify.cli"),
+    "certify.batch": FOUNDATION + ("certify.batch", "certify.scanchild", "certify.catalog", "certify.policy",
+                                   "certify.plugins.manager"),
     **{name: FOUNDATION for name in FOUNDATION if name != "certify"},
 }
 # Folders of the top-level layout that install under certify.* (pyproject's package-dir).
@@ -144,6 +152,8 @@ def test_every_module_keeps_to_its_layer():
          "def f():\n    from certify.checks.devices import HOST_ITEM_TYPES\n",
          "certify.bundle.sanitize_ovf imports certify.checks.devices"),
         ("certify.cli", "certify/cli.py", "import certify.reports.text\n", "certify.cli imports certify.reports.text"),
+        ("certify.batch.run", "certify/batch/run.py", "from certify.pipeline import scan\n",
+         "certify.batch.run imports certify.pipeline"),
         ("certify.model", "certify/model.py", "from certify.bundle import disk\n", "certify.model imports certify.bundle.disk"),
         ("certify.reports.text", "reports/text.py", "from certify.guest.reader import describe_os\n",
          "certify.reports.text imports certify.guest.reader"),
