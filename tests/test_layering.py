@@ -11,6 +11,8 @@ Each stage may use the layers below it and never one above:
   (a certificate names the artifact kind ingest identifies), never the guest;
 - checks use the foundation, bundle and guest; reporters the foundation only;
   isolation the foundation and the certificate it admits by;
+- ``certify.service`` (the job store, blobs, tokens) sits on top like the CLI:
+  the pipeline and everything below it, never the CLI;
 - nothing under ``certify/`` imports the checks or the reporters: the plugin
   manager registers them by name.
 
@@ -45,6 +47,10 @@ ALLOWED = {
     "certify.reports": FOUNDATION + ("certify.reports",),
     "certify.isolation": FOUNDATION + ("certify.isolation", "certify.policy.certificate"),
     "certify.plugins": FOUNDATION + ("certify.plugins",),
+    # The service sits on top like the CLI: the pipeline and every stage below it, never the CLI.
+    "certify.service": FOUNDATION + ("certify.service", "certify.pipeline", "certify.factsjson", "certify.scanchild",
+                                     "certify.scanguard", "certify.runner", "certify.policy", "certify.plugins",
+                                     "certify.bundle", "certify.guest"),
     **{name: FOUNDATION for name in FOUNDATION if name != "certify"},
 }
 # Folders of the top-level layout that install under certify.* (pyproject's package-dir).
@@ -113,7 +119,8 @@ def test_the_walk_sees_every_stage():
     modules = source_modules()
     for expected in ("certify.bundle.ingest", "certify.bundle.vmx_policy", "certify.guest.reader",
                      "certify.guest.collectors.ssh", "certify.guest.parsers.sshd_config", "certify.policy.verdict",
-                     "certify.checks.hardening", "certify.reports.sarif", "certify.isolation.render", "certify.plugins.manager"):
+                     "certify.checks.hardening", "certify.reports.sarif", "certify.isolation.render", "certify.plugins.manager",
+                     "certify.service.store"):
         assert expected in modules
     for layer in ALLOWED:
         assert any(_within(m, layer) for m in modules), f"no module in {layer}: the rules name a layer that is gone"
