@@ -149,6 +149,10 @@ def test_every_module_keeps_to_its_layer():
          "certify.reports.text imports certify.guest.reader"),
         ("certify.policy.verdict", "certify/policy/verdict.py", "from ..guest import reader\n",
          "certify.policy.verdict imports certify.guest.reader"),
+        ("certify.service.store", "certify/service/store.py", "from certify.cli import main\n",
+         "certify.service.store imports certify.cli"),
+        ("certify.service.store", "certify/service/store.py", "from certify.reports import json_report\n",
+         "certify.service.store imports certify.reports"),
     ],
 )
 def test_a_forbidden_import_is_named(module, path, source, complaint):

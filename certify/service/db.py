@@ -183,6 +183,8 @@ def _redacted(url: str) -> str:
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
+        # The data directory is made on first use, private to the service's user.
+        Path(make_url(url).database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
         return engine
@@ -223,6 +225,4 @@ def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision`` (creating it from empty if need be)."""
     from alembic import command
 
-    if normalize_url(url).startswith("sqlite"):
-        Path(make_url(normalize_url(url)).database).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)
