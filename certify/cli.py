@@ -37,6 +37,7 @@ from certify.policy.profile import load_profile, shipped_names
 from certify.policy.waivers import load_waivers
 from certify.progress import Progress
 from certify.scanguard import DEFAULT_TIMEOUT, ScanInterrupted
+from certify.service import cli as service_cli
 from certify.units import parse_duration, parse_size
 
 EXIT_USAGE = 2
@@ -126,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     verify_p.add_argument("artifact")
     verify_p.add_argument("--key", required=True, metavar="PUBLIC_KEY")
     isolation_cli.add_parsers(sub)
+    service_cli.add_parsers(sub)
     return parser
 
 
@@ -389,6 +391,8 @@ def _run(args: argparse.Namespace) -> int:
         return _sanitize(args)
     if args.command in isolation_cli.COMMANDS:
         return isolation_cli.run(args)
+    if args.command in service_cli.COMMANDS:
+        return service_cli.run(args)
     registry = load_registry()
     if args.command == "checks":
         return _list_checks(registry, args.format)

@@ -163,17 +163,17 @@ def normalize_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise UsageError(f"{_redacted(url)}: not a database URL (sqlite:///PATH or postgresql://USER@HOST/DB)") from None
+        raise UsageError(f"{redacted(url)}: not a database URL (sqlite:///PATH or postgresql://USER@HOST/DB)") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
-        raise UsageError(f"{_redacted(url)}: unsupported database (sqlite:///PATH or postgresql://USER@HOST/DB)")
+        raise UsageError(f"{redacted(url)}: unsupported database (sqlite:///PATH or postgresql://USER@HOST/DB)")
     if parsed.drivername.startswith("sqlite") and parsed.database in (None, "", ":memory:"):
-        raise UsageError(f"{_redacted(url)}: the service needs a database file, not memory")
+        raise UsageError(f"{redacted(url)}: the service needs a database file, not memory")
     return parsed.render_as_string(hide_password=False)
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:

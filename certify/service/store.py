@@ -74,7 +74,7 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc)
 
 
-def _check_tenant(name: str) -> str:
+def check_tenant(name: str) -> str:
     if not isinstance(name, str) or not _TENANT.fullmatch(name):
         raise UsageError(f"tenant {str(name)[:70]!r}: use 1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
     return name
@@ -227,7 +227,10 @@ class Store:
             with engine.connect() as connection:
                 connection.execute(sa.select(sa.literal(1)))
         except OperationalError as exc:
-            raise StoreUnavailable(f"{db._redacted(url)}: cannot open the database: {_first_line(exc)}") from None
+            raise StoreUnavailable(f"{db.redacted(url)}: cannot open the database: {_first_line(exc)}") from None
+        except OSError as exc:  # the data directory cannot be made or written
+            raise StoreUnavailable(f"{db.redacted(url)}: cannot open the database: "
+                                   f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
         return cls(engine)
 
     def close(self) -> None:
@@ -246,7 +249,7 @@ class Store:
     # -- tenants -------------------------------------------------------------------------------
 
     def ensure_tenant(self, name: str, now: datetime | None = None) -> None:
-        _check_tenant(name)
+        check_tenant(name)
         for _ in range(_RETRIES):
             try:
                 with self._write() as c:
@@ -274,7 +277,7 @@ class Store:
         :class:`IdempotencyConflict`. Concurrent callers race on UNIQUE
         constraints, and the losers retry: the result is one scan.
         """
-        _check_tenant(request.tenant)
+        check_tenant(request.tenant)
         _check_sha256(request.artifact_sha256)
         if not request.filename or len(request.filename) > 255:
             raise UsageError("filename: 1-255 characters")
