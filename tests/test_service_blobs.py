@@ -146,3 +146,17 @@ def test_an_abandoned_upload_leaves_nothing(tmp_path):
     with store.writer(digest, max_size=MiB) as writer:  # left without commit
         writer.write(data[:1000])
     assert every_file(tmp_path / "data") == ["sha256"]
+
+
+def test_two_uploads_of_the_same_bytes_at_once_keep_one_copy(tmp_path):
+    data = os.urandom(200_000)
+    digest = hashlib.sha256(data).hexdigest()
+    store = BlobStore(tmp_path / "data", reserve=0)
+    first, second = store.writer(digest, max_size=MiB), store.writer(digest, max_size=MiB)
+    for chunk in chunks(data):
+        first.write(chunk)
+        second.write(chunk)
+    assert first.commit().created is True
+    assert second.commit().created is False
+    assert every_file(tmp_path / "data")[-1] == f"sha256/{digest[:2]}/{digest[2:4]}/{digest}"
+    assert len(every_file(tmp_path / "data")) == 4 and store.path_for(digest).read_bytes() == data

@@ -7,6 +7,7 @@ explicit ``now=`` values, never by sleeping.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -60,10 +61,13 @@ def test_migrations_create_every_table_from_empty_and_match_the_model(db_url):
     db.upgrade(db_url)  # again: nothing to do, nothing broken
 
 
-def test_alembic_upgrade_head_from_the_command_line(db_url):
+@pytest.mark.parametrize("how", ["-x url=", "CERTIFY_DB"])
+def test_alembic_upgrade_head_from_the_command_line(db_url, how, tmp_path):
     alembic = Path(sys.executable).parent / "alembic"
-    done = subprocess.run([str(alembic), "-c", str(REPO / "certify/service/alembic.ini"), "-x", f"url={db_url}",
-                           "upgrade", "head"], capture_output=True, text=True, cwd=REPO)
+    url_args = ["-x", f"url={db_url}"] if how == "-x url=" else []
+    env = {**os.environ, **({"CERTIFY_DB": db_url} if how == "CERTIFY_DB" else {})}
+    done = subprocess.run([str(alembic), "-c", str(REPO / "certify/service/alembic.ini"), *url_args,
+                           "upgrade", "head"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     engine = db.make_engine(db_url)
     try:
@@ -175,6 +179,16 @@ def test_twenty_concurrent_submissions_from_threads_make_one_scan(store):
     assert len({row.id for row, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     assert len(store.list_scans("acme", limit=100)[0]) == 1
+
+
+def test_twenty_concurrent_forced_submissions_make_twenty_generations(store):
+    results, errors = _submit_many_threads(store, request(), 20, force=True)
+    assert errors == []
+    assert all(created for _, created in results)
+    assert sorted(row.generation for row, _ in results) == list(range(20))
+    assert len({row.id for row, _ in results}) == 20
+    newest = max((row for row, _ in results), key=lambda r: r.generation)
+    assert store.submit_scan(request())[0].id == newest.id
 
 
 def test_twenty_concurrent_retries_of_one_idempotency_key_make_one_scan(store):
@@ -405,6 +419,18 @@ def test_latest_verdicts_gives_the_newest_succeeded_verdict_per_profile(store):
         ("default", "pass", newest_default), ("strict", "fail", strict)]
     assert verdicts[0].finished_at == T0 + timedelta(hours=1)
     assert store.latest_verdicts("acme", B) == []
+
+
+def test_times_are_kept_in_utc_whatever_zone_they_come_in(store):
+    paris = timezone(timedelta(hours=1))
+    scan, _ = store.submit_scan(request(), now=T0.astimezone(paris))
+    assert store.get_scan("acme", scan.id).created_at == T0
+    claim = store.claim_next("w", 30, now=T0.astimezone(paris))
+    assert claim.scan.lease_expires_at == T0 + timedelta(seconds=30)
+    assert store.reap_expired(now=(T0 + timedelta(seconds=29)).astimezone(paris)) == []
+    assert len(store.reap_expired(now=(T0 + timedelta(seconds=31)).astimezone(paris))) == 1
+    with pytest.raises(ValueError):
+        store.claim_next("w", 30, now=datetime(2026, 1, 1, 12, 0))
 
 
 def test_labels_and_waivers_round_trip(store):

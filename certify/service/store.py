@@ -67,6 +67,15 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def clock(now: datetime | None) -> datetime:
+    """``now`` in UTC (the clock when None); a naive time is refused, as its zone would be a guess."""
+    if now is None:
+        return utcnow()
+    if now.tzinfo is None:
+        raise ValueError("a store time must carry its time zone")
+    return now.astimezone(timezone.utc)
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes: they were written as UTC.
     if value is None or value.tzinfo is not None:
@@ -254,7 +263,7 @@ class Store:
             try:
                 with self._write() as c:
                     if c.execute(sa.select(tenants.c.name).where(tenants.c.name == name)).first() is None:
-                        c.execute(tenants.insert().values(name=name, created_at=now or utcnow()))
+                        c.execute(tenants.insert().values(name=name, created_at=clock(now)))
                 return
             except IntegrityError:
                 continue  # made meanwhile by someone else: what we wanted
@@ -290,13 +299,18 @@ class Store:
         for _ in range(_RETRIES):
             try:
                 with self._write() as c:
-                    return self._submit(c, request, force, idempotency_key, digest, now or utcnow())
+                    return self._submit(c, request, force, idempotency_key, digest, clock(now))
             except IntegrityError:
                 continue  # another submission won the race: the next round sees its row
         raise StoreError(f"scan of {request.artifact_sha256}: too much contention, try again")
 
     def _submit(self, c: Connection, request: ScanRequest, force: bool, key: str | None, digest: str,
                 now: datetime) -> tuple[ScanRow, bool]:
+        if c.dialect.name == "postgresql":
+            # Submissions of one natural key queue behind each other here rather than race to
+            # the UNIQUE constraint and retry (forced ones would otherwise retry once per rival).
+            # SQLite needs nothing: BEGIN IMMEDIATE already serialises its writers.
+            c.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_id(request))))
         if key is not None:
             known = c.execute(sa.select(idempotency_keys).where(
                 idempotency_keys.c.tenant == request.tenant, idempotency_keys.c.key == key)).first()
@@ -338,7 +352,7 @@ class Store:
 
     def claim_next(self, worker: str, lease_seconds: float, now: datetime | None = None) -> Claim | None:
         """Lease the most urgent queued scan (highest priority, then oldest) to ``worker``, or None."""
-        now = now or utcnow()
+        now = clock(now)
         for _ in range(_RETRIES):
             with self._write() as c:
                 # SKIP LOCKED lets PostgreSQL claimers pass each other; SQLite serialises writers
@@ -368,7 +382,7 @@ class Store:
     def heartbeat(self, scan_id: str, worker: str, attempt: int, lease_seconds: float,
                   now: datetime | None = None) -> bool:
         """Extend the lease; True when a cancel was requested. Raises :class:`LeaseLost` if not held."""
-        now = now or utcnow()
+        now = clock(now)
         with self._write() as c:
             done = c.execute(scans.update().where(*self._held(scan_id, worker, attempt))
                              .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds)))
@@ -387,7 +401,7 @@ class Store:
         """Store the scan's one report and mark it succeeded; a worker that lost the lease is refused."""
         if verdict not in VERDICTS:
             raise UsageError(f"verdict {verdict!r}: one of {', '.join(VERDICTS)}")
-        now = now or utcnow()
+        now = clock(now)
         try:
             with self._write() as c:
                 if c.execute(scans.update().where(*self._held(scan_id, worker, attempt)).values(
@@ -404,7 +418,7 @@ class Store:
         """End a held scan without a report: ``cancelled`` for reason cancelled, ``failed`` otherwise."""
         if reason not in FAILURE_REASONS:
             raise UsageError(f"failure reason {reason!r}: one of {', '.join(FAILURE_REASONS)}")
-        now = now or utcnow()
+        now = clock(now)
         with self._write() as c:
             if c.execute(scans.update().where(*self._held(scan_id, worker, attempt)).values(
                     state="cancelled" if reason == "cancelled" else "failed", failure_reason=reason,
@@ -415,7 +429,7 @@ class Store:
 
     def request_cancel(self, tenant: str, scan_id: str, now: datetime | None = None) -> ScanRow | None:
         """Cancel a queued scan at once, flag a running one for its worker; None if the tenant has no such scan."""
-        now = now or utcnow()
+        now = clock(now)
         with self._write() as c:
             mine = (scans.c.id == scan_id, scans.c.tenant == tenant)
             c.execute(scans.update().where(*mine, scans.c.state == "queued").values(
@@ -430,7 +444,7 @@ class Store:
         A scan at its last attempt fails ``worker_lost``; one whose cancel was
         requested is cancelled rather than run again.
         """
-        now = now or utcnow()
+        now = clock(now)
         done: list[Reaped] = []
         with self._write() as c:
             expired = c.execute(sa.select(scans.c.id, scans.c.attempt, scans.c.max_attempts, scans.c.cancel_requested,
@@ -511,7 +525,7 @@ class Store:
                     now: datetime | None = None) -> BlobRow:
         """Note that ``tenant`` uploaded the blob (its bytes already in the blob directory)."""
         _check_sha256(sha256)
-        now = now or utcnow()
+        now = clock(now)
         self.ensure_tenant(tenant, now)
         for _ in range(_RETRIES):
             try:
@@ -556,7 +570,7 @@ class Store:
                 c.execute(facts.insert().values(artifact_sha256=sha256, collectors_key=key,
                                                 collector_versions=json.loads(key),
                                                 document=json.dumps(document, separators=(",", ":")),
-                                                created_at=now or utcnow()))
+                                                created_at=clock(now)))
                 return True
         except IntegrityError:
             return False  # kept meanwhile by a concurrent worker: the same facts
@@ -582,6 +596,12 @@ def _request_identity(request: ScanRequest) -> dict[str, Any]:
     return {"artifact": request.artifact_sha256, "filename": request.filename, "profile": request.profile_name,
             "profile_digest": request.profile_digest, "waivers": request.waivers, "priority": request.priority,
             "labels": dict(request.labels)}
+
+
+def _lock_id(request: ScanRequest) -> int:
+    key = "\x1f".join((request.tenant, request.artifact_sha256, request.profile_digest, request.ruleset_digest,
+                       request.certify_version))
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
 
 
 def _encode_cursor(seq: int) -> str:

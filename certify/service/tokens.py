@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from certify.errors import UsageError
 from certify.service.db import tokens as tokens_table
-from certify.service.store import Store, as_utc, utcnow
+from certify.service.store import Store, as_utc, clock
 
 SCOPES = ("submit", "read", "admin")
 PREFIX = "cfy_"
@@ -79,7 +79,7 @@ def create(store: Store, tenant: str, scopes: str | Iterable[str], name: str = "
     wanted = parse_scopes(scopes)
     if len(name) > 200:
         raise UsageError("token name: at most 200 characters")
-    now = now or utcnow()
+    now = clock(now)
     store.ensure_tenant(tenant, now)
     token_id = "tok_" + secrets.token_hex(8)
     secret = PREFIX + secrets.token_urlsafe(32)
@@ -100,7 +100,7 @@ def verify(store: Store, secret: str, now: datetime | None = None) -> Principal 
     # constant time so that correctness never rests on the database's string comparison.
     if row is None or not hmac.compare_digest(row.secret_sha256, digest) or row.revoked_at is not None:
         return None
-    now = now or utcnow()
+    now = clock(now)
     last = row.last_used_at
     if last is None or as_utc(last) < now - LAST_USED_GRANULARITY:
         with store._write() as c:
@@ -122,5 +122,5 @@ def revoke(store: Store, token_id: str, now: datetime | None = None) -> TokenInf
     """Revoke a token (idempotent); None if there is no such token."""
     with store._write() as c:
         c.execute(tokens_table.update().where(tokens_table.c.id == token_id, tokens_table.c.revoked_at.is_(None))
-                  .values(revoked_at=now or utcnow()))
+                  .values(revoked_at=clock(now)))
     return next((t for t in list_tokens(store) if t.id == token_id), None)
