@@ -323,6 +323,17 @@ def test_the_reaper_requeues_until_max_attempts_then_fails_worker_lost(store):
     assert store.claim_next("w3", 10) is None
 
 
+def test_a_requeued_scan_waits_out_its_backoff(store):
+    scan, _ = store.submit_scan(request(max_attempts=3))
+    store.claim_next("w1", 10, now=T0)
+    store.reap_expired(now=T0 + timedelta(seconds=11), backoff_seconds=5)
+    assert store.get_scan("acme", scan.id).not_before == T0 + timedelta(seconds=16)
+    assert store.claim_next("w2", 10, now=T0 + timedelta(seconds=15)) is None
+    assert store.claim_next("w2", 10, now=T0 + timedelta(seconds=16)).attempt == 2
+    store.reap_expired(now=T0 + timedelta(seconds=27), backoff_seconds=5)  # lost again: twice the wait
+    assert store.get_scan("acme", scan.id).not_before == T0 + timedelta(seconds=37)
+
+
 def test_the_reaper_cancels_rather_than_reruns_a_scan_whose_cancel_was_requested(store):
     scan, _ = store.submit_scan(request())
     store.claim_next("w1", 10, now=T0)

@@ -134,6 +134,7 @@ class ScanRow:
     stage: str | None
     attempt: int
     max_attempts: int
+    not_before: datetime | None
     lease_owner: str | None
     lease_expires_at: datetime | None
     heartbeat_at: datetime | None
@@ -198,7 +199,7 @@ def _scan_row(row: Any) -> ScanRow:
         profile_name=m["profile_name"], profile_digest=m["profile_digest"], ruleset_digest=m["ruleset_digest"],
         certify_version=m["certify_version"], generation=m["generation"], waivers=m["waivers"],
         priority=m["priority"], labels=dict(m["labels"] or {}), state=m["state"], stage=m["stage"],
-        attempt=m["attempt"], max_attempts=m["max_attempts"], lease_owner=m["lease_owner"],
+        attempt=m["attempt"], max_attempts=m["max_attempts"], not_before=as_utc(m["not_before"]), lease_owner=m["lease_owner"],
         lease_expires_at=as_utc(m["lease_expires_at"]), heartbeat_at=as_utc(m["heartbeat_at"]),
         cancel_requested=bool(m["cancel_requested"]), failure_reason=m["failure_reason"],
         failure_message=m["failure_message"], verdict=m["verdict"], reevaluated=bool(m["reevaluated"]),
@@ -358,7 +359,8 @@ class Store:
                 # SKIP LOCKED lets PostgreSQL claimers pass each other; SQLite serialises writers
                 # (BEGIN IMMEDIATE) and SQLAlchemy omits the clause there. The CAS below holds either way.
                 candidate = c.execute(
-                    sa.select(scans.c.id, scans.c.attempt).where(scans.c.state == "queued")
+                    sa.select(scans.c.id, scans.c.attempt)
+                    .where(scans.c.state == "queued", sa.or_(scans.c.not_before.is_(None), scans.c.not_before <= now))
                     .order_by(scans.c.priority.desc(), scans.c.seq).limit(1)
                     .with_for_update(skip_locked=True)
                 ).first()
@@ -438,11 +440,12 @@ class Store:
             row = c.execute(sa.select(*_scan_columns()).where(*mine)).first()
             return None if row is None else _scan_row(row)
 
-    def reap_expired(self, now: datetime | None = None) -> list[Reaped]:
+    def reap_expired(self, now: datetime | None = None, backoff_seconds: float = 0.0) -> list[Reaped]:
         """Deal with running scans whose lease expired: re-queue (attempt+1), or end them.
 
         A scan at its last attempt fails ``worker_lost``; one whose cancel was
-        requested is cancelled rather than run again.
+        requested is cancelled rather than run again. A re-queued scan is not
+        claimed before ``backoff_seconds`` x 2^(attempts lost - 1) have passed.
         """
         now = clock(now)
         done: list[Reaped] = []
@@ -465,7 +468,8 @@ class Store:
                 else:
                     action, attempt, update = "requeued", row.attempt + 1, cas.values(
                         state="queued", attempt=row.attempt + 1, stage=None, lease_owner=None,
-                        lease_expires_at=None, heartbeat_at=None)
+                        lease_expires_at=None, heartbeat_at=None,
+                        not_before=now + timedelta(seconds=backoff_seconds * 2 ** (row.attempt - 1)))
                 if c.execute(update).rowcount == 1:
                     done.append(Reaped(row.id, action, attempt))
         return done

@@ -78,6 +78,7 @@ def upgrade() -> None:
         sa.Column("stage", sa.String(40)),
         sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
         sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
+        sa.Column("not_before", Timestamp),
         sa.Column("lease_owner", sa.String(200)),
         sa.Column("lease_expires_at", Timestamp),
         sa.Column("heartbeat_at", Timestamp),
