@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 APT_PACKAGES := libguestfs-tools libguestfs-xfs python3-guestfs nftables python3-nftables conntrack dropbear-bin \
-	qemu-utils python3-venv iproute2 chromium linux-image-$(ARCH)
+	qemu-utils python3-venv iproute2 chromium postgresql linux-image-$(ARCH)
 DEMO := build/demo
 
 .PHONY: setup demo demo-admit test clean

@@ -43,6 +43,7 @@ from certify.policy.profile import load_profile, shipped_names
 from certify.policy.waivers import load_waivers
 from certify.progress import Progress
 from certify.scanguard import DEFAULT_TIMEOUT, ScanInterrupted
+from certify.service import cli as service_cli
 from certify.units import parse_duration, parse_size
 
 EXIT_USAGE = 2
@@ -192,6 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     judge_p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
     judge_p.set_defaults(certificate=None, key=None, save_facts=None)
     isolation_cli.add_parsers(sub)
+    service_cli.add_parsers(sub)
     return parser
 
 
@@ -538,6 +540,8 @@ def _run(args: argparse.Namespace) -> int:
         return isolation_cli.run(args)
     if args.command == "batch":
         return run_batch_command(args)
+    if args.command in service_cli.COMMANDS:
+        return service_cli.run(args)
     registry = load_registry()
     if args.command == "checks":
         return _list_checks(registry, args.format)

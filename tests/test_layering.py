@@ -14,6 +14,8 @@ Each stage may use the layers below it and never one above:
 - the facts codec (``certify.factsjson``) and the stored facts
   (``certify.gathered``) use the foundation only (the codec finds fact types
   by fixed module names, never by a document's);
+- ``certify.service`` (the job store, blobs, tokens) sits on top like the CLI:
+  the pipeline and everything below it, never the CLI;
 - nothing under ``certify/`` imports the checks or the reporters: the plugin
   manager registers them by name;
 - ``certify.scanchild`` runs the CLI in a child process and nothing of a scan
@@ -60,6 +62,10 @@ ALLOWED = {
     "certify.scanchild": FOUNDATION + ("certify.scanchild", "certify.cli"),
     "certify.batch": FOUNDATION + ("certify.batch", "certify.scanchild", "certify.catalog", "certify.policy",
                                    "certify.plugins.manager"),
+    # The service sits on top like the CLI: the pipeline and every stage below it, never the CLI.
+    "certify.service": FOUNDATION + ("certify.service", "certify.pipeline", "certify.factsjson", "certify.gathered", "certify.scanchild", "certify.catalog",
+                                     "certify.scanguard", "certify.runner", "certify.policy", "certify.plugins",
+                                     "certify.bundle", "certify.guest"),
     **{name: FOUNDATION for name in FOUNDATION if name != "certify"},
 }
 # Folders of the top-level layout that install under certify.* (pyproject's package-dir).
@@ -128,7 +134,8 @@ def test_the_walk_sees_every_stage():
     modules = source_modules()
     for expected in ("certify.bundle.ingest", "certify.bundle.vmx_policy", "certify.guest.reader",
                      "certify.guest.collectors.ssh", "certify.guest.parsers.sshd_config", "certify.policy.verdict",
-                     "certify.checks.hardening", "certify.reports.sarif", "certify.isolation.render", "certify.plugins.manager"):
+                     "certify.checks.hardening", "certify.reports.sarif", "certify.isolation.render", "certify.plugins.manager",
+                     "certify.service.store"):
         assert expected in modules
     for layer in ALLOWED:
         assert any(_within(m, layer) for m in modules), f"no module in {layer}: the rules name a layer that is gone"
@@ -159,6 +166,10 @@ def test_every_module_keeps_to_its_layer():
          "certify.reports.text imports certify.guest.reader"),
         ("certify.policy.verdict", "certify/policy/verdict.py", "from ..guest import reader\n",
          "certify.policy.verdict imports certify.guest.reader"),
+        ("certify.service.store", "certify/service/store.py", "from certify.cli import main\n",
+         "certify.service.store imports certify.cli"),
+        ("certify.service.store", "certify/service/store.py", "from certify.reports import json_report\n",
+         "certify.service.store imports certify.reports"),
     ],
 )
 def test_a_forbidden_import_is_named(module, path, source, complaint):

@@ -1,0 +1,100 @@
+"""Command line of the service's state: ``certify tokens create|list|revoke``.
+
+Exit codes: 0 done, 2 usage error (unknown scope, unknown token, bad URL),
+3 the database could not be reached. A secret is printed once, at creation,
+alone on standard output so that ``TOKEN=$(certify tokens create ...)`` works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from certify.errors import UsageError
+from certify.service import tokens
+from certify.service.db import default_data_dir, sqlite_url
+from certify.service.store import Store, check_tenant
+
+COMMANDS = ("tokens",)
+
+
+def add_parsers(sub: Any) -> None:
+    tokens_p = sub.add_parser("tokens", help="API tokens of the certification service: create, list, revoke")
+    tokens_sub = tokens_p.add_subparsers(dest="tokens_command", required=True, parser_class=type(tokens_p))
+
+    def where(p: argparse.ArgumentParser) -> None:
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--data", metavar="DIR",
+                           help=f"the service's data directory, its SQLite database inside "
+                                f"(default: $CERTIFY_DATA, else ./{default_data_dir()})")
+        group.add_argument("--db", metavar="URL", help="a database URL instead, e.g. postgresql://user@host/certify")
+
+    create_p = tokens_sub.add_parser("create", help="make a token for a tenant; its secret is printed once")
+    create_p.add_argument("--tenant", required=True, metavar="NAME", help="the tenant (made if new)")
+    create_p.add_argument("--scope", required=True, metavar="SCOPES",
+                          help=f"comma-separated, of {', '.join(tokens.SCOPES)}")
+    create_p.add_argument("--name", default="", metavar="TEXT", help="what the token is for (shown by 'list')")
+    where(create_p)
+    list_p = tokens_sub.add_parser("list", help="list tokens (never their secrets)")
+    list_p.add_argument("--tenant", metavar="NAME", help="only this tenant's")
+    list_p.add_argument("--format", default="text", choices=["text", "json"])
+    where(list_p)
+    revoke_p = tokens_sub.add_parser("revoke", help="revoke a token at once")
+    revoke_p.add_argument("token_id", metavar="ID")
+    where(revoke_p)
+
+
+def _url(args: argparse.Namespace) -> str:
+    return args.db or sqlite_url(args.data or default_data_dir())
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.tokens_command == "create":  # refuse bad input before the database is made or touched
+        check_tenant(args.tenant)
+        tokens.parse_scopes(args.scope)
+    store = Store.open(_url(args))
+    try:
+        if args.tokens_command == "create":
+            made = tokens.create(store, args.tenant, args.scope, args.name)
+            scopes = ",".join(tokens.parse_scopes(args.scope))
+            print(f"created {made.id} for tenant {args.tenant} (scopes {scopes}); "
+                  "the secret below is shown only now", file=sys.stderr)
+            print(made.secret)
+            return 0
+        if args.tokens_command == "list":
+            return _list(store, args)
+        revoked = tokens.revoke(store, args.token_id)
+        if revoked is None:
+            raise UsageError(f"no token {args.token_id[:60]!r} (see 'certify tokens list')")
+        print(f"revoked {revoked.id} of tenant {revoked.tenant}")
+        return 0
+    finally:
+        store.close()
+
+
+def _list(store: Store, args: argparse.Namespace) -> int:
+    found = tokens.list_tokens(store, args.tenant)
+    if args.format == "json":
+        print(json.dumps([{"id": t.id, "tenant": t.tenant, "name": t.name, "scopes": list(t.scopes),
+                           "created_at": t.created_at.isoformat(),
+                           "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+                           "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None}
+                          for t in found], indent=2))
+        return 0
+    if not found:
+        print("no tokens")
+        return 0
+    rows = [("ID", "TENANT", "SCOPES", "CREATED", "LAST USED", "STATE", "NAME")]
+    for t in found:
+        rows.append((t.id, t.tenant, ",".join(t.scopes), _when(t.created_at), _when(t.last_used_at),
+                     "revoked" if t.revoked_at else "active", t.name))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
