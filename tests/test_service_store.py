@@ -55,7 +55,7 @@ def test_migrations_create_every_table_from_empty_and_match_the_model(db_url):
         with engine.connect() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), db.metadata)
             assert diff == []
-            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
     finally:
         engine.dispose()
     db.upgrade(db_url)  # again: nothing to do, nothing broken

@@ -107,6 +107,9 @@ scans = sa.Table(
     sa.Column("failure_message", sa.Text),
     sa.Column("verdict", sa.String(16)),
     sa.Column("reevaluated", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Set on a scan that `certify reevaluate` made by judging another scan's facts under a newer ruleset:
+    # the scan it re-judged. The old scan, its report and any certificate stay as they were issued.
+    sa.Column("reevaluation_of", sa.String(32)),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("started_at", Timestamp),
     sa.Column("finished_at", Timestamp),
@@ -127,6 +130,15 @@ reports = sa.Table(
     # The primary key is the scan: a scan has at most one report, whoever tries to add a second.
     sa.Column("scan_id", sa.String(32), sa.ForeignKey("scans.id"), primary_key=True),
     sa.Column("report_json", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+# Every report format of a succeeded scan, rendered once at completion from the one judged report.
+renderings = sa.Table(
+    "renderings", metadata,
+    sa.Column("scan_id", sa.String(32), sa.ForeignKey("scans.id"), primary_key=True),
+    sa.Column("format", sa.String(40), primary_key=True),
+    sa.Column("body", sa.Text, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
 )
 

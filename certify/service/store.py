@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from certify.errors import CertifyError, UsageError
 from certify.service import db
-from certify.service.db import blob_grants, blobs, facts, idempotency_keys, reports, scans, tenants
+from certify.service.db import blob_grants, blobs, facts, idempotency_keys, renderings, reports, scans, tenants
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -146,6 +146,7 @@ class ScanRow:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    reevaluation_of: str | None = None  # the scan this one re-judged under a newer ruleset (certify reevaluate)
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ def _scan_row(row: Any) -> ScanRow:
         cancel_requested=bool(m["cancel_requested"]), failure_reason=m["failure_reason"],
         failure_message=m["failure_message"], verdict=m["verdict"], reevaluated=bool(m["reevaluated"]),
         created_at=as_utc(m["created_at"]), started_at=as_utc(m["started_at"]), finished_at=as_utc(m["finished_at"]),
+        reevaluation_of=m["reevaluation_of"],
     )
 
 
@@ -399,8 +401,13 @@ class Store:
                 raise LeaseLost(f"scan {scan_id}: {worker} no longer holds attempt {attempt}")
 
     def complete(self, scan_id: str, worker: str, attempt: int, report_json: str, verdict: str,
-                 reevaluated: bool = False, now: datetime | None = None) -> ScanRow:
-        """Store the scan's one report and mark it succeeded; a worker that lost the lease is refused."""
+                 reevaluated: bool = False, now: datetime | None = None,
+                 renderings: Mapping[str, str] | None = None) -> ScanRow:
+        """Store the scan's one report and mark it succeeded; a worker that lost the lease is refused.
+
+        ``renderings`` (format -> body) are stored in the same transaction: a
+        succeeded scan never lacks them, and a refused attempt leaves none behind.
+        """
         if verdict not in VERDICTS:
             raise UsageError(f"verdict {verdict!r}: one of {', '.join(VERDICTS)}")
         now = clock(now)
@@ -411,6 +418,7 @@ class Store:
                         lease_owner=None, lease_expires_at=None)).rowcount != 1:
                     raise LeaseLost(f"scan {scan_id}: {worker} no longer holds attempt {attempt}; its report is refused")
                 c.execute(reports.insert().values(scan_id=scan_id, report_json=report_json, created_at=now))
+                self._put_renderings(c, scan_id, renderings or {}, now)
                 return self._scan_by_id(c, scan_id)
         except IntegrityError:
             raise LeaseLost(f"scan {scan_id} already has its report") from None
@@ -473,6 +481,51 @@ class Store:
                 if c.execute(update).rowcount == 1:
                     done.append(Reaped(row.id, action, attempt))
         return done
+
+    def release(self, scan_id: str, worker: str, attempt: int) -> bool:
+        """Give a held scan back to the queue at the same attempt (a worker shutting down); False if not held.
+
+        A worker asked to stop is not a lost worker: its scan must not use up one of its attempts.
+        """
+        with self._write() as c:
+            held = self._held(scan_id, worker, attempt)
+            if c.execute(scans.update().where(*held, scans.c.cancel_requested.is_(True)).values(
+                    state="cancelled", failure_reason="cancelled", finished_at=clock(None), lease_owner=None,
+                    lease_expires_at=None)).rowcount == 1:
+                return True  # its cancel was asked for meanwhile: nothing to give back
+            return c.execute(scans.update().where(*held).values(
+                state="queued", stage=None, lease_owner=None, lease_expires_at=None, heartbeat_at=None,
+                started_at=None)).rowcount == 1
+
+    # -- renderings ----------------------------------------------------------------------------
+
+    def put_rendering(self, scan_id: str, fmt: str, body: str, now: datetime | None = None) -> None:
+        """Keep one report format of a scan (replacing an earlier rendering of that format)."""
+        with self._write() as c:
+            if c.execute(sa.select(scans.c.id).where(scans.c.id == scan_id)).first() is None:
+                raise StoreError(f"scan {scan_id}: no such scan")
+            self._put_renderings(c, scan_id, {fmt: body}, clock(now))
+
+    @staticmethod
+    def _put_renderings(c: Connection, scan_id: str, bodies: Mapping[str, str], now: datetime) -> None:
+        for fmt, body in bodies.items():
+            if not isinstance(fmt, str) or not 1 <= len(fmt) <= 40:
+                raise UsageError(f"report format {str(fmt)[:50]!r}: 1-40 characters")
+            if not isinstance(body, str):
+                raise UsageError(f"rendering {fmt} of scan {scan_id}: not text")
+            c.execute(renderings.delete().where(renderings.c.scan_id == scan_id, renderings.c.format == fmt))
+            c.execute(renderings.insert().values(scan_id=scan_id, format=fmt, body=body, created_at=now))
+
+    def get_rendering(self, tenant: str, scan_id: str, fmt: str) -> str | None:
+        """The tenant's scan rendered in ``fmt``, or None (no such scan for this tenant, or no such rendering)."""
+        with self._read() as c:
+            return c.execute(sa.select(renderings.c.body).join(scans, scans.c.id == renderings.c.scan_id)
+                             .where(scans.c.id == scan_id, scans.c.tenant == tenant,
+                                    renderings.c.format == fmt)).scalar_one_or_none()
+
+    def rendering_formats(self, scan_id: str) -> list[str]:
+        with self._read() as c:
+            return sorted(c.execute(sa.select(renderings.c.format).where(renderings.c.scan_id == scan_id)).scalars())
 
     # -- scans: reading ------------------------------------------------------------------------
 
