@@ -139,6 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     scan_p.add_argument("--trust-store", metavar="PEM", help="CA (or pinned signer) certificates that vouch for package signers")
     scan_p.add_argument("--save-facts", metavar="FILE",
                         help="also write the gathered facts (JSON, mode 0600) for 'certify judge' to judge again without a launch")
+    scan_p.add_argument("--every-fact", action="store_true",
+                        help="gather the facts of every installed check, not only the profile's (with --save-facts: "
+                             "to judge later under any profile)")
     scan_p.add_argument("--progress-fd", type=_fd, metavar="FD",
                         help="write each pipeline stage as it starts to this open file descriptor, one JSON line each "
                              '({"stage": "ingest"}); for programs that run scans')  # fmt: skip
@@ -372,6 +375,7 @@ def _scan(args: argparse.Namespace, registry: Registry) -> int:
         trust_anchors=load_trust_store(args.trust_store) if args.trust_store else None,
         progress=progress,
         timeout=args.timeout,
+        every_fact=args.every_fact,
     )
     _make_report_directory(args, new_directory)
     gathered = None

@@ -86,19 +86,22 @@ def run_scan(
     on_stage: Callable[[str], None] | None = None,
     workdir_parent: str | None = None,
     env: dict[str, str] | None = None,
+    entry: str = "certify.cli",
 ) -> ChildOutcome:
     """Scan ``path`` in a child process; ``scan_args`` are more ``certify scan`` options (--profile, --waivers, ...).
 
     ``limit``: wall-clock seconds before the child's group is killed (outcome ``timeout``).
     ``cancel``: set it to end the scan (outcome ``cancelled``), from any thread.
     ``on_stage``: called with each stage name as the child enters it, from a reader thread.
+    ``entry``: the module whose ``main(argv)`` the child runs with the ``scan`` command line; the CLI's
+    unless a test engine stands in for it (``certify.service.fakescan``).
     """
     started = time.monotonic()
     private = tempfile.mkdtemp(prefix="certify-child-", dir=workdir_parent)
     report_file = os.path.join(private, "report.json")
     stages: list[str] = []
     read_end, write_end = os.pipe()
-    argv = [sys.executable, "-m", "certify.scanchild", str(os.getpid()), "scan", path, "--format", "json",
+    argv = [sys.executable, "-m", "certify.scanchild", str(os.getpid()), f"--entry={entry}", "scan", path, "--format", "json",
             "-o", report_file, "-q", "--workdir", private, "--progress-fd", str(write_end), *scan_args]  # fmt: skip
     if limit is not None:  # the child's own clock only as a backstop: this one kills first
         argv += ["--timeout", str(int(min(limit + 60, MAX_DURATION)))]
@@ -233,9 +236,13 @@ def _die_with_parent(parent: int) -> None:
 
 def main(argv: list[str]) -> int:
     _die_with_parent(int(argv[0]))
-    from certify.cli import main as cli_main  # after the tie: an import is time the parent could die in
+    rest = argv[1:]
+    entry = "certify.cli"
+    if rest and rest[0].startswith("--entry="):
+        entry, rest = rest[0].removeprefix("--entry="), rest[1:]
+    import importlib  # after the tie: an import is time the parent could die in
 
-    return cli_main(argv[1:])
+    return importlib.import_module(entry).main(rest)
 
 
 if __name__ == "__main__":
