@@ -1,4 +1,4 @@
-"""Command line of the service's state: ``certify tokens create|list|revoke``.
+"""Command line of the service's state: ``certify tokens create|list|revoke``, ``certify reevaluate``.
 
 Exit codes: 0 done, 2 usage error (unknown scope, unknown token, bad URL),
 3 the database could not be reached. A secret is printed once, at creation,
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime, timezone
 from typing import Any
 
 from certify.errors import UsageError
@@ -17,7 +18,7 @@ from certify.service import tokens
 from certify.service.db import default_data_dir, sqlite_url
 from certify.service.store import Store, check_tenant
 
-COMMANDS = ("tokens",)
+COMMANDS = ("tokens", "reevaluate")
 
 
 def add_parsers(sub: Any) -> None:
@@ -45,12 +46,32 @@ def add_parsers(sub: Any) -> None:
     revoke_p.add_argument("token_id", metavar="ID")
     where(revoke_p)
 
+    reeval_p = sub.add_parser("reevaluate", help="judge stored scans again from their stored facts under the "
+                                                 "installed ruleset; print the verdicts that changed")
+    which = reeval_p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every stored scan judged under another ruleset")
+    which.add_argument("--since", type=_date, metavar="DATE",
+                       help="only scans finished at or after DATE (2026-12-01 or 2026-12-01T08:00:00Z)")
+    reeval_p.add_argument("--format", default="text", choices=["text", "json"], help="json: one line per scan")
+    reeval_p.add_argument("--signing-key", metavar="PRIVATE_KEY", help="sign certificates for re-judged passes")
+    where(reeval_p)
+
+
+def _date(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a date (2026-12-01 or 2026-12-01T08:00:00Z)") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
 
 def _url(args: argparse.Namespace) -> str:
     return args.db or sqlite_url(args.data or default_data_dir())
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command == "reevaluate":
+        return _reevaluate(args)
     if args.tokens_command == "create":  # refuse bad input before the database is made or touched
         check_tenant(args.tenant)
         tokens.parse_scopes(args.scope)
@@ -72,6 +93,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _reevaluate(args: argparse.Namespace) -> int:
+    from certify.service.reevaluate import reevaluate, report_lines  # the pipeline, only for this command
+
+    store = Store.open(_url(args))
+    try:
+        outcomes = reevaluate(store, since=None if args.all else args.since, signing_key=args.signing_key)
+    finally:
+        store.close()
+    for line in report_lines(outcomes, args.format):
+        print(line)
+    return 0
 
 
 def _list(store: Store, args: argparse.Namespace) -> int:

@@ -36,6 +36,9 @@ metadata = sa.MetaData(
 )
 # Timestamps are UTC; SQLite keeps them as ISO text, which sorts and compares as time does.
 Timestamp = sa.DateTime(timezone=True)
+# "sha256:<64 hex>", as Profile.digest and installed_ruleset_digest write them. SQLite never checks a length,
+# and its tables keep the first schema's 64 (see migration 0002).
+Digest = sa.String(100).with_variant(sa.String(64), "sqlite")
 # An autoincrementing 64-bit key on PostgreSQL that SQLite still treats as its rowid.
 BigKey = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -85,8 +88,8 @@ scans = sa.Table(
     sa.Column("artifact_sha256", sa.String(64), nullable=False),
     sa.Column("filename", sa.String(255), nullable=False),
     sa.Column("profile_name", sa.String(200), nullable=False),
-    sa.Column("profile_digest", sa.String(64), nullable=False),
-    sa.Column("ruleset_digest", sa.String(64), nullable=False),
+    sa.Column("profile_digest", Digest, nullable=False),
+    sa.Column("ruleset_digest", Digest, nullable=False),
     sa.Column("certify_version", sa.String(40), nullable=False),
     # 0 for the first scan of a natural key, +1 for each forced re-scan of it.
     sa.Column("generation", sa.Integer, nullable=False, server_default="0"),

@@ -497,6 +497,51 @@ class Store:
                 state="queued", stage=None, lease_owner=None, lease_expires_at=None, heartbeat_at=None,
                 started_at=None)).rowcount == 1
 
+    # -- re-evaluation -------------------------------------------------------------------------
+
+    def reevaluation_candidates(self, ruleset_digest: str, since: datetime | None = None) -> list[ScanRow]:
+        """Succeeded scans judged under another ruleset (finished at or after ``since``), newest first."""
+        query = sa.select(*_scan_columns()).where(scans.c.state == "succeeded", scans.c.ruleset_digest != ruleset_digest)
+        if since is not None:
+            query = query.where(scans.c.finished_at >= clock(since))
+        with self._read() as c:
+            return [_scan_row(r) for r in c.execute(query.order_by(scans.c.seq.desc())).all()]
+
+    def record_reevaluation(self, old: ScanRow, profile_digest: str, ruleset_digest: str, certify_version: str,
+                            report_json: str, verdict: str, renderings: Mapping[str, str] | None = None,
+                            now: datetime | None = None) -> ScanRow | None:
+        """A new succeeded scan: ``old`` judged again from stored facts under a newer ruleset, linked to it.
+
+        None when the natural key under the new ruleset already has a scan (re-evaluated before, or
+        submitted since): that one stands.
+        """
+        if verdict not in VERDICTS:
+            raise UsageError(f"verdict {verdict!r}: one of {', '.join(VERDICTS)}")
+        now = clock(now)
+        request = ScanRequest(tenant=old.tenant, artifact_sha256=old.artifact_sha256, filename=old.filename,
+                              profile_name=old.profile_name, profile_digest=profile_digest,
+                              ruleset_digest=ruleset_digest, certify_version=certify_version, waivers=old.waivers,
+                              priority=old.priority, labels=old.labels, max_attempts=old.max_attempts)
+        try:
+            with self._write() as c:
+                if c.dialect.name == "postgresql":
+                    c.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_id(request))))
+                exists = c.execute(sa.select(scans.c.id).where(
+                    scans.c.tenant == old.tenant, scans.c.artifact_sha256 == old.artifact_sha256,
+                    scans.c.profile_digest == profile_digest, scans.c.ruleset_digest == ruleset_digest,
+                    scans.c.certify_version == certify_version).limit(1)).first()
+                if exists is not None:
+                    return None
+                row = self._insert_scan(c, request, 0, now)
+                c.execute(scans.update().where(scans.c.id == row.id).values(
+                    state="succeeded", verdict=verdict, reevaluated=True, reevaluation_of=old.id,
+                    started_at=now, finished_at=now))
+                c.execute(reports.insert().values(scan_id=row.id, report_json=report_json, created_at=now))
+                self._put_renderings(c, row.id, renderings or {}, now)
+                return self._scan_by_id(c, row.id)
+        except IntegrityError:
+            return None  # made meanwhile by a concurrent re-evaluation
+
     # -- renderings ----------------------------------------------------------------------------
 
     def put_rendering(self, scan_id: str, fmt: str, body: str, now: datetime | None = None) -> None:

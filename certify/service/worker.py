@@ -215,16 +215,7 @@ class Worker:
     # -- index once: stored facts --------------------------------------------------------------
 
     def _stored_gathered(self, scan: ScanRow, profile: Profile) -> Gathered | None:
-        """The newest stored facts of the artifact that ``profile`` can be judged from, or None."""
-        wanted = {name for c in self.registry.checks.values() if profile.selects(c.id) for name in c.facts}
-        for row in self.store.facts_for(scan.artifact_sha256):
-            try:
-                gathered = Gathered.from_json(row.document, self.types)
-            except FactsFormatError:
-                continue  # written by another certify: not facts this one can read
-            if usable_for(gathered, profile, wanted, self.registry):
-                return dataclasses.replace(gathered, artifact_path=scan.filename)
-        return None
+        return stored_gathered(self.store, self.registry, self.types, scan, profile)
 
     def _keep_facts(self, sha256: str, gathered: Gathered) -> None:
         if gathered.failure is not None:
@@ -284,6 +275,19 @@ class Worker:
             log(self.id, f"scan {scan.id}: {report.verdict.value}{' (re-evaluated from stored facts)' if reevaluated else ''}")
         except LeaseLost as exc:
             log(self.id, f"scan {scan.id}: {exc}")
+
+
+def stored_gathered(store: Store, registry: Registry, types: FactTypes, scan: ScanRow, profile: Profile) -> Gathered | None:
+    """The newest stored facts of the scan's artifact that ``profile`` can be judged from, or None."""
+    wanted = {name for c in registry.checks.values() if profile.selects(c.id) for name in c.facts}
+    for row in store.facts_for(scan.artifact_sha256):
+        try:
+            gathered = Gathered.from_json(row.document, types)
+        except FactsFormatError:
+            continue  # written by another certify: not facts this one can read
+        if usable_for(gathered, profile, wanted, registry):
+            return dataclasses.replace(gathered, artifact_path=scan.filename)
+    return None
 
 
 def usable_for(gathered: Gathered, profile: Profile, wanted: set[str], registry: Registry) -> bool:

@@ -1,4 +1,5 @@
-"""Workers: every report format rendered at completion, and re-evaluations linked to the scan they re-judged.
+"""Workers: every report format rendered at completion, re-evaluations linked to the scan they re-judged,
+and digest columns wide enough for "sha256:<hex>".
 
 Revision ID: 0002
 Revises: 0001
@@ -30,9 +31,17 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["scan_id"], ["scans.id"], name="fk_renderings_scan_id_scans"),
     )
     op.add_column("scans", sa.Column("reevaluation_of", sa.String(32)))
+    # Profile and ruleset digests are written "sha256:<64 hex>" (Profile.digest, installed_ruleset_digest):
+    # 71 characters, which PostgreSQL refused in the first schema's 64. SQLite never checks a length, and
+    # would have to copy the table (renaming its CHECK constraints on the way) to change one: left as it is.
+    if op.get_context().dialect.name != "sqlite":
+        for column in ("profile_digest", "ruleset_digest"):
+            op.alter_column("scans", column, type_=sa.String(100), existing_type=sa.String(64), existing_nullable=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("scans") as batch:  # SQLite drops a column by copying the table
-        batch.drop_column("reevaluation_of")
+    op.drop_column("scans", "reevaluation_of")  # SQLite 3.35+ drops a column in place
+    if op.get_context().dialect.name != "sqlite":
+        for column in ("profile_digest", "ruleset_digest"):
+            op.alter_column("scans", column, type_=sa.String(64), existing_type=sa.String(100), existing_nullable=False)
     op.drop_table("renderings")
