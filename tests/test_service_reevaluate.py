@@ -1,0 +1,89 @@
+"""``certify reevaluate``: stored scans judged again from stored facts under the installed ruleset.
+
+A scan "judged under an older ruleset" is a row with another ruleset digest and
+the verdict that ruleset gave; the facts come from a real scan by a worker.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from certify.service.store import ScanRequest
+from conftest import run_certify
+from pgserver import db_url, postgres_server  # noqa: F401 - fixtures
+from test_service_worker import VNC_VMX, InThreadWorker, Service, wait_for
+
+OLD_RULESET = "sha256:" + "0" * 64
+
+
+@pytest.fixture
+def service(db_url, tmp_path):
+    s = Service(tmp_path, db_url)
+    yield s
+    s.store.close()
+
+
+def judged_long_ago(service: Service, sha: str, filename: str, verdict: str):
+    """A succeeded scan that an older ruleset judged ``verdict``."""
+    row, _ = service.store.submit_scan(ScanRequest(
+        tenant="acme", artifact_sha256=sha, filename=filename, profile_name="default",
+        profile_digest="sha256:" + "1" * 64, ruleset_digest=OLD_RULESET, certify_version="0.0.1"))
+    claim = service.store.claim_next("old-worker", 30)
+    assert claim.scan.id == row.id
+    return service.store.complete(row.id, "old-worker", claim.attempt, json.dumps({"verdict": verdict}), verdict)
+
+
+def reevaluate(service: Service, *args: str):
+    result = run_certify("reevaluate", *args, "--db", service.url)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_a_verdict_the_new_ruleset_changes_is_a_new_linked_scan_and_the_old_one_stays(service):
+    sha = service.upload(VNC_VMX, "app.vmx")
+    first = service.submit(sha, "app.vmx")  # a real scan under the installed ruleset: its facts are kept
+    with InThreadWorker(service.settings()):
+        assert wait_for("the scan ends", lambda: service.settled(first.id)).verdict == "fail"
+    old = judged_long_ago(service, sha, "app.vmx", "pass")
+    unknown = judged_long_ago(service, service.upload(VNC_VMX + b"# other\n", "other.vmx"), "other.vmx", "fail")
+
+    out = reevaluate(service, "--all")
+    assert f"{old.id} " in out and "pass -> fail" in out
+    assert f"{unknown.id} " in out and "needs a new scan" in out
+    assert "1 scan(s) judged again" in out and "1 verdict(s) changed" in out
+
+    kept = service.scan(old.id)
+    assert (kept.verdict, kept.ruleset_digest) == ("pass", OLD_RULESET)  # as issued
+    assert json.loads(service.store.get_report("acme", old.id)) == {"verdict": "pass"}
+    new = next(r for r in service.store.list_scans("acme", limit=50)[0] if r.reevaluation_of == old.id)
+    assert (new.state, new.verdict, new.reevaluated) == ("succeeded", "fail", True)
+    assert new.ruleset_digest == service.ruleset
+    report = json.loads(service.store.get_report("acme", new.id))
+    assert report["verdict"] == "fail" and report["reevaluated"] is True
+    assert service.store.get_rendering("acme", new.id, "json") == service.store.get_report("acme", new.id)
+    assert service.store.get_rendering("acme", new.id, "sarif")
+    latest = {v.profile_name: v for v in service.store.latest_verdicts("acme", sha)}
+    assert latest["default"].verdict == "fail"
+
+    again = reevaluate(service, "--all", "--format", "json")
+    lines = [json.loads(line) for line in again.splitlines()]
+    assert not any(line["changed"] for line in lines)
+    assert len([r for r in service.store.list_scans("acme", limit=50)[0] if r.reevaluation_of]) == 1
+
+
+def test_since_leaves_older_scans_alone(service):
+    sha = service.upload(VNC_VMX, "app.vmx")
+    old = judged_long_ago(service, sha, "app.vmx", "pass")
+    out = reevaluate(service, "--since", "2999-01-01")
+    assert old.id not in out and "0 scan(s) judged again" in out
+
+
+@pytest.mark.parametrize("args, message", [((), "one of the arguments --all --since is required"),
+                                           (("--since", "yesterday"), "is not a date"),
+                                           (("--all", "--since", "2026-01-01"), "not allowed with")])
+def test_reevaluate_needs_all_or_a_date(args, message, tmp_path):
+    result = run_certify("reevaluate", *args, "--data", str(tmp_path / "data"))
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "data").exists()  # nothing made for a refused command line
