@@ -444,3 +444,25 @@ def test_the_worker_refuses_a_bad_engine_in_one_line(sqlite_service, tmp_path):
                              "--id", "w", "--engine", "fast"], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "scan engine 'fast'" in result.stderr
+
+
+def test_a_missing_upload_fails_its_job_and_the_worker_goes_on(service):
+    sha = service.upload(VNC_VMX, "app.vmx")
+    service.blobs.path_for(sha).unlink()  # the blob directory lost it
+    lost = service.submit(sha, "app.vmx")
+    fine = service.submit(service.upload(CLEAN_VMX, "clean.vmx"), "clean.vmx")
+    with InThreadWorker(service.settings()):
+        a = wait_for("the first scan ends", lambda: service.settled(lost.id))
+        b = wait_for("the second scan ends", lambda: service.settled(fine.id))
+    assert (a.state, a.failure_reason) == ("failed", "error")
+    assert f"sha256:{sha} is missing" in a.failure_message
+    assert b.state == "succeeded"
+
+
+def test_stored_facts_this_certify_cannot_read_are_passed_over_for_a_scan(service):
+    sha = service.upload(VNC_VMX, "app.vmx")
+    service.store.put_facts(sha, {"x": "1"}, {"format": "certify-facts", "format_version": 99})
+    row = service.submit(sha, "app.vmx")
+    with InThreadWorker(service.settings()):
+        done = wait_for("the scan ends", lambda: service.settled(row.id))
+    assert (done.state, done.reevaluated) == ("succeeded", False)

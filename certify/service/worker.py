@@ -159,6 +159,15 @@ class Worker:
     def run(self, claim: Claim, stop: threading.Event) -> None:
         scan = claim.scan
         log(self.id, f"scan {scan.id} (attempt {claim.attempt}): {scan.filename} under {scan.profile_name}")
+        # The lease is renewed from claim to completion: judging and rendering a large report take time too.
+        with Lease(self.store, claim, self.settings.lease_seconds, stop) as lease:
+            try:
+                self._run(claim, lease)
+            except Exception as exc:  # a bug, or the blob directory damaged: this job fails, the worker goes on
+                self._fail(claim, "error", f"internal error: {type(exc).__name__}: {exc}")
+
+    def _run(self, claim: Claim, lease: Lease) -> None:
+        scan = claim.scan
         try:
             options = self._options(scan)
         except CertifyError as exc:
@@ -169,9 +178,12 @@ class Worker:
             self._stage(claim, "checks")
             self._finish(claim, stored, options.options, reevaluated=True)
             return
-        with Lease(self.store, claim, self.settings.lease_seconds, stop) as lease:
-            lease.watch_stop()
-            outcome, gathered = self._scan_in_child(claim, lease)
+        if not self.blobs.exists(scan.artifact_sha256):
+            self._fail(claim, "error", f"the upload sha256:{scan.artifact_sha256} is missing from the blob directory "
+                                       f"{self.blobs.root}: upload it again")
+            return
+        lease.watch_stop()
+        outcome, gathered = self._scan_in_child(claim, lease)
         if lease.lost:
             log(self.id, f"scan {scan.id}: the lease was lost; the result is discarded")
             return
