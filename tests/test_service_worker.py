@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -466,3 +467,21 @@ def test_stored_facts_this_certify_cannot_read_are_passed_over_for_a_scan(servic
     with InThreadWorker(service.settings()):
         done = wait_for("the scan ends", lambda: service.settled(row.id))
     assert (done.state, done.reevaluated) == ("succeeded", False)
+
+
+def test_a_worker_that_lost_its_lease_stops_its_child_and_discards_the_result(sqlite_service, workers, tmp_path):
+    s = sqlite_service
+    row = s.submit(s.upload(VNC_VMX, "app.vmx"), "app.vmx")
+    log = tmp_path / "w.log"
+    workers.append(s.worker_process("w-l", "fake:120", log=log))
+    wait_for("the scan is under way", lambda: running_at(s, row.id, "collectors"))
+    children = wait_for("its scan child", lambda: scan_children(row.id))
+    # As a reaper would that saw the lease run out (a worker stalled past it): the scan goes to attempt 2,
+    # held back far in the future so that this test sees it unclaimed.
+    later = datetime.now(timezone.utc) + timedelta(days=1)
+    assert [r.action for r in s.store.reap_expired(now=later)] == ["requeued"]
+    wait_for("the child is stopped", lambda: all(gone(pid) for pid in children))
+    wait_for("the worker gives the result up", lambda: "the result is discarded" in log.read_text())
+    row = s.scan(row.id)
+    assert (row.state, row.attempt) == ("queued", 2)
+    assert s.store.get_report("acme", row.id) is None and s.count(renderings, row.id) == 0

@@ -20,7 +20,6 @@ facts kept) are listed as needing a new scan, not judged.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 from dataclasses import dataclass
