@@ -92,10 +92,10 @@ class Service:
     def settings(self, **kw) -> ServiceSettings:
         return ServiceSettings(data_dir=self.data, db_url=self.url, lease_seconds=LEASE, **kw)
 
-    def worker_process(self, worker_id: str, engine: str, *extra: str, log: Path) -> subprocess.Popen:
+    def worker_process(self, worker_id: str, engine: str, *extra: str, log: Path, lease: float = LEASE) -> subprocess.Popen:
         with open(log, "ab") as err:
             return subprocess.Popen([sys.executable, "-m", "certify.service.worker", "--data", str(self.data),
-                                     "--db", self.url, "--id", worker_id, "--engine", engine, "--lease", str(LEASE),
+                                     "--db", self.url, "--id", worker_id, "--engine", engine, "--lease", str(lease),
                                      *extra], stdout=subprocess.DEVNULL, stderr=err)
 
 
@@ -386,7 +386,8 @@ def test_a_scan_whose_workers_keep_dying_fails_worker_lost_after_max_attempts(sq
 def test_cancel_of_a_running_scan_takes_the_child_down_within_5_s(sqlite_service, workers, tmp_path):
     s = sqlite_service
     row = s.submit(s.upload(VNC_VMX, "app.vmx"), "app.vmx")
-    workers.append(s.worker_process("w-c", "fake:120", log=tmp_path / "w.log"))
+    # A lease far longer than 5 s: the cancel must not wait for a renewal to be seen.
+    workers.append(s.worker_process("w-c", "fake:120", log=tmp_path / "w.log", lease=60))
     wait_for("the scan is under way", lambda: running_at(s, row.id, "collectors"))
     children = wait_for("its scan child", lambda: scan_children(row.id))
     asked = time.monotonic()

@@ -42,6 +42,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ from certify.service.settings import ServiceSettings
 from certify.service.store import Claim, LeaseLost, ScanRow, Store
 
 IDLE_POLL = 0.5  # seconds between looks at an empty queue
+CANCEL_POLL = 1.0  # seconds between looks for a cancel request, between two renewals of a longer lease
 # The reaper's back-off for a re-queued scan (x 2 per attempt lost): a scan that kills its worker cannot spin.
 REAP_BACKOFF = 1.0
 CERTIFICATE = "certificate"
@@ -117,9 +119,18 @@ class Lease:
 
     def _beat(self) -> None:
         interval = max(self.lease_seconds / 3, 0.05)
-        while not self._done.wait(interval):
+        renewed = time.monotonic()
+        # A cancel is looked for every CANCEL_POLL whatever the lease: its child must be gone within 5 s.
+        while not self._done.wait(min(interval, CANCEL_POLL)):
             try:
-                if self.store.heartbeat(self.claim.scan.id, self.claim.worker, self.claim.attempt, self.lease_seconds):
+                if time.monotonic() - renewed >= interval:
+                    asked = self.store.heartbeat(self.claim.scan.id, self.claim.worker, self.claim.attempt,
+                                                 self.lease_seconds)
+                    renewed = time.monotonic()
+                else:
+                    row = self.store.get_scan(self.claim.scan.tenant, self.claim.scan.id)
+                    asked = row is not None and row.cancel_requested
+                if asked:
                     self.cancel_requested = True
                     self.cancel.set()
             except LeaseLost:
@@ -356,15 +367,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--lease", type=float, metavar="SECONDS", help="lease length (renewed every third of it)")
     parser.add_argument("--engine", metavar="ENGINE", help="'child' (default) or 'fake:SECONDS', a testing aid")
     parser.add_argument("--signing-key", metavar="PRIVATE_KEY", help="Ed25519 key: certificates for passing scans")
-    parser.add_argument("--max-attempts", type=int, metavar="N")
     return parser
 
 
 def settings_from(args: argparse.Namespace) -> ServiceSettings:
     settings = ServiceSettings(data_dir=Path(args.data), db_url=args.db)
     for field, value in (("scan_timeout", args.scan_timeout), ("lease_seconds", args.lease),
-                         ("scan_engine", args.engine), ("signing_key", args.signing_key),
-                         ("max_attempts", args.max_attempts)):
+                         ("scan_engine", args.engine), ("signing_key", args.signing_key)):
         if value is not None:
             setattr(settings, field, value)
     if settings.scan_timeout <= 0 or settings.lease_seconds <= 0:
