@@ -17,8 +17,9 @@ SIGKILL. Whatever way it ends, the group is killed, any process still naming
 the private directory is killed, and the directory is removed, with the
 runtime directory the child's libguestfs made its sockets in.
 
-Used by ``certify batch`` and, later, by the service's workers; keep it free of
-either's specifics.
+Used by ``certify batch`` and by the service's workers; keep it free of
+either's specifics. (``entry`` lets a test engine take the CLI's place in the
+child, with the same command line, stages and supervision.)
 """
 
 from __future__ import annotations

@@ -85,9 +85,13 @@ def run_worker(settings: ServiceSettings, worker_id: str, stop: threading.Event 
     store = Store.open(settings.db_url or sqlite_url(settings.data_dir))
     try:
         worker = Worker(settings, worker_id, store, BlobStore(settings.data_dir), load_registry(), fake_seconds)
+        reaped_at = -float("inf")
         while not stop.is_set():
-            for reaped in store.reap_expired(backoff_seconds=REAP_BACKOFF):
-                log(worker_id, f"scan {reaped.scan_id}: its worker was lost: {reaped.action} (attempt {reaped.attempt})")
+            # Reaping is a write: N idle workers doing it on every look at the queue would contend for nothing.
+            if time.monotonic() - reaped_at >= min(settings.lease_seconds / 2, 5.0):
+                for reaped in store.reap_expired(backoff_seconds=REAP_BACKOFF):
+                    log(worker_id, f"scan {reaped.scan_id}: its worker was lost: {reaped.action} (attempt {reaped.attempt})")
+                reaped_at = time.monotonic()
             claim = store.claim_next(worker_id, settings.lease_seconds)
             if claim is None:
                 stop.wait(IDLE_POLL)
