@@ -31,7 +31,7 @@ from certify.service.db import renderings, reports
 from certify.service.fakescan import parse_engine
 from certify.service.settings import ServiceSettings
 from certify.service.store import LeaseLost, ScanRequest, Store
-from certify.service.worker import facts_key, run_worker
+from certify.service.worker import facts_key, run_worker, runtime_dir
 from conftest import run_certify
 from pgserver import db_url, postgres_server  # noqa: F401 - fixtures
 
@@ -160,6 +160,10 @@ def scan_children(scan_id: str) -> list[int]:
         if b"certify.scanchild" in cmdline and f"scan-{scan_id}-".encode() in cmdline:
             found.append(int(entry))
     return found
+
+
+def leftovers(service: Service, scan_id: str) -> list[Path]:
+    return [p for p in [Path(runtime_dir(scan_id)), *(service.data / "work").glob(f"scan-{scan_id}-*")] if p.exists()]
 
 
 def gone(pid: int) -> bool:
@@ -364,6 +368,7 @@ def test_a_worker_killed_mid_scan_is_rerun_as_attempt_2_with_exactly_one_report(
     done = wait_for("the scan runs again", lambda: s.settled(row.id))
     assert (done.state, done.attempt) == ("succeeded", 2), done.failure_message
     assert s.count(reports, row.id) == 1
+    assert not leftovers(s, row.id)  # what the killed worker left was cleared by the next
     assert f"scan {row.id} (attempt 2)" in (tmp_path / "w-b.log").read_text()
 
 
@@ -380,6 +385,7 @@ def test_a_scan_whose_workers_keep_dying_fails_worker_lost_after_max_attempts(sq
     workers.append(s.worker_process("w-reaper", "fake:0", log=tmp_path / "w.log"))
     done = wait_for("the scan ends", lambda: s.settled(row.id))
     assert (done.state, done.failure_reason, done.attempt) == ("failed", "worker_lost", 2)
+    assert not leftovers(s, row.id)  # cleared by the worker that reaped it
     assert s.store.get_report("acme", row.id) is None
 
 

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
+import hashlib
 import json
 import os
 import shutil
@@ -91,6 +93,7 @@ def run_worker(settings: ServiceSettings, worker_id: str, stop: threading.Event 
             if time.monotonic() - reaped_at >= min(settings.lease_seconds / 2, 5.0):
                 for reaped in store.reap_expired(backoff_seconds=REAP_BACKOFF):
                     log(worker_id, f"scan {reaped.scan_id}: its worker was lost: {reaped.action} (attempt {reaped.attempt})")
+                    remove_leftovers(settings, reaped.scan_id)
                 reaped_at = time.monotonic()
             claim = store.claim_next(worker_id, settings.lease_seconds)
             if claim is None:
@@ -255,7 +258,11 @@ class Worker:
         scan = claim.scan
         work = Path(self.settings.data_dir) / WORK_DIR
         work.mkdir(mode=0o700, parents=True, exist_ok=True)
+        remove_leftovers(self.settings, scan.id)  # of an earlier attempt whose worker was killed outright
         private = tempfile.mkdtemp(prefix=f"scan-{scan.id}-", dir=work)
+        runtime = runtime_dir(scan.id)
+        os.mkdir(runtime, 0o700)
+        env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
         try:
             upload = os.path.join(private, upload_name(scan.filename))
             materialize(self.blobs.path_for(scan.artifact_sha256), upload)
@@ -271,7 +278,8 @@ class Worker:
                 entry, args = "certify.service.fakescan", [*args, "--fake-seconds", str(self.fake_seconds)]
             self._stage(claim, "starting")
             outcome = run_scan(upload, args, limit=self.settings.scan_timeout, cancel=lease.cancel,
-                               on_stage=lambda stage: self._stage(claim, stage), workdir_parent=private, entry=entry)
+                               on_stage=lambda stage: self._stage(claim, stage), workdir_parent=private, entry=entry,
+                               env=env)
             gathered = None
             if outcome.failure is None and os.path.exists(facts_file):
                 with open(facts_file, "rb") as f:
@@ -280,6 +288,7 @@ class Worker:
             return outcome, gathered
         finally:
             shutil.rmtree(private, ignore_errors=True)
+            shutil.rmtree(runtime, ignore_errors=True)
 
     # -- judge many: the report, its renderings, the certificate -------------------------------
 
@@ -342,6 +351,24 @@ def renderings(report: Report, registry: Registry, profile: Profile, key: Any | 
     if key is not None and report.verdict is Verdict.PASS:
         bodies[CERTIFICATE] = json.dumps(build_record(report, key), indent=2, sort_keys=True) + "\n"
     return bodies
+
+
+def runtime_dir(scan_id: str) -> str:
+    """Where one scan's child makes its runtime directory (libguestfs sockets), named for the scan.
+
+    The scan child removes its own, unless its worker was killed outright: then whoever
+    next claims or reaps the scan finds this by name and removes it. Short, as a socket path must be.
+    """
+    return os.path.join(tempfile.gettempdir(), f"certify-job-{hashlib.sha256(scan_id.encode()).hexdigest()[:16]}")
+
+
+def remove_leftovers(settings: ServiceSettings, scan_id: str) -> None:
+    """What a worker killed during the scan left behind: its work directory and its child's runtime directory."""
+    shutil.rmtree(runtime_dir(scan_id), ignore_errors=True)
+    work = Path(settings.data_dir) / WORK_DIR
+    if work.is_dir():
+        for leftover in work.glob(f"scan-{glob.escape(scan_id)}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def upload_name(filename: str) -> str:
