@@ -492,3 +492,32 @@ def test_a_worker_that_lost_its_lease_stops_its_child_and_discards_the_result(sq
     row = s.scan(row.id)
     assert (row.state, row.attempt) == ("queued", 2)
     assert s.store.get_report("acme", row.id) is None and s.count(renderings, row.id) == 0
+
+
+def test_the_jobs_waivers_reach_the_scan_and_the_judgement_from_stored_facts(service, descriptor_only):
+    waivers = "waivers:\n  - check: vmx-vnc-enabled\n    reason: console on a private network\n    expires: 2999-01-01\n"
+    sha = service.upload(VNC_VMX, "app.vmx")
+    plain = service.submit(sha, "app.vmx", descriptor_only)
+    with InThreadWorker(service.settings()):
+        assert wait_for("the scan ends", lambda: service.settled(plain.id)).verdict == "fail"
+        waived = service.submit(sha, "app.vmx", descriptor_only, waivers=waivers, force=True)
+        done = wait_for("the waived scan ends", lambda: service.settled(waived.id))
+        assert (done.verdict, done.reevaluated) == ("pass", True)
+        fresh = service.submit(service.upload(VNC_VMX + b"# fresh\n", "fresh.vmx"), "fresh.vmx", descriptor_only,
+                               waivers=waivers)
+        scanned = wait_for("the fresh waived scan ends", lambda: service.settled(fresh.id))
+    assert (scanned.verdict, scanned.reevaluated) == ("pass", False)
+    applied = json.loads(service.store.get_report("acme", fresh.id))["waivers"]
+    assert [w["state"] for w in applied] == ["applied"]
+
+
+def test_a_rejected_upload_is_a_rejected_verdict_judged_again_from_its_facts(service):
+    bad = b"this is not a tar archive\n" * 30
+    sha = service.upload(bad, "bad.ova")
+    first = service.submit(sha, "bad.ova", "default")
+    with InThreadWorker(service.settings()):
+        a = wait_for("the scan ends", lambda: service.settled(first.id))
+        second = service.submit(sha, "bad.ova", "aws-marketplace")  # the same ingest switches as default
+        b = wait_for("the second scan ends", lambda: service.settled(second.id))
+    assert (a.state, a.verdict, a.reevaluated) == ("succeeded", "rejected", False)
+    assert (b.state, b.verdict, b.reevaluated) == ("succeeded", "rejected", True)
