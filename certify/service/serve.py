@@ -10,7 +10,9 @@ started again by the supervisor thread. SIGTERM or SIGINT stop uvicorn
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -140,6 +142,24 @@ class Supervisor:
                 process.wait()
 
 
+def _server_class():  # noqa: ANN202 - uvicorn is imported only when serving
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # noqa: ANN202
+            # uvicorn re-raises the signal once it has shut down, which would kill this process before
+            # the workers are stopped: take SIGTERM/SIGINT as "stop gracefully" and return instead.
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
 def serve(settings: ServiceSettings) -> int:
     import uvicorn
 
@@ -152,7 +172,7 @@ def serve(settings: ServiceSettings) -> int:
         app = create_app(settings)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=10)
-        server = uvicorn.Server(config)
+        server = _server_class()(config)
         supervisor = Supervisor(settings, settings.workers)
         host, port = sock.getsockname()[:2]
         print(f"certify serve: listening on http://{_url_host(host)}:{port} (data {settings.data_dir}, "
