@@ -24,6 +24,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,6 +57,7 @@ MEDIA_TYPES = {
     "text": "text/plain; charset=utf-8",
 }
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+HEX_PATTERN = r"^[0-9a-f]{64}$"
 
 
 # -- problems --------------------------------------------------------------------------------------
@@ -187,6 +189,10 @@ def scan_out(row: ScanRow) -> ScanOut:
         finished_at=row.finished_at)
 
 
+def _hex_path() -> Any:
+    return Path(pattern=HEX_PATTERN, description="the sha256 of the bytes: 64 lowercase hex digits")
+
+
 def _bare(digest: str) -> str:
     return digest.removeprefix("sha256:")
 
@@ -239,6 +245,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return problem_response(request.url.path, 400, "Malformed JSON", "the request body is not valid JSON")
+        bad_digest = next((e for e in errors if tuple(e.get("loc", ())) == ("path", "hex")), None)
+        if bad_digest is not None:
+            return problem_response(request.url.path, 400, "Invalid digest",
+                                    f"{str(bad_digest.get('input'))[:80]!r} is not a sha256 digest "
+                                    "(64 lowercase hex digits)")
         parts = []
         for e in errors[:5]:
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "request"
@@ -310,7 +321,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
              openapi_extra={"requestBody": {"required": True,
                                             "content": {"application/octet-stream": {"schema": {"type": "string",
                                                                                                 "format": "binary"}}}}})
-    async def put_blob(request: Request, response: Response, hex: str = Path(max_length=200),
+    async def put_blob(request: Request, response: Response, hex: str = _hex_path(),
                        principal: tokens.Principal = submitter) -> BlobOut:
         """Upload the bytes of an artifact, streamed; they must hash to the digest in the path."""
         digest = blob_digest(hex)
@@ -342,7 +353,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return BlobOut(digest="sha256:" + digest, size=stored.size, created=had is None)
 
     @app.head("/v1/blobs/sha256:{hex}", responses=_problems(400, 403, 404))
-    def head_blob(hex: str = Path(max_length=200), principal: tokens.Principal = reader) -> Response:
+    def head_blob(hex: str = _hex_path(), principal: tokens.Principal = reader) -> Response:
         """Whether this tenant has uploaded the blob (200 with its size) or not (404)."""
         digest = blob_digest(hex)
         row = store.get_blob(principal.tenant, digest)
@@ -395,7 +406,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     def list_scans(principal: tokens.Principal = reader,
                    state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
                    verdict: Literal["pass", "fail", "rejected", "error"] | None = None,
-                   cursor: str | None = Query(default=None, max_length=200),
+                   cursor: str | None = Query(default=None, max_length=200, pattern=r"^[A-Za-z0-9_-]+$",
+                                              description="next_cursor of the previous page, as handed out"),
                    limit: int = Query(default=50, ge=1, le=MAX_LIST_LIMIT)) -> ScanPage:
         """The tenant's scans, newest first; follow ``next_cursor`` for the next page."""
         try:
@@ -460,7 +472,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     # -- artifacts, metadata, health ----------------------------------------------------------------
 
     @app.get("/v1/artifacts/sha256:{hex}", response_model=ArtifactOut, responses=_problems(400, 403))
-    def get_artifact(hex: str = Path(max_length=200), principal: tokens.Principal = reader) -> ArtifactOut:
+    def get_artifact(hex: str = _hex_path(), principal: tokens.Principal = reader) -> ArtifactOut:
         """The latest verdict of this artifact under each profile the tenant scanned it with."""
         digest = blob_digest(hex)
         found = store.latest_verdicts(principal.tenant, digest)
@@ -468,6 +480,20 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             profile=v.profile_name, profile_digest="sha256:" + v.profile_digest, verdict=v.verdict,
             scan_id=v.scan_id, ruleset_digest="sha256:" + v.ruleset_digest, certify_version=v.certify_version,
             finished_at=v.finished_at) for v in found])
+
+    def openapi() -> dict[str, Any]:
+        # The installed profiles and reporters are the only names a request may use: publish them as enums.
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            field = spec["components"]["schemas"]["ScanSubmission"]["properties"]["profile"]
+            field["enum"] = sorted(rules.profiles)
+            for parameter in spec["paths"]["/v1/scans/{scan_id}/report"]["get"]["parameters"]:
+                if parameter["name"] == "format":
+                    parameter["schema"]["enum"] = rules.formats
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     etag = f'"{_bare(rules.ruleset_digest)[:32]}-{__version__}"'
 
