@@ -30,6 +30,8 @@ from schemathesis.checks import positive_data_acceptance
 
 from certify.service import tokens
 from certify.service.db import sqlite_url
+from certify.service.serve import Supervisor
+from certify.service.settings import ServiceSettings
 from certify.service.store import Store
 from pgserver import postgres_server  # noqa: F401 - fixture
 
@@ -179,6 +181,7 @@ def test_missing_scope_is_403(server):
     with client(server, submitter) as c:
         assert_problem(c.get("/v1/scans"), 403, "read")
         assert_problem(c.get("/v1/metadata"), 403, "read")
+        assert c.head(f"/v1/blobs/sha256:{digest}").status_code == 404  # whether to upload: a submitter may ask
     assert not (server.data / "sha256" / digest[:2] / digest[2:4] / digest).exists()
 
 
@@ -537,6 +540,31 @@ def test_serve_refuses_a_port_in_use_and_an_unusable_data_dir(server, tmp_path):
         done = subprocess.run([sys.executable, "-m", "certify", "serve", *flags], capture_output=True, text=True,
                               timeout=60)
         assert done.returncode == 2 and flags[0] in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_supervisor_restarts_a_worker_that_dies_and_stops_them_all(tmp_path):
+    def sleeper(settings, worker_id):  # a real process standing in for the worker module's command
+        return [sys.executable, "-c", "import sys, time; print(sys.argv[1], flush=True); time.sleep(600)", worker_id]
+
+    messages: list[str] = []
+    supervisor = Supervisor(ServiceSettings(data_dir=tmp_path), 2, log=messages.append, command=sleeper)
+    supervisor.start()
+    try:
+        first = {slot: p.pid for slot, p in supervisor.processes.items()}
+        assert len(first) == 2
+        os.kill(first[1], signal.SIGKILL)
+        restarted = threading.Event()
+        for _ in range(300):
+            if supervisor.processes[1].pid != first[1] and supervisor.processes[1].poll() is None:
+                restarted.set()
+                break
+            threading.Event().wait(0.1)
+        assert restarted.is_set(), messages
+        assert supervisor.processes[0].pid == first[0]
+        assert any("exited with -9" in m for m in messages)
+    finally:
+        supervisor.stop()
+    assert all(p.poll() is not None for p in supervisor.processes.values())
 
 
 def test_restart_with_the_same_data_dir_keeps_everything(tmp_path):

@@ -219,7 +219,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     app = FastAPI(title="certify", version=__version__,
                   description="Certification service: upload an appliance, submit a scan, read its verdict.",
-                  responses=_problems(401, 422))
+                  )
     app.state.store = store
     app.state.settings = settings
 
@@ -283,17 +283,19 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             request.state.principal = principal
         return await call_next(request)
 
-    def scope(name: str) -> Callable[..., tokens.Principal]:
+    def scope(*names: str) -> Callable[..., tokens.Principal]:
         def dependency(request: Request,
                        _credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> tokens.Principal:
             principal: tokens.Principal = request.state.principal
-            if not principal.allows(name):
-                raise Problem(403, "Forbidden", f"this token lacks the {name!r} scope")
+            if not any(principal.allows(name) for name in names):
+                raise Problem(403, "Forbidden", f"this token lacks the {' or '.join(repr(n) for n in names)} scope")
             return principal
         return dependency
 
     submitter = Depends(scope("submit"))
     reader = Depends(scope("read"))
+    # A submitter asks whether to upload at all before it uploads: HEAD of a blob serves either scope.
+    uploader_or_reader = Depends(scope("submit", "read"))
 
     def rendering(tenant: str, scan_id: str, fmt: str) -> str | None:
         # Renderings are stored by the workers (Store.get_rendering, migration 0002); a store
@@ -353,7 +355,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return BlobOut(digest="sha256:" + digest, size=stored.size, created=had is None)
 
     @app.head("/v1/blobs/sha256:{hex}", responses=_problems(400, 403, 404))
-    def head_blob(hex: str = _hex_path(), principal: tokens.Principal = reader) -> Response:
+    def head_blob(hex: str = _hex_path(), principal: tokens.Principal = uploader_or_reader) -> Response:
         """Whether this tenant has uploaded the blob (200 with its size) or not (404)."""
         digest = blob_digest(hex)
         row = store.get_blob(principal.tenant, digest)
@@ -487,6 +489,21 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             field = spec["components"]["schemas"]["ScanSubmission"]["properties"]["profile"]
             field["enum"] = sorted(rules.profiles)
+            problem = {PROBLEM: {"schema": {"$ref": "#/components/schemas/ProblemModel"}}}
+            for path, operations in spec["paths"].items():
+                for operation in operations.values():
+                    responses = operation.setdefault("responses", {})
+                    if path.startswith("/v1/"):
+                        responses["401"] = {"description": "no valid bearer token",
+                                            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+                                            "content": problem}
+                        responses.setdefault("422", {"description": "invalid request", "content": problem})
+                    for status, answer in responses.items():
+                        if status.isdigit() and int(status) >= 400:  # errors are only ever problem+json
+                            answer["content"] = problem
+            if "HTTPValidationError" not in json.dumps(spec["paths"]):  # FastAPI's own, replaced above
+                for name in ("HTTPValidationError", "ValidationError"):
+                    spec["components"]["schemas"].pop(name, None)
             for parameter in spec["paths"]["/v1/scans/{scan_id}/report"]["get"]["parameters"]:
                 if parameter["name"] == "format":
                     parameter["schema"]["enum"] = rules.formats

@@ -82,9 +82,10 @@ def worker_command(settings: ServiceSettings, worker_id: str) -> list[str]:
 class Supervisor:
     """Keeps ``count`` worker processes running until :meth:`stop`."""
 
-    def __init__(self, settings: ServiceSettings, count: int, log=None) -> None:  # noqa: ANN001
+    def __init__(self, settings: ServiceSettings, count: int, log=None, command=worker_command) -> None:  # noqa: ANN001
         self.settings = settings
         self.count = count
+        self.command = command
         self.log = log or (lambda text: print(f"certify serve: {text}", file=sys.stderr, flush=True))
         self.stopping = threading.Event()
         self.processes: dict[int, subprocess.Popen] = {}
@@ -103,7 +104,7 @@ class Supervisor:
         self._thread.start()
 
     def _spawn(self, slot: int) -> None:
-        self.processes[slot] = subprocess.Popen(worker_command(self.settings, self.worker_id(slot)),
+        self.processes[slot] = subprocess.Popen(self.command(self.settings, self.worker_id(slot)),
                                                 stdin=subprocess.DEVNULL)
         self._started[slot] = time.monotonic()
 
