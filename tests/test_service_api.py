@@ -341,6 +341,25 @@ def test_bad_submissions_are_problems_naming_the_fault_and_store_nothing(server,
         assert c.get("/v1/scans", params={"limit": 500}).json()["items"] == before
 
 
+def test_an_oversized_json_body_is_413_and_never_parsed(server, acme):
+    huge = json.dumps({"artifact": "sha256:" + "0" * 64, "filename": "a.ova", "waivers": "#" * (2 << 20)}).encode()
+    with client(server, acme) as c:
+        assert_problem(c.post("/v1/scans", content=huge, headers={"Content-Type": "application/json"}), 413, "at most")
+        assert_problem(c.post("/v1/scans", content=iter([huge[:1000], huge[1000:]]),
+                              headers={"Content-Type": "application/json"}), 413, "at most")
+    with client(server) as c:
+        assert_problem(c.post("/v1/scans", content=huge), 401)
+
+
+
+def test_a_chunked_json_body_under_the_cap_is_read(server, acme):
+    digest = upload(server, acme, blob_of("chunked-json")[0])
+    body = json.dumps({"artifact": "sha256:" + digest, "filename": "a.ova"}).encode()
+    with client(server, acme) as c:
+        r = c.post("/v1/scans", content=iter([body[:10], body[10:]]), headers={"Content-Type": "application/json"})
+    assert r.status_code == 202, r.text
+
+
 def test_malformed_json_is_400(server, acme):
     with client(server, acme) as c:
         assert_problem(c.post("/v1/scans", content=b'{"artifact": ', headers={"Content-Type": "application/json"}),

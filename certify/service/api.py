@@ -46,9 +46,13 @@ from certify.service.store import (MAX_LIST_LIMIT, IdempotencyConflict, InvalidC
                                    ScanRow, Store, StoreError)
 
 PROBLEM = "application/problem+json"
-PROBLEM_BASE = "https://certify.dev/problems/"
+# Problem types name the fault for programs (RFC 9457); a URN, as there is no page to dereference.
+PROBLEM_BASE = "urn:certify:problem:"
+# Every body but a blob's is parsed into memory: JSON requests are capped well below anything harmful.
+MAX_REQUEST_BODY = 1 << 20
 RETRY_AFTER_SECONDS = 5
 MAX_WAIVERS_BYTES = 256 * 1024
+_BLOB_PATH = re.compile(r"/v1/blobs/[^/]*")
 MEDIA_TYPES = {
     "json": "application/json",
     "sarif": "application/sarif+json",
@@ -264,6 +268,27 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     async def _db_down(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
         return problem_response(request.url.path, 503, "Service unavailable", "the database cannot be reached",
                                 {"Retry-After": "5"})
+
+    # -- request size -----------------------------------------------------------------------------
+
+    @app.middleware("http")
+    async def _cap_body(request: Request, call_next: Callable) -> Response:
+        # Registered before the authentication middleware, so it runs after it (Starlette runs the
+        # last one added first): an unauthenticated request still only ever gets 401.
+        if request.method in ("POST", "PUT", "PATCH") and not _BLOB_PATH.fullmatch(request.url.path):
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.strip().isdigit() and int(declared) > MAX_REQUEST_BODY:
+                return problem_response(request.url.path, 413, "Request too large",
+                                        f"{declared} bytes: a request body here is at most {MAX_REQUEST_BODY}")
+            if declared is None:
+                body = bytearray()
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > MAX_REQUEST_BODY:
+                        return problem_response(request.url.path, 413, "Request too large",
+                                                f"over {MAX_REQUEST_BODY} bytes: a request body here is at most that")
+                request._body = bytes(body)  # read once, handed on to the endpoint
+        return await call_next(request)
 
     # -- authentication ---------------------------------------------------------------------------
 
