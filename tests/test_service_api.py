@@ -685,3 +685,40 @@ def test_smoke_on_postgresql(postgres_server, tmp_path):
             assert c.post(f"/v1/scans/{scan_id}/cancel").json()["state"] == "cancelled"
     finally:
         assert stop_server(served) == 0
+
+
+# -- in process: faults a served process cannot be made to show -----------------------------------
+
+def _app_at(data: Path):
+    from certify.service import db
+    from certify.service.api import create_app
+
+    settings = ServiceSettings(data_dir=data)
+    db.upgrade(settings.database_url)
+    return create_app(settings)
+
+
+def test_readyz_is_503_when_the_data_directory_is_gone(tmp_path):
+    from fastapi.testclient import TestClient
+
+    app = _app_at(tmp_path / "data")
+    with TestClient(app) as c:
+        assert c.get("/readyz").status_code == 200
+        (tmp_path / "data").rename(tmp_path / "moved")
+        (tmp_path / "data").write_text("a file where the data directory was")
+        assert_problem(c.get("/readyz"), 503)
+        assert c.get("/healthz").status_code == 200
+
+
+def test_an_unexpected_error_is_a_500_problem_that_tells_nothing_of_its_insides(tmp_path):
+    from fastapi.testclient import TestClient
+
+    app = _app_at(tmp_path / "data")
+
+    @app.get("/test-fault")
+    def fault():
+        raise RuntimeError("secret internal state")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        body = assert_problem(c.get("/test-fault"), 500, "RuntimeError")
+    assert "secret" not in body["detail"]

@@ -222,8 +222,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     bearer = HTTPBearer(auto_error=False, description="a tenant's API token (certify tokens create)")
 
     app = FastAPI(title="certify", version=__version__,
-                  description="Certification service: upload an appliance, submit a scan, read its verdict.",
-                  )
+                  description="Certification service: upload an appliance, submit a scan, read its verdict.")
     app.state.store = store
     app.state.settings = settings
 
@@ -259,6 +258,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "request"
             parts.append(f"{where}: {e.get('msg', 'invalid')}")
         return problem_response(request.url.path, 422, "Invalid request", "; ".join(parts))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        # A bug still answers in the API's one error format, and says nothing of its insides.
+        return problem_response(request.url.path, 500, "Internal error",
+                                f"the server failed on this request ({type(exc).__name__})")
 
     @app.exception_handler(StoreError)
     async def _store_error(request: Request, exc: StoreError) -> JSONResponse:
