@@ -257,6 +257,20 @@ def test_a_truncated_upload_stores_nothing(server, acme):
     assert blob_paths(server.data) == before
 
 
+def test_an_upload_without_a_length_or_chunks_is_411(server, acme):
+    _, digest = blob_of("no-length")
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"PUT /v1/blobs/sha256:{digest} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {acme}\r\n"
+                  f"Connection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 411") and b"application/problem+json" in head
+    assert b"Content-Length" in body
+
+
 def test_an_upload_that_would_eat_the_reserve_is_507(tmp_path):
     served = start_server(tmp_path / "data", "--reserve", "1P")
     try:
@@ -289,6 +303,23 @@ def test_submit_queues_a_scan_and_the_natural_key_returns_it(server, acme):
         forced = c.post("/v1/scans", json={**body, "force": True})
         assert forced.status_code == 202 and forced.json()["id"] != scan["id"]
         assert c.get(f"/v1/scans/{scan['id']}").json()["id"] == scan["id"]
+
+
+WAIVERS = "- check: ssh-root-login\n  reason: vendor appliance, console only\n  expires: 2099-01-01\n"
+
+
+def test_other_waivers_are_another_scan_and_the_same_waivers_the_same(server, acme):
+    digest = upload(server, acme, blob_of("waivers")[0])
+    body = {"artifact": "sha256:" + digest, "filename": "app.ova", "profile": "default"}
+    with client(server, acme) as c:
+        plain = c.post("/v1/scans", json=body).json()
+        waived = c.post("/v1/scans", json={**body, "waivers": WAIVERS})
+        assert waived.status_code == 202 and waived.json()["id"] != plain["id"]
+        assert waived.json()["profile_digest"] != plain["profile_digest"]
+        again = c.post("/v1/scans", json={**body, "waivers": WAIVERS})
+        assert again.status_code == 200 and again.json()["id"] == waived.json()["id"]
+        other = c.post("/v1/scans", json={**body, "waivers": WAIVERS.replace("2099", "2098")})
+        assert other.status_code == 202 and other.json()["id"] not in (plain["id"], waived.json()["id"])
 
 
 def test_idempotency_key_replays_and_refuses_another_body(server, acme):

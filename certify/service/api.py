@@ -14,6 +14,7 @@ found (404). Every error is ``application/problem+json`` (RFC 9457).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tempfile
@@ -107,7 +108,8 @@ class ScanOut(BaseModel):
     artifact: str
     filename: str
     profile: str
-    profile_digest: str
+    profile_digest: str = Field(description="the profile's digest; with waivers, the digest of the profile and "
+                                            "the waivers together (the policy the verdict is reached under)")
     ruleset_digest: str
     certify_version: str
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -195,6 +197,17 @@ def scan_out(row: ScanRow) -> ScanOut:
 
 def _hex_path() -> Any:
     return Path(pattern=HEX_PATTERN, description="the sha256 of the bytes: 64 lowercase hex digits")
+
+
+def policy_digest(profile_digest: str, waivers: str | None) -> str:
+    """The natural key's policy part: the profile's digest, or with waivers, of the profile and the waivers.
+
+    Other waivers must give another judgement (a new scan), not the existing one of the same profile.
+    """
+    if waivers is None:
+        return _bare(profile_digest)
+    material = json.dumps({"profile": profile_digest, "waivers": waivers}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(material.encode()).hexdigest()
 
 
 def _bare(digest: str) -> str:
@@ -420,7 +433,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             raise Problem(422, "Invalid request", "Idempotency-Key: empty")
         request = ScanRequest(
             tenant=principal.tenant, artifact_sha256=artifact, filename=body.filename, profile_name=body.profile,
-            profile_digest=_bare(profile.digest), ruleset_digest=_bare(rules.ruleset_digest),
+            profile_digest=policy_digest(profile.digest, body.waivers), ruleset_digest=_bare(rules.ruleset_digest),
             certify_version=__version__, waivers=body.waivers, priority=body.priority, labels=body.labels,
             max_attempts=settings.max_attempts)
         try:
