@@ -71,8 +71,8 @@ def start_server(data: Path, *extra: str, db_url: str | None = None) -> Served:
     return Served(found.group(1), data, db_url or sqlite_url(data), process, log)
 
 
-def stop_server(served: Served) -> int:
-    served.process.send_signal(signal.SIGTERM)
+def stop_server(served: Served, sig: int = signal.SIGTERM) -> int:
+    served.process.send_signal(sig)
     return served.process.wait(timeout=30)
 
 
@@ -630,7 +630,7 @@ def test_restart_with_the_same_data_dir_keeps_everything(tmp_path):
             assert c.get(f"/v1/scans/{scan['id']}").json()["state"] == "queued"
             assert c.head(f"/v1/blobs/sha256:{digest}").status_code == 200
     finally:
-        assert stop_server(served) == 0
+        assert stop_server(served, signal.SIGINT) == 0
 
 
 # -- certify submit --------------------------------------------------------------------------------

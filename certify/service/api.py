@@ -320,7 +320,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             if scheme.lower() == "bearer" and secret.strip():
                 principal = await run_in_threadpool(tokens.verify, store, secret.strip())
             if principal is None:
-                detail = "a valid bearer token is required" if header else "no bearer token: send 'Authorization: Bearer <token>'"
+                detail = ("a valid bearer token is required" if header
+                          else "no bearer token: send 'Authorization: Bearer <token>'")
                 return problem_response(request.url.path, 401, "Unauthorized", detail,
                                         {"WWW-Authenticate": 'Bearer realm="certify"'})
             request.state.principal = principal

@@ -76,7 +76,8 @@ class Client:
             data = response.read()
             return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
         except (OSError, http.client.HTTPException) as exc:
-            raise ServiceUnreachable(f"{self.server}: {getattr(exc, 'strerror', None) or exc or type(exc).__name__}") from None
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise ServiceUnreachable(f"{self.server}: {reason}") from None
         finally:
             connection.close()
 
