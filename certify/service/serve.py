@@ -6,6 +6,10 @@ separate processes (``python -m certify.service.worker``): a scan that wedges
 or crashes a worker never takes the API down, and a worker that dies is
 started again by the supervisor thread. SIGTERM or SIGINT stop uvicorn
 (its own handlers), then every worker (SIGTERM, SIGKILL after a grace period).
+
+A worker is started as ``python -m certify.service.worker --data DIR --id ID
+--scan-timeout SECONDS --max-attempts N --lease-seconds SECONDS [--db URL]
+[--signing-key FILE]`` (``worker_command``): the worker module must take these.
 """
 
 from __future__ import annotations
