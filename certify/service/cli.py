@@ -1,4 +1,5 @@
-"""Command line of the service's state: ``certify tokens create|list|revoke``, ``certify reevaluate``.
+"""Command line of the service: ``certify tokens create|list|revoke``, ``certify serve``, ``certify submit``,
+``certify reevaluate``.
 
 Exit codes: 0 done, 2 usage error (unknown scope, unknown token, bad URL),
 3 the database could not be reached. A secret is printed once, at creation,
@@ -11,17 +12,82 @@ import argparse
 import json
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from certify.errors import UsageError
+from certify.policy.certificate import load_private_key
 from certify.service import tokens
-from certify.service.db import default_data_dir, sqlite_url
-from certify.service.store import Store, check_tenant
+from certify.service.blobs import DEFAULT_RESERVE
+from certify.service.client import run_submit
+from certify.service.fakescan import parse_engine
+from certify.service.db import default_data_dir, normalize_url, sqlite_url
+from certify.service.serve import serve
+from certify.service.settings import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_UPLOAD, DEFAULT_PORT, DEFAULT_SCAN_TIMEOUT, ServiceSettings
+from certify.service.store import DEFAULT_MAX_ATTEMPTS, Store, check_tenant
+from certify.units import parse_duration, parse_size
 
-COMMANDS = ("tokens", "reevaluate")
+COMMANDS = ("tokens", "serve", "submit", "reevaluate")
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except (ValueError, OverflowError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _whole(low: int, high: int):  # noqa: ANN202
+    def parse(text: str) -> int:
+        if not text.strip().isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number from {low} to {high}")
+        return int(text)
+    return parse
+
+
+def _add_serve_parsers(sub: Any) -> None:
+    serve_p = sub.add_parser("serve", help="run the certification service: HTTP API and scan workers")
+    serve_p.add_argument("--data", metavar="DIR", help="data directory: database, blobs "
+                         f"(default: $CERTIFY_DATA, else ./{default_data_dir()})")
+    serve_p.add_argument("--db", metavar="URL", help="a database URL instead of SQLite in the data directory "
+                         "(blobs stay in the data directory)")
+    serve_p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve_p.add_argument("--port", type=_whole(0, 65535), default=DEFAULT_PORT,
+                         help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
+    serve_p.add_argument("--workers", type=_whole(0, 256), default=1, help="scan worker processes (default 1)")
+    serve_p.add_argument("--scan-timeout", type=_duration, default=DEFAULT_SCAN_TIMEOUT, metavar="DURATION",
+                         help="wall-clock limit of one scan (default 30m)")
+    serve_p.add_argument("--max-upload", type=_size, default=DEFAULT_MAX_UPLOAD, metavar="SIZE",
+                         help="largest upload accepted (default 64G)")
+    serve_p.add_argument("--reserve", type=_size, default=DEFAULT_RESERVE, metavar="SIZE",
+                         help="free space uploads never eat into (default 1G)")
+    serve_p.add_argument("--max-attempts", type=_whole(1, 100), default=DEFAULT_MAX_ATTEMPTS,
+                         help="attempts of a scan whose worker is lost (default 3)")
+    serve_p.add_argument("--signing-key", metavar="FILE", help="Ed25519 private key: certificates for passed scans")
+    serve_p.add_argument("--lease", type=_duration, default=DEFAULT_LEASE_SECONDS, metavar="DURATION",
+                         help="how long a worker holds a scan between heartbeats before another may take it (default 60s)")
+    serve_p.add_argument("--scan-engine", default="child", metavar="ENGINE",
+                         help="'child' (default): a real scan per job; 'fake:SECONDS' is a testing and benchmarking aid "
+                              "that certifies nothing")
+
+    submit_p = sub.add_parser("submit", help="upload appliances to a certification service and submit scans")
+    submit_p.add_argument("paths", nargs="+", metavar="PATH")
+    submit_p.add_argument("--server", required=True, metavar="URL", help="the service, e.g. http://127.0.0.1:8080")
+    submit_p.add_argument("--token", metavar="T", help="API token (default: $CERTIFY_TOKEN)")
+    submit_p.add_argument("--profile", default="default", help="policy profile (default: default)")
+    submit_p.add_argument("--wait", action="store_true", help="follow each scan to its end; exit as 'scan' would")
+    submit_p.add_argument("--format", default="text", choices=["text", "json"])
 
 
 def add_parsers(sub: Any) -> None:
+    _add_serve_parsers(sub)
     tokens_p = sub.add_parser("tokens", help="API tokens of the certification service: create, list, revoke")
     tokens_sub = tokens_p.add_subparsers(dest="tokens_command", required=True, parser_class=type(tokens_p))
 
@@ -72,6 +138,10 @@ def _url(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.command == "reevaluate":
         return _reevaluate(args)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "submit":
+        return run_submit(args.paths, args.server, args.token, args.profile, args.wait, args.format)
     if args.tokens_command == "create":  # refuse bad input before the database is made or touched
         check_tenant(args.tenant)
         tokens.parse_scopes(args.scope)
@@ -106,6 +176,22 @@ def _reevaluate(args: argparse.Namespace) -> int:
     for line in report_lines(outcomes, args.format):
         print(line)
     return 0
+def _serve(args: argparse.Namespace) -> int:
+    key = None
+    if args.signing_key:
+        key = Path(args.signing_key)
+        load_private_key(str(key))  # a bad key is a usage error now, not a failure at the first pass
+    settings = ServiceSettings(
+        data_dir=Path(args.data) if args.data else default_data_dir(), db_url=args.db, host=args.host, port=args.port,
+        workers=args.workers, scan_timeout=args.scan_timeout, max_upload=args.max_upload, reserve_bytes=args.reserve,
+        max_attempts=args.max_attempts, signing_key=key, lease_seconds=args.lease, scan_engine=args.scan_engine)
+    try:
+        parse_engine(settings.scan_engine)
+    except ValueError as exc:
+        raise UsageError(f"--scan-engine: {exc}") from None
+    if args.db:
+        normalize_url(args.db)
+    return serve(settings)
 
 
 def _list(store: Store, args: argparse.Namespace) -> int:

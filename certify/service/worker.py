@@ -395,18 +395,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", metavar="URL", help="the database URL (default: SQLite in DIR)")
     parser.add_argument("--id", required=True, metavar="ID", help="this worker's name in the leases it takes")
     parser.add_argument("--scan-timeout", type=float, metavar="SECONDS", help="wall-clock limit of one scan")
-    parser.add_argument("--lease", type=float, metavar="SECONDS", help="lease length (renewed every third of it)")
+    parser.add_argument("--lease-seconds", "--lease", dest="lease", type=float, metavar="SECONDS",
+                        help="lease length (renewed every third of it)")
+    parser.add_argument("--max-attempts", type=int, metavar="N",
+                        help="the service's attempts per scan (each scan row carries its own; recorded for the reaper)")
     parser.add_argument("--engine", metavar="ENGINE", help="'child' (default) or 'fake:SECONDS', a testing aid")
     parser.add_argument("--signing-key", metavar="PRIVATE_KEY", help="Ed25519 key: certificates for passing scans")
     return parser
 
 
 def settings_from(args: argparse.Namespace) -> ServiceSettings:
-    settings = ServiceSettings(data_dir=Path(args.data), db_url=args.db)
-    for field, value in (("scan_timeout", args.scan_timeout), ("lease_seconds", args.lease),
-                         ("scan_engine", args.engine), ("signing_key", args.signing_key)):
-        if value is not None:
-            setattr(settings, field, value)
+    given = {"scan_timeout": args.scan_timeout, "lease_seconds": args.lease, "max_attempts": args.max_attempts,
+             "scan_engine": args.engine, "signing_key": args.signing_key}
+    settings = ServiceSettings(data_dir=Path(args.data), db_url=args.db,
+                               **{name: value for name, value in given.items() if value is not None})
     if settings.scan_timeout <= 0 or settings.lease_seconds <= 0:
         raise UsageError("--scan-timeout and --lease: more than 0 seconds")
     try:
