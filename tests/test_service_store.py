@@ -87,11 +87,14 @@ def test_migration_0003_keys_scans_by_profile_name_and_waivers_in_a_database_wit
                   waivers=waivers.replace("2099", "2098"), state="queued", verdict=None)
     lost = dict(id="scn_lost", profile_digest=folded("sha256:" + "9" * 64, waivers), waivers=waivers,
                 state="queued", verdict=None, profile_name="retired")
+    # What `certify reevaluate` wrote: "sha256:"-prefixed digests, the same key as scn_plain once bare.
+    rejudged = dict(id="scn_rejudged", profile_digest=default, ruleset_digest="sha256:" + "r1" * 32, waivers=None,
+                    state="succeeded", verdict="fail")
     engine = db.make_engine(db_url)
     try:
         with engine.begin() as c:
             c.execute(sa.text("INSERT INTO tenants (name, created_at) VALUES ('acme', :t)"), {"t": T0})
-            for row in (plain, reported, queued, lost):
+            for row in (plain, reported, queued, lost, rejudged):
                 c.execute(old_scans.insert().values({
                     "tenant": "acme", "artifact_sha256": A, "filename": "app.ova", "profile_name": "default",
                     "ruleset_digest": "r1" * 32, "certify_version": "0.1.0", "generation": 0, "labels": "{}",
@@ -109,7 +112,8 @@ def test_migration_0003_keys_scans_by_profile_name_and_waivers_in_a_database_wit
     try:
         with engine.connect() as c:
             assert compare_metadata(MigrationContext.configure(c), db.metadata) == []
-            rows = {r.id: r for r in c.execute(sa.text("SELECT id, profile_digest, waivers_digest FROM scans"))}
+            rows = {r.id: r for r in c.execute(sa.text(
+                "SELECT id, profile_digest, ruleset_digest, waivers_digest, generation FROM scans"))}
             assert c.execute(sa.text("SELECT count(*) FROM reports")).scalar_one() == 2
             assert c.execute(sa.text("SELECT count(*) FROM renderings")).scalar_one() == 2
     finally:
@@ -119,6 +123,8 @@ def test_migration_0003_keys_scans_by_profile_name_and_waivers_in_a_database_wit
     assert rows["scn_reported"].profile_digest == bare  # recovered from its report
     assert rows["scn_queued"].profile_digest == bare  # recovered from the installed profile of that name
     assert rows["scn_lost"].profile_digest == lost["profile_digest"]  # nothing explains it: kept
+    assert (rows["scn_rejudged"].profile_digest, rows["scn_rejudged"].ruleset_digest) == (bare, "r1" * 32)
+    assert (rows["scn_plain"].generation, rows["scn_rejudged"].generation) == (0, 1)  # made room: the newer one
     assert rows["scn_reported"].waivers_digest == rows["scn_lost"].waivers_digest == \
         hashlib.sha256(waivers.encode()).hexdigest()
 
@@ -137,7 +143,7 @@ def test_migration_0003_keys_scans_by_profile_name_and_waivers_in_a_database_wit
     s = Store.open(db_url)
     try:
         again = dict(artifact=A, profile_digest=bare)
-        assert s.submit_scan(request(**again)) == (s.get_scan("acme", "scn_plain"), False)
+        assert s.submit_scan(request(**again)) == (s.get_scan("acme", "scn_rejudged"), False)
         assert s.submit_scan(request(**again, waivers=waivers))[0].id == "scn_reported"
         assert s.submit_scan(request(**again, waivers=queued["waivers"]))[0].id == "scn_queued"
         assert s.submit_scan(request(**again, profile="isv-selftest"))[1]  # another profile's name: a new scan
@@ -222,6 +228,20 @@ def test_profiles_of_one_digest_and_other_waivers_are_other_keys_the_same_waiver
     empty, created = store.submit_scan(request(waivers=""))  # a document, even empty, is not "no waivers"
     assert created and empty.id != plain.id
     assert store.submit_scan(request()) == (plain, False)
+
+
+def test_a_digest_is_one_key_with_or_without_its_sha256_prefix(store):
+    """The API passes bare hex and reevaluate "sha256:<hex>" (as Profile.digest and rulesets are written)."""
+    plain, _ = store.submit_scan(request())
+    prefixed = ScanRequest(tenant="acme", artifact_sha256=A, filename="app.ova", profile_name="default",
+                           profile_digest="sha256:" + "p1" * 32, ruleset_digest="sha256:" + "r1" * 32,
+                           certify_version="0.1.0")
+    assert store.submit_scan(prefixed) == (plain, False)
+    assert (plain.profile_digest, plain.ruleset_digest) == ("p1" * 32, "r1" * 32)
+    claim = store.claim_next("w", 60)
+    store.complete(plain.id, "w", claim.attempt, "{}", "pass")
+    assert store.reevaluation_candidates("sha256:" + "r1" * 32) == []  # judged under the installed ruleset
+    assert [r.id for r in store.reevaluation_candidates("sha256:" + "r2" * 32)] == [plain.id]
 
 
 def test_scan_ids_are_random_and_url_safe(store):

@@ -120,9 +120,19 @@ class ScanRequest:
     labels: Mapping[str, Any] = field(default_factory=dict)
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
+    def __post_init__(self) -> None:
+        # One spelling per digest, or one key would be two: the API passed bare hex, reevaluate "sha256:<hex>".
+        object.__setattr__(self, "profile_digest", bare_digest(self.profile_digest))
+        object.__setattr__(self, "ruleset_digest", bare_digest(self.ruleset_digest))
+
     @property
     def waivers_digest(self) -> str:
         return waivers_digest(self.waivers)
+
+
+def bare_digest(digest: str) -> str:
+    """A sha256 digest as the store keeps it: hex, without the "sha256:" that Profile.digest and rulesets carry."""
+    return digest.removeprefix("sha256:")
 
 
 def waivers_digest(waivers: str | None) -> str:
@@ -514,6 +524,7 @@ class Store:
 
     def reevaluation_candidates(self, ruleset_digest: str, since: datetime | None = None) -> list[ScanRow]:
         """Succeeded scans judged under another ruleset (finished at or after ``since``), newest first."""
+        ruleset_digest = bare_digest(ruleset_digest)
         query = sa.select(*_scan_columns()).where(scans.c.state == "succeeded", scans.c.ruleset_digest != ruleset_digest)
         if since is not None:
             query = query.where(scans.c.finished_at >= clock(since))

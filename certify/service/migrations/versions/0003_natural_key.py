@@ -7,6 +7,10 @@ the installed profile of that name) says, checked against the folded digest; a r
 digest cannot be recovered that way keeps the folded one (it still names its scan's policy; a new
 submission just makes a new scan).
 
+Digests are also made bare hex throughout: `certify reevaluate` wrote "sha256:<hex>" where the API
+wrote hex, so its scans never answered a submission and every API scan looked judged under another
+ruleset.
+
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-03
@@ -30,9 +34,7 @@ NEW_KEY = ["tenant", "artifact_sha256", "profile_name", "profile_digest", "waive
            "certify_version", "generation"]
 
 # Lightweight tables: only the columns this revision reads or writes, as they are at this revision.
-scans = sa.table("scans", sa.column("id", sa.String), sa.column("profile_name", sa.String),
-                 sa.column("profile_digest", sa.String), sa.column("waivers", sa.Text),
-                 sa.column("waivers_digest", sa.String))
+scans = sa.table("scans", *(sa.column(name) for name in ("seq", "id", "waivers", *NEW_KEY)))
 reports = sa.table("reports", sa.column("scan_id", sa.String), sa.column("report_json", sa.Text))
 
 
@@ -58,7 +60,26 @@ def upgrade() -> None:
         c.execute(scans.update().where(scans.c.id == row.id).values(
             waivers_digest=waivers_digest(row.waivers),
             profile_digest=_unfolded(c, row) or row.profile_digest))
+    _strip_digest_prefixes(c)
     _check_foreign_keys(c)
+
+
+def _strip_digest_prefixes(c: sa.Connection) -> None:
+    """Digests as bare hex everywhere: reevaluate wrote "sha256:<hex>" where the API wrote hex, so one key was two.
+
+    A row that then has the key and generation of another moves after the key's newest (as a forced re-scan).
+    """
+    prefixed = c.execute(sa.select(scans).where(sa.or_(scans.c.profile_digest.like("sha256:%"),
+                                                       scans.c.ruleset_digest.like("sha256:%")))
+                         .order_by(scans.c.seq)).all()
+    for row in prefixed:
+        bare = {"profile_digest": row.profile_digest.removeprefix("sha256:"),
+                "ruleset_digest": row.ruleset_digest.removeprefix("sha256:")}
+        key = {name: bare.get(name, getattr(row, name)) for name in NEW_KEY if name != "generation"}
+        generations = c.execute(sa.select(scans.c.generation).where(
+            scans.c.id != row.id, *(scans.c[name] == value for name, value in key.items()))).scalars().all()
+        generation = row.generation if row.generation not in generations else max(generations) + 1
+        c.execute(scans.update().where(scans.c.id == row.id).values(generation=generation, **bare))
 
 
 def _unfolded(c: sa.Connection, row) -> str | None:  # noqa: ANN001 - a result row
