@@ -536,8 +536,14 @@ def test_the_artifact_lookup_has_a_verdict_under_each_of_two_profiles_with_the_s
             ids[name] = scan.json()["id"]
             finish(server, ids[name], report_json, "rejected")
         verdicts = c.get(f"/v1/artifacts/sha256:{digest}").json()["verdicts"]
-        assert [(v["profile"], v["scan_id"]) for v in verdicts] == [("default", ids["default"]),
-                                                                  ("isv-selftest", ids["isv-selftest"])]
+        assert [(v["profile"], v["scan_id"], v["waivers_digest"]) for v in verdicts] == \
+            [("default", ids["default"], None), ("isv-selftest", ids["isv-selftest"], None)]
+        waived = c.post("/v1/scans", json={"artifact": "sha256:" + digest, "filename": "junk.ova",
+                                           "profile": "isv-selftest", "waivers": WAIVERS}).json()
+        finish(server, waived["id"], report_json, "rejected")
+        latest = {v["profile"]: v for v in c.get(f"/v1/artifacts/sha256:{digest}").json()["verdicts"]}
+        assert latest["isv-selftest"]["scan_id"] == waived["id"]  # the newest; it says under which waivers
+        assert latest["isv-selftest"]["waivers_digest"] == "sha256:" + hashlib.sha256(WAIVERS.encode()).hexdigest()
 
 
 @pytest.mark.skipif(not hasattr(Store, "put_rendering"), reason="Store.put_rendering arrives with the workers half")

@@ -143,6 +143,8 @@ class BlobOut(BaseModel):
 class ArtifactVerdictOut(BaseModel):
     profile: str
     profile_digest: str
+    waivers_digest: str | None = Field(description="sha256:<hex> of the waivers document the verdict was reached "
+                                                   "under, null for none")
     verdict: Literal["pass", "fail", "rejected", "error"]
     scan_id: str
     ruleset_digest: str
@@ -191,7 +193,7 @@ def scan_out(row: ScanRow) -> ScanOut:
     return ScanOut(
         id=row.id, artifact="sha256:" + row.artifact_sha256, filename=row.filename, profile=row.profile_name,
         profile_digest="sha256:" + row.profile_digest,
-        waivers_digest="sha256:" + row.waivers_digest if row.waivers_digest else None, ruleset_digest="sha256:" + row.ruleset_digest,
+        waivers_digest=_prefixed_or_none(row.waivers_digest), ruleset_digest="sha256:" + row.ruleset_digest,
         certify_version=row.certify_version, state=row.state, stage=row.stage, attempt=row.attempt,
         max_attempts=row.max_attempts, priority=row.priority, labels=row.labels, verdict=row.verdict,
         reevaluated=row.reevaluated, cancel_requested=row.cancel_requested, failure_reason=row.failure_reason,
@@ -201,6 +203,10 @@ def scan_out(row: ScanRow) -> ScanOut:
 
 def _hex_path() -> Any:
     return Path(pattern=HEX_PATTERN, description="the sha256 of the bytes: 64 lowercase hex digits")
+
+
+def _prefixed_or_none(waivers_digest: str) -> str | None:
+    return "sha256:" + waivers_digest if waivers_digest else None
 
 
 def _bare(digest: str) -> str:
@@ -518,7 +524,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return ArtifactOut(artifact="sha256:" + digest, verdicts=[ArtifactVerdictOut(
             profile=v.profile_name, profile_digest="sha256:" + v.profile_digest, verdict=v.verdict,
             scan_id=v.scan_id, ruleset_digest="sha256:" + v.ruleset_digest, certify_version=v.certify_version,
-            finished_at=v.finished_at) for v in found])
+            finished_at=v.finished_at, waivers_digest=_prefixed_or_none(v.waivers_digest)) for v in found])
 
     def openapi() -> dict[str, Any]:
         # The installed profiles and reporters are the only names a request may use: publish them as enums.

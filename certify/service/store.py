@@ -192,6 +192,7 @@ class ArtifactVerdict:
     ruleset_digest: str
     certify_version: str
     finished_at: datetime
+    waivers_digest: str = ""  # "" for none
 
 
 @dataclass(frozen=True)
@@ -639,7 +640,7 @@ class Store:
         for row in map(_scan_row, rows):
             latest.setdefault(row.profile_name, ArtifactVerdict(
                 row.profile_name, row.profile_digest, row.verdict or "error", row.id, row.ruleset_digest,
-                row.certify_version, row.finished_at or row.created_at))
+                row.certify_version, row.finished_at or row.created_at, row.waivers_digest))
         return sorted(latest.values(), key=lambda v: v.profile_name)
 
     # -- blobs ---------------------------------------------------------------------------------
