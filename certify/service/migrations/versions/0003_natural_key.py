@@ -22,7 +22,7 @@ import hashlib
 import json
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision = "0003"
 down_revision = "0002"
@@ -48,7 +48,15 @@ def waivers_digest(waivers: str | None) -> str:
     return "" if waivers is None else hashlib.sha256(waivers.encode()).hexdigest()
 
 
+def _online_only() -> None:
+    if context.is_offline_mode():
+        # The rows' digests are computed in Python (SQLite has no sha256): there is no SQL script to print.
+        raise SystemExit("revision 0003 rewrites stored scans (waivers and profile digests): "
+                         "run it against the database, not with --sql")
+
+
 def upgrade() -> None:
+    _online_only()
     with op.batch_alter_table("scans") as batch:
         batch.add_column(sa.Column("waivers_digest", sa.String(64), nullable=False, server_default=""))
         batch.drop_constraint("uq_scans_natural_key", type_="unique")
@@ -104,6 +112,7 @@ def _unfolded(c: sa.Connection, row) -> str | None:  # noqa: ANN001 - a result r
 
 
 def downgrade() -> None:
+    _online_only()
     c = op.get_bind()
     # Fold the waivers into profile_digest again, as the API before this revision did.
     waived = c.execute(sa.select(scans.c.id, scans.c.profile_digest, scans.c.waivers)
