@@ -366,7 +366,8 @@ class Store:
             id=scan_id, tenant=request.tenant, artifact_sha256=request.artifact_sha256, filename=request.filename,
             profile_name=request.profile_name, profile_digest=request.profile_digest,
             ruleset_digest=request.ruleset_digest, certify_version=request.certify_version, generation=generation,
-            waivers=request.waivers, waivers_digest=request.waivers_digest, priority=request.priority, labels=dict(request.labels), state="queued",
+            waivers=request.waivers, waivers_digest=request.waivers_digest, priority=request.priority,
+            labels=dict(request.labels), state="queued",
             attempt=1, max_attempts=request.max_attempts, cancel_requested=False, reevaluated=False, created_at=now,
         ))
         return self._scan_by_id(c, scan_id)
