@@ -114,6 +114,10 @@ def test_a_rerun_with_state_skips_what_was_judged_and_rescans_what_changed(uploa
     assert fourth[0]["skipped"] is None and fourth[0]["verdict"] == "pass" and code == 0
     code, fifth, _ = batch(str(uploads["vnc"]), "--state", str(state))  # the default profile
     assert fifth[0]["skipped"] is None and fifth[0]["profile"] == "default"
+    # isv-selftest has default's content (one digest) but is another profile: its own judgement, under its name.
+    code, sixth, _ = batch(str(uploads["vnc"]), "--state", str(state), "--profile", "isv-selftest")
+    assert sixth[0]["skipped"] is None and sixth[0]["profile"] == "isv-selftest"
+    assert sixth[0]["profile_digest"] == fifth[0]["profile_digest"]
 
 
 def test_an_installed_plugin_changes_the_ruleset_and_a_rerun_scans_again(uploads, plugin_site, tmp_path):

@@ -315,11 +315,37 @@ def test_other_waivers_are_another_scan_and_the_same_waivers_the_same(server, ac
         plain = c.post("/v1/scans", json=body).json()
         waived = c.post("/v1/scans", json={**body, "waivers": WAIVERS})
         assert waived.status_code == 202 and waived.json()["id"] != plain["id"]
-        assert waived.json()["profile_digest"] != plain["profile_digest"]
+        # The waivers are a key of their own: the profile digest stays the profile's, as the report says.
+        assert waived.json()["profile_digest"] == plain["profile_digest"]
+        assert plain["waivers_digest"] is None
+        assert waived.json()["waivers_digest"] == "sha256:" + hashlib.sha256(WAIVERS.encode()).hexdigest()
         again = c.post("/v1/scans", json={**body, "waivers": WAIVERS})
         assert again.status_code == 200 and again.json()["id"] == waived.json()["id"]
         other = c.post("/v1/scans", json={**body, "waivers": WAIVERS.replace("2099", "2098")})
         assert other.status_code == 202 and other.json()["id"] not in (plain["id"], waived.json()["id"])
+        assert c.post("/v1/scans", json=body).json()["id"] == plain["id"]
+
+
+def test_profiles_with_the_same_content_are_distinct_scans(server, acme):
+    """default and isv-selftest have one digest; each submission still gets a scan under its own name."""
+    with client(server, acme) as c:
+        profiles = {p["name"]: p["digest"] for p in c.get("/v1/metadata").json()["profiles"]}
+    assert profiles["default"] == profiles["isv-selftest"]  # what makes this test needed
+    digest = upload(server, acme, blob_of("twin profiles")[0])
+    body = {"artifact": "sha256:" + digest, "filename": "app.ova"}
+    with client(server, acme) as c:
+        default = c.post("/v1/scans", json={**body, "profile": "default"})
+        selftest = c.post("/v1/scans", json={**body, "profile": "isv-selftest"})
+        assert (default.status_code, selftest.status_code) == (202, 202)
+        assert default.json()["id"] != selftest.json()["id"]
+        assert (default.json()["profile"], selftest.json()["profile"]) == ("default", "isv-selftest")
+        for name, first in (("default", default), ("isv-selftest", selftest)):
+            again = c.post("/v1/scans", json={**body, "profile": name})
+            assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+            waived = c.post("/v1/scans", json={**body, "profile": name, "waivers": WAIVERS})
+            assert waived.status_code == 202 and waived.json()["profile"] == name
+            assert c.post("/v1/scans", json={**body, "profile": name, "waivers": WAIVERS}).json()["id"] == \
+                waived.json()["id"]
 
 
 def test_idempotency_key_replays_and_refuses_another_body(server, acme):
@@ -496,6 +522,28 @@ def test_a_finished_scan_serves_its_report_and_the_artifact_its_verdict(server, 
             [("default", "rejected", scan["id"])]
         assert c.get("/v1/scans", params={"verdict": "rejected"}).json()["items"][0]["id"] == scan["id"]
         assert_problem(c.get("/v1/artifacts/sha256:nothex"), 400, "sha256")
+
+
+def test_the_artifact_lookup_has_a_verdict_under_each_of_two_profiles_with_the_same_content(server, rejected_report):
+    token = make_token(server, "twins", "submit,read")
+    data, report_json = rejected_report
+    digest = upload(server, token, data)
+    with client(server, token) as c:
+        ids = {}
+        for name in ("default", "isv-selftest"):
+            scan = c.post("/v1/scans", json={"artifact": "sha256:" + digest, "filename": "junk.ova", "profile": name})
+            assert scan.status_code == 202
+            ids[name] = scan.json()["id"]
+            finish(server, ids[name], report_json, "rejected")
+        verdicts = c.get(f"/v1/artifacts/sha256:{digest}").json()["verdicts"]
+        assert [(v["profile"], v["scan_id"], v["waivers_digest"]) for v in verdicts] == \
+            [("default", ids["default"], None), ("isv-selftest", ids["isv-selftest"], None)]
+        waived = c.post("/v1/scans", json={"artifact": "sha256:" + digest, "filename": "junk.ova",
+                                           "profile": "isv-selftest", "waivers": WAIVERS}).json()
+        finish(server, waived["id"], report_json, "rejected")
+        latest = {v["profile"]: v for v in c.get(f"/v1/artifacts/sha256:{digest}").json()["verdicts"]}
+        assert latest["isv-selftest"]["scan_id"] == waived["id"]  # the newest; it says under which waivers
+        assert latest["isv-selftest"]["waivers_digest"] == "sha256:" + hashlib.sha256(WAIVERS.encode()).hexdigest()
 
 
 @pytest.mark.skipif(not hasattr(Store, "put_rendering"), reason="Store.put_rendering arrives with the workers half")

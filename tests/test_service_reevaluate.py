@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from certify.service.store import ScanRequest
+from certify.policy.profile import load_profile
+from certify.service.store import ScanRequest, bare_digest
 from conftest import run_certify
 from pgserver import db_url, postgres_server  # noqa: F401 - fixtures
 from test_service_worker import VNC_VMX, InThreadWorker, Service, wait_for
@@ -55,11 +56,16 @@ def test_a_verdict_the_new_ruleset_changes_is_a_new_linked_scan_and_the_old_one_
     assert "1 scan(s) judged again" in out and "1 verdict(s) changed" in out
 
     kept = service.scan(old.id)
-    assert (kept.verdict, kept.ruleset_digest) == ("pass", OLD_RULESET)  # as issued
+    assert (kept.verdict, kept.ruleset_digest) == ("pass", bare_digest(OLD_RULESET))  # as issued
     assert json.loads(service.store.get_report("acme", old.id)) == {"verdict": "pass"}
     new = next(r for r in service.store.list_scans("acme", limit=50)[0] if r.reevaluation_of == old.id)
     assert (new.state, new.verdict, new.reevaluated) == ("succeeded", "fail", True)
-    assert new.ruleset_digest == service.ruleset
+    assert new.ruleset_digest == bare_digest(service.ruleset)
+    # Under the key an API submission has (bare hex digests): a submission now finds the re-judged scan.
+    assert service.store.submit_scan(ScanRequest(
+        tenant="acme", artifact_sha256=sha, filename="app.vmx", profile_name="default",
+        profile_digest=load_profile("default").digest.removeprefix("sha256:"),
+        ruleset_digest=bare_digest(service.ruleset), certify_version=new.certify_version)) == (new, False)
     report = json.loads(service.store.get_report("acme", new.id))
     assert report["verdict"] == "fail" and report["reevaluated"] is True
     assert service.store.get_rendering("acme", new.id, "json") == service.store.get_report("acme", new.id)

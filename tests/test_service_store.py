@@ -6,6 +6,7 @@ explicit ``now=`` values, never by sleeping.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from certify.errors import UsageError
+from certify.policy.profile import load_profile
 from certify.service import db
 from certify.service.store import (
     IdempotencyConflict, InvalidCursor, LeaseLost, ScanRequest, Store, StoreUnavailable,
@@ -55,10 +58,97 @@ def test_migrations_create_every_table_from_empty_and_match_the_model(db_url):
         with engine.connect() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), db.metadata)
             assert diff == []
-            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
     finally:
         engine.dispose()
     db.upgrade(db_url)  # again: nothing to do, nothing broken
+
+
+def folded(profile_digest: str, waivers: str) -> str:
+    """profile_digest as the API stored it for a scan with waivers before migration 0003."""
+    material = json.dumps({"profile": profile_digest, "waivers": waivers}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def test_migration_0003_keys_scans_by_profile_name_and_waivers_in_a_database_with_rows(db_url):
+    db.upgrade(db_url, "0002")
+    default = load_profile("default").digest  # "sha256:<hex>"
+    waivers = "- check: ssh-root-login\n  reason: console only\n  expires: 2099-01-01\n"
+    # As the 0002 service left them: a plain scan, a finished waived one (its report names the profile's
+    # digest), a queued waived one, and a waived one whose folded digest no candidate explains.
+    old_scans = sa.table("scans", *(sa.column(n) for n in (
+        "id", "tenant", "artifact_sha256", "filename", "profile_name", "profile_digest", "ruleset_digest",
+        "certify_version", "generation", "waivers", "labels", "state", "verdict", "created_at")))
+    plain = dict(id="scn_plain", profile_digest=default.removeprefix("sha256:"), waivers=None, state="succeeded",
+                 verdict="pass")
+    reported = dict(id="scn_reported", profile_digest=folded(default, waivers), waivers=waivers, state="succeeded",
+                    verdict="pass")
+    queued = dict(id="scn_queued", profile_digest=folded(default, waivers.replace("2099", "2098")),
+                  waivers=waivers.replace("2099", "2098"), state="queued", verdict=None)
+    lost = dict(id="scn_lost", profile_digest=folded("sha256:" + "9" * 64, waivers), waivers=waivers,
+                state="queued", verdict=None, profile_name="retired")
+    # What `certify reevaluate` wrote: "sha256:"-prefixed digests, the same key as scn_plain once bare.
+    rejudged = dict(id="scn_rejudged", profile_digest=default, ruleset_digest="sha256:" + "r1" * 32, waivers=None,
+                    state="succeeded", verdict="fail")
+    engine = db.make_engine(db_url)
+    try:
+        with engine.begin() as c:
+            c.execute(sa.text("INSERT INTO tenants (name, created_at) VALUES ('acme', :t)"), {"t": T0})
+            for row in (plain, reported, queued, lost, rejudged):
+                c.execute(old_scans.insert().values({
+                    "tenant": "acme", "artifact_sha256": A, "filename": "app.ova", "profile_name": "default",
+                    "ruleset_digest": "r1" * 32, "certify_version": "0.1.0", "generation": 0, "labels": "{}",
+                    "created_at": T0, **row}))
+            for scan_id in ("scn_plain", "scn_reported"):
+                c.execute(sa.text("INSERT INTO reports (scan_id, report_json, created_at) VALUES (:s, :r, :t)"),
+                          {"s": scan_id, "r": json.dumps({"profile_digest": default, "verdict": "pass"}), "t": T0})
+                c.execute(sa.text("INSERT INTO renderings (scan_id, format, body, created_at) "
+                                  "VALUES (:s, 'text', 'ok', :t)"), {"s": scan_id, "t": T0})
+    finally:
+        engine.dispose()
+
+    db.upgrade(db_url)
+    engine = db.make_engine(db_url)
+    try:
+        with engine.connect() as c:
+            assert compare_metadata(MigrationContext.configure(c), db.metadata) == []
+            rows = {r.id: r for r in c.execute(sa.text(
+                "SELECT id, profile_digest, ruleset_digest, waivers_digest, generation FROM scans"))}
+            assert c.execute(sa.text("SELECT count(*) FROM reports")).scalar_one() == 2
+            assert c.execute(sa.text("SELECT count(*) FROM renderings")).scalar_one() == 2
+    finally:
+        engine.dispose()
+    bare = default.removeprefix("sha256:")
+    assert (rows["scn_plain"].profile_digest, rows["scn_plain"].waivers_digest) == (bare, "")
+    assert rows["scn_reported"].profile_digest == bare  # recovered from its report
+    assert rows["scn_queued"].profile_digest == bare  # recovered from the installed profile of that name
+    assert rows["scn_lost"].profile_digest == lost["profile_digest"]  # nothing explains it: kept
+    assert (rows["scn_rejudged"].profile_digest, rows["scn_rejudged"].ruleset_digest) == (bare, "r1" * 32)
+    assert (rows["scn_plain"].generation, rows["scn_rejudged"].generation) == (0, 1)  # made room: the newer one
+    assert rows["scn_reported"].waivers_digest == rows["scn_lost"].waivers_digest == \
+        hashlib.sha256(waivers.encode()).hexdigest()
+
+    # Down to 0002 folds the waivers into profile_digest again, as that revision's API wrote it; up again unfolds.
+    command.downgrade(db.alembic_config(db_url), "0002")
+    engine = db.make_engine(db_url)
+    try:
+        with engine.connect() as c:
+            assert "waivers_digest" not in {col["name"] for col in sa.inspect(c).get_columns("scans")}
+            digests = dict(c.execute(sa.text("SELECT id, profile_digest FROM scans")).all())
+    finally:
+        engine.dispose()
+    assert digests["scn_reported"] == reported["profile_digest"] and digests["scn_queued"] == queued["profile_digest"]
+    db.upgrade(db_url)
+
+    s = Store.open(db_url)
+    try:
+        again = dict(artifact=A, profile_digest=bare)
+        assert s.submit_scan(request(**again)) == (s.get_scan("acme", "scn_rejudged"), False)
+        assert s.submit_scan(request(**again, waivers=waivers))[0].id == "scn_reported"
+        assert s.submit_scan(request(**again, waivers=queued["waivers"]))[0].id == "scn_queued"
+        assert s.submit_scan(request(**again, profile="isv-selftest"))[1]  # another profile's name: a new scan
+    finally:
+        s.close()
 
 
 @pytest.mark.parametrize("how", ["-x url=", "CERTIFY_DB"])
@@ -121,6 +211,37 @@ def test_the_natural_key_returns_the_existing_scan_and_force_makes_a_new_one(sto
     assert created and other_profile.id not in (first.id, forced.id)
     other_tenant, created = store.submit_scan(request(tenant="globex"))
     assert created and other_tenant.id not in (first.id, forced.id)
+
+
+def test_profiles_of_one_digest_and_other_waivers_are_other_keys_the_same_waivers_the_same(store):
+    plain, _ = store.submit_scan(request())
+    twin, created = store.submit_scan(request(profile="isv-selftest"))  # same digest, another name
+    assert created and twin.id != plain.id and twin.profile_name == "isv-selftest"
+    assert store.submit_scan(request(profile="isv-selftest")) == (twin, False)
+    waived, created = store.submit_scan(request(waivers="- check: a\n"))
+    assert created and waived.id != plain.id
+    assert waived.profile_digest == plain.profile_digest  # the waivers are their own part of the key
+    assert waived.waivers_digest == hashlib.sha256(b"- check: a\n").hexdigest() and plain.waivers_digest == ""
+    assert store.submit_scan(request(waivers="- check: a\n")) == (waived, False)
+    other, created = store.submit_scan(request(waivers="- check: b\n"))
+    assert created and other.id not in (plain.id, waived.id)
+    empty, created = store.submit_scan(request(waivers=""))  # a document, even empty, is not "no waivers"
+    assert created and empty.id != plain.id
+    assert store.submit_scan(request()) == (plain, False)
+
+
+def test_a_digest_is_one_key_with_or_without_its_sha256_prefix(store):
+    """The API passes bare hex and reevaluate "sha256:<hex>" (as Profile.digest and rulesets are written)."""
+    plain, _ = store.submit_scan(request())
+    prefixed = ScanRequest(tenant="acme", artifact_sha256=A, filename="app.ova", profile_name="default",
+                           profile_digest="sha256:" + "p1" * 32, ruleset_digest="sha256:" + "r1" * 32,
+                           certify_version="0.1.0")
+    assert store.submit_scan(prefixed) == (plain, False)
+    assert (plain.profile_digest, plain.ruleset_digest) == ("p1" * 32, "r1" * 32)
+    claim = store.claim_next("w", 60)
+    store.complete(plain.id, "w", claim.attempt, "{}", "pass")
+    assert store.reevaluation_candidates("sha256:" + "r1" * 32) == []  # judged under the installed ruleset
+    assert [r.id for r in store.reevaluation_candidates("sha256:" + "r2" * 32)] == [plain.id]
 
 
 def test_scan_ids_are_random_and_url_safe(store):

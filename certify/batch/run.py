@@ -144,7 +144,7 @@ class Batch:
         except OSError as exc:
             return {**base, **_empty(), "failure": "unreadable", "exit_code": EXIT_USAGE,
                     "error": f"{path}: {exc.strerror or exc}"}  # fmt: skip
-        key = judgement_key(upload, s.profile_digest, s.ruleset_digest, s.version, s.policy_options())
+        key = judgement_key(upload, s.profile_name, s.profile_digest, s.ruleset_digest, s.version, s.policy_options())
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:  # the same upload twice in a list: the second waits and is skipped

@@ -1,7 +1,8 @@
 """``--state DIR``: each result and its report, written atomically, found again by its judgement key.
 
 The key is a digest of everything that decides a verdict: the upload's
-content, the profile digest, the ruleset digest, the certify version and the
+content, the profile's name and digest (two profiles may share one digest,
+and a result names its profile), the ruleset digest, the certify version and the
 batch's own policy options (``--fail-on``, the waivers). A re-run finds a
 result under the same key and skips the upload; anything else scans it again.
 """
@@ -19,8 +20,10 @@ from certify.errors import UsageError
 JUDGED = ("pass", "fail", "rejected")  # verdicts a re-run may keep; an error or a timeout is tried again
 
 
-def judgement_key(upload: str, profile_digest: str, ruleset_digest: str, version: str, options: dict[str, Any]) -> str:
-    material = {"upload": upload, "profile_digest": profile_digest, "ruleset_digest": ruleset_digest,
+def judgement_key(upload: str, profile_name: str, profile_digest: str, ruleset_digest: str, version: str,
+                  options: dict[str, Any]) -> str:
+    material = {"upload": upload, "profile": profile_name, "profile_digest": profile_digest,
+                "ruleset_digest": ruleset_digest,
                 "certify_version": version, "options": options}  # fmt: skip
     return hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

@@ -14,7 +14,6 @@ found (404). Every error is ``application/problem+json`` (RFC 9457).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import tempfile
@@ -107,9 +106,11 @@ class ScanOut(BaseModel):
     id: str
     artifact: str
     filename: str
-    profile: str
-    profile_digest: str = Field(description="the profile's digest; with waivers, the digest of the profile and "
-                                            "the waivers together (the policy the verdict is reached under)")
+    profile: str = Field(description="the profile's name (part of the natural key: profiles with the same "
+                                     "content are still distinct scans)")
+    profile_digest: str = Field(description="the profile's own digest, as in the report and /v1/metadata")
+    waivers_digest: str | None = Field(description="sha256:<hex> of the waivers document the scan was submitted "
+                                                   "with (part of the natural key), null for none")
     ruleset_digest: str
     certify_version: str
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -142,6 +143,8 @@ class BlobOut(BaseModel):
 class ArtifactVerdictOut(BaseModel):
     profile: str
     profile_digest: str
+    waivers_digest: str | None = Field(description="sha256:<hex> of the waivers document the verdict was reached "
+                                                   "under, null for none")
     verdict: Literal["pass", "fail", "rejected", "error"]
     scan_id: str
     ruleset_digest: str
@@ -178,7 +181,9 @@ class ScanSubmission(BaseModel):
     artifact: str = Field(pattern=DIGEST_PATTERN, description="sha256:<hex> of a blob this tenant uploaded")
     filename: str = Field(min_length=1, max_length=255)
     profile: str = Field(default="default", min_length=1, max_length=200)
-    waivers: str | None = Field(default=None, max_length=MAX_WAIVERS_BYTES, description="a waivers YAML document")
+    waivers: str | None = Field(default=None, max_length=MAX_WAIVERS_BYTES,
+                                description="a waivers YAML document; part of the natural key (its sha256): "
+                                            "other waivers are another scan, the same waivers the same scan")
     priority: int = Field(default=0, ge=-1000, le=1000)
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
     force: bool = False
@@ -187,7 +192,8 @@ class ScanSubmission(BaseModel):
 def scan_out(row: ScanRow) -> ScanOut:
     return ScanOut(
         id=row.id, artifact="sha256:" + row.artifact_sha256, filename=row.filename, profile=row.profile_name,
-        profile_digest="sha256:" + row.profile_digest, ruleset_digest="sha256:" + row.ruleset_digest,
+        profile_digest="sha256:" + row.profile_digest,
+        waivers_digest=_prefixed_or_none(row.waivers_digest), ruleset_digest="sha256:" + row.ruleset_digest,
         certify_version=row.certify_version, state=row.state, stage=row.stage, attempt=row.attempt,
         max_attempts=row.max_attempts, priority=row.priority, labels=row.labels, verdict=row.verdict,
         reevaluated=row.reevaluated, cancel_requested=row.cancel_requested, failure_reason=row.failure_reason,
@@ -199,15 +205,8 @@ def _hex_path() -> Any:
     return Path(pattern=HEX_PATTERN, description="the sha256 of the bytes: 64 lowercase hex digits")
 
 
-def policy_digest(profile_digest: str, waivers: str | None) -> str:
-    """The natural key's policy part: the profile's digest, or with waivers, of the profile and the waivers.
-
-    Other waivers must give another judgement (a new scan), not the existing one of the same profile.
-    """
-    if waivers is None:
-        return _bare(profile_digest)
-    material = json.dumps({"profile": profile_digest, "waivers": waivers}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(material.encode()).hexdigest()
+def _prefixed_or_none(waivers_digest: str) -> str | None:
+    return "sha256:" + waivers_digest if waivers_digest else None
 
 
 def _bare(digest: str) -> str:
@@ -434,7 +433,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             raise Problem(422, "Invalid request", "Idempotency-Key: empty")
         request = ScanRequest(
             tenant=principal.tenant, artifact_sha256=artifact, filename=body.filename, profile_name=body.profile,
-            profile_digest=policy_digest(profile.digest, body.waivers), ruleset_digest=_bare(rules.ruleset_digest),
+            profile_digest=_bare(profile.digest), ruleset_digest=_bare(rules.ruleset_digest),
             certify_version=__version__, waivers=body.waivers, priority=body.priority, labels=body.labels,
             max_attempts=settings.max_attempts)
         try:
@@ -525,7 +524,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return ArtifactOut(artifact="sha256:" + digest, verdicts=[ArtifactVerdictOut(
             profile=v.profile_name, profile_digest="sha256:" + v.profile_digest, verdict=v.verdict,
             scan_id=v.scan_id, ruleset_digest="sha256:" + v.ruleset_digest, certify_version=v.certify_version,
-            finished_at=v.finished_at) for v in found])
+            finished_at=v.finished_at, waivers_digest=_prefixed_or_none(v.waivers_digest)) for v in found])
 
     def openapi() -> dict[str, Any]:
         # The installed profiles and reporters are the only names a request may use: publish them as enums.

@@ -94,6 +94,9 @@ scans = sa.Table(
     # 0 for the first scan of a natural key, +1 for each forced re-scan of it.
     sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
     sa.Column("waivers", sa.Text),
+    # sha256 hex of the waivers document, "" for none: part of the natural key, and never NULL, since
+    # PostgreSQL's UNIQUE treats NULLs as distinct (two waiver-less submissions would both be inserted).
+    sa.Column("waivers_digest", sa.String(64), nullable=False, server_default=""),
     sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
     sa.Column("labels", sa.JSON, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
@@ -116,8 +119,10 @@ scans = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("started_at", Timestamp),
     sa.Column("finished_at", Timestamp),
-    sa.UniqueConstraint("tenant", "artifact_sha256", "profile_digest", "ruleset_digest", "certify_version", "generation",
-                        name="uq_scans_natural_key"),
+    # The profile's name is in the key as well as its digest: two profiles with the same content
+    # (default and isv-selftest) are still two judgements, each reported under its own name.
+    sa.UniqueConstraint("tenant", "artifact_sha256", "profile_name", "profile_digest", "waivers_digest",
+                        "ruleset_digest", "certify_version", "generation", name="uq_scans_natural_key"),
     sa.CheckConstraint("state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="state"),
     sa.CheckConstraint("failure_reason IS NULL OR failure_reason IN ('timeout', 'worker_lost', 'cancelled', 'error')",
                        name="failure_reason"),

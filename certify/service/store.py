@@ -101,7 +101,12 @@ def new_scan_id() -> str:
 
 @dataclass(frozen=True)
 class ScanRequest:
-    """What a client asks for; the natural key is (tenant, artifact, profile digest, ruleset digest, version)."""
+    """What a client asks for.
+
+    The natural key is (tenant, artifact, profile name, profile digest, waivers digest, ruleset digest,
+    version): a submission with the same key returns the existing scan. The waivers digest is derived
+    here from the waivers document, so it cannot disagree with it.
+    """
 
     tenant: str
     artifact_sha256: str
@@ -114,6 +119,25 @@ class ScanRequest:
     priority: int = 0
     labels: Mapping[str, Any] = field(default_factory=dict)
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+
+    def __post_init__(self) -> None:
+        # One spelling per digest, or one key would be two: the API passed bare hex, reevaluate "sha256:<hex>".
+        object.__setattr__(self, "profile_digest", bare_digest(self.profile_digest))
+        object.__setattr__(self, "ruleset_digest", bare_digest(self.ruleset_digest))
+
+    @property
+    def waivers_digest(self) -> str:
+        return waivers_digest(self.waivers)
+
+
+def bare_digest(digest: str) -> str:
+    """A sha256 digest as the store keeps it: hex, without the "sha256:" that Profile.digest and rulesets carry."""
+    return digest.removeprefix("sha256:")
+
+
+def waivers_digest(waivers: str | None) -> str:
+    """The natural key's waivers part: sha256 hex of the document, "" for none (never NULL: see the column)."""
+    return "" if waivers is None else hashlib.sha256(waivers.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -128,6 +152,7 @@ class ScanRow:
     certify_version: str
     generation: int
     waivers: str | None
+    waivers_digest: str
     priority: int
     labels: dict[str, Any]
     state: str
@@ -167,6 +192,7 @@ class ArtifactVerdict:
     ruleset_digest: str
     certify_version: str
     finished_at: datetime
+    waivers_digest: str = ""  # "" for none
 
 
 @dataclass(frozen=True)
@@ -199,6 +225,7 @@ def _scan_row(row: Any) -> ScanRow:
         id=m["id"], tenant=m["tenant"], artifact_sha256=m["artifact_sha256"], filename=m["filename"],
         profile_name=m["profile_name"], profile_digest=m["profile_digest"], ruleset_digest=m["ruleset_digest"],
         certify_version=m["certify_version"], generation=m["generation"], waivers=m["waivers"],
+        waivers_digest=m["waivers_digest"],
         priority=m["priority"], labels=dict(m["labels"] or {}), state=m["state"], stage=m["stage"],
         attempt=m["attempt"], max_attempts=m["max_attempts"], not_before=as_utc(m["not_before"]), lease_owner=m["lease_owner"],
         lease_expires_at=as_utc(m["lease_expires_at"]), heartbeat_at=as_utc(m["heartbeat_at"]),
@@ -321,10 +348,7 @@ class Store:
                 if known.body_sha256 != digest:
                     raise IdempotencyConflict(f"Idempotency-Key {key[:80]!r} was used with another request body")
                 return self._scan_by_id(c, known.scan_id), False
-        natural = (scans.c.tenant == request.tenant, scans.c.artifact_sha256 == request.artifact_sha256,
-                   scans.c.profile_digest == request.profile_digest, scans.c.ruleset_digest == request.ruleset_digest,
-                   scans.c.certify_version == request.certify_version)
-        latest = c.execute(sa.select(*_scan_columns()).where(*natural)
+        latest = c.execute(sa.select(*_scan_columns()).where(*_natural_key(request))
                            .order_by(scans.c.generation.desc()).limit(1)).first()
         if latest is not None and not force:
             row, created = _scan_row(latest), False
@@ -342,7 +366,8 @@ class Store:
             id=scan_id, tenant=request.tenant, artifact_sha256=request.artifact_sha256, filename=request.filename,
             profile_name=request.profile_name, profile_digest=request.profile_digest,
             ruleset_digest=request.ruleset_digest, certify_version=request.certify_version, generation=generation,
-            waivers=request.waivers, priority=request.priority, labels=dict(request.labels), state="queued",
+            waivers=request.waivers, waivers_digest=request.waivers_digest, priority=request.priority,
+            labels=dict(request.labels), state="queued",
             attempt=1, max_attempts=request.max_attempts, cancel_requested=False, reevaluated=False, created_at=now,
         ))
         return self._scan_by_id(c, scan_id)
@@ -501,6 +526,7 @@ class Store:
 
     def reevaluation_candidates(self, ruleset_digest: str, since: datetime | None = None) -> list[ScanRow]:
         """Succeeded scans judged under another ruleset (finished at or after ``since``), newest first."""
+        ruleset_digest = bare_digest(ruleset_digest)
         query = sa.select(*_scan_columns()).where(scans.c.state == "succeeded", scans.c.ruleset_digest != ruleset_digest)
         if since is not None:
             query = query.where(scans.c.finished_at >= clock(since))
@@ -526,10 +552,7 @@ class Store:
             with self._write() as c:
                 if c.dialect.name == "postgresql":
                     c.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_id(request))))
-                exists = c.execute(sa.select(scans.c.id).where(
-                    scans.c.tenant == old.tenant, scans.c.artifact_sha256 == old.artifact_sha256,
-                    scans.c.profile_digest == profile_digest, scans.c.ruleset_digest == ruleset_digest,
-                    scans.c.certify_version == certify_version).limit(1)).first()
+                exists = c.execute(sa.select(scans.c.id).where(*_natural_key(request)).limit(1)).first()
                 if exists is not None:
                     return None
                 row = self._insert_scan(c, request, 0, now)
@@ -618,7 +641,7 @@ class Store:
         for row in map(_scan_row, rows):
             latest.setdefault(row.profile_name, ArtifactVerdict(
                 row.profile_name, row.profile_digest, row.verdict or "error", row.id, row.ruleset_digest,
-                row.certify_version, row.finished_at or row.created_at))
+                row.certify_version, row.finished_at or row.created_at, row.waivers_digest))
         return sorted(latest.values(), key=lambda v: v.profile_name)
 
     # -- blobs ---------------------------------------------------------------------------------
@@ -700,9 +723,17 @@ def _request_identity(request: ScanRequest) -> dict[str, Any]:
             "labels": dict(request.labels)}
 
 
+def _natural_key(request: ScanRequest) -> tuple[sa.ColumnElement[bool], ...]:
+    """The scans of the request's natural key (every generation)."""
+    return (scans.c.tenant == request.tenant, scans.c.artifact_sha256 == request.artifact_sha256,
+            scans.c.profile_name == request.profile_name, scans.c.profile_digest == request.profile_digest,
+            scans.c.waivers_digest == request.waivers_digest, scans.c.ruleset_digest == request.ruleset_digest,
+            scans.c.certify_version == request.certify_version)
+
+
 def _lock_id(request: ScanRequest) -> int:
-    key = "\x1f".join((request.tenant, request.artifact_sha256, request.profile_digest, request.ruleset_digest,
-                       request.certify_version))
+    key = "\x1f".join((request.tenant, request.artifact_sha256, request.profile_name, request.profile_digest,
+                       request.waivers_digest, request.ruleset_digest, request.certify_version))
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
 
 

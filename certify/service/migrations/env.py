@@ -33,6 +33,12 @@ def run_migrations_online() -> None:
     engine = make_engine(_url())
     try:
         with engine.connect().execution_options(certify_write=True) as connection:
+            if connection.dialect.name == "sqlite":
+                # A batch migration copies a table and drops the old one, and with foreign keys on,
+                # the drop's implicit DELETE fails on every row that refers to it. SQLite only changes
+                # this outside a transaction, so here: for this connection, which is closed after.
+                # A revision that copies a table runs PRAGMA foreign_key_check before it commits.
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
             # SQLite cannot ALTER most things: batch mode copies the table instead.
             context.configure(connection=connection, target_metadata=metadata,
                               render_as_batch=connection.dialect.name == "sqlite")
