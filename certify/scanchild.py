@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -125,22 +126,26 @@ def run_scan(
     reader = threading.Thread(target=_read_stages, args=(read_end, stages, on_stage), daemon=True, name="scan-stages")
     reader.start()
     failure = None
+    sockdirs: set[str] = set()
     try:
-        failure = _supervise(proc, started, limit, cancel)
+        failure = _supervise(proc, started, limit, cancel, private, sockdirs)
     finally:
         if proc.poll() is None:  # an exception here (KeyboardInterrupt in the caller's thread): take the child down
-            _kill_group(proc)
+            _kill_group(proc, private, sockdirs)
             proc.wait()
-        _kill_group(proc)  # qemu or anything else left in the group after the child itself exited
+        _kill_group(proc, private, sockdirs)  # qemu or anything else left in the group after the child itself exited
         _kill_naming(private)
         reader.join(timeout=2)
         outcome = _outcome(proc.returncode, failure, report_file, private, stages, time.monotonic() - started)
         shutil.rmtree(private, ignore_errors=True)
         shutil.rmtree(runtime, ignore_errors=True)
+        for sockdir in sockdirs:  # a killed appliance's; gone already after a clean close
+            shutil.rmtree(sockdir, ignore_errors=True)
     return outcome
 
 
-def _supervise(proc: subprocess.Popen, started: float, limit: float | None, cancel: threading.Event | None) -> str | None:
+def _supervise(proc: subprocess.Popen, started: float, limit: float | None, cancel: threading.Event | None,
+               private: str, sockdirs: set[str]) -> str | None:  # fmt: skip
     while True:
         try:
             proc.wait(timeout=POLL)
@@ -148,7 +153,7 @@ def _supervise(proc: subprocess.Popen, started: float, limit: float | None, canc
         except subprocess.TimeoutExpired:
             pass
         if limit is not None and time.monotonic() - started >= limit:
-            _kill_group(proc)
+            _kill_group(proc, private, sockdirs)
             proc.wait()
             return TIMEOUT
         if cancel is not None and cancel.is_set():
@@ -157,16 +162,42 @@ def _supervise(proc: subprocess.Popen, started: float, limit: float | None, canc
                 proc.wait(timeout=CANCEL_GRACE)
             except subprocess.TimeoutExpired:
                 pass
-            _kill_group(proc)
+            _kill_group(proc, private, sockdirs)
             proc.wait()
             return CANCELLED
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen, private: str, sockdirs: set[str]) -> None:
+    """SIGKILL the child's whole group, first noting the socket directories its appliance's qemu names.
+
+    As root libguestfs makes its socket directory in /tmp whatever XDG_RUNTIME_DIR says, and only a
+    clean close removes it: a killed scan would leave it behind, outside any directory of ours.
+    """
+    sockdirs.update(appliance_sockdirs(private))
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # the child leads its group: pgid == pid
     except (ProcessLookupError, PermissionError):
         pass
+
+
+_SOCKDIR = re.compile(rb"(/[^\x00,=]*/libguestfs[A-Za-z0-9]{6})/")
+
+
+def appliance_sockdirs(directory: str) -> set[str]:
+    """libguestfs socket directories named by the command lines of processes that name ``directory``."""
+    found: set[str] = set()
+    needle = directory.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if needle in cmdline:
+            found.update(m.decode("utf-8", "surrogateescape") for m in _SOCKDIR.findall(cmdline))
+    return found
 
 
 def _kill_naming(directory: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from certify.progress import STAGES
-from certify.scanchild import CANCELLED, CRASHED, TIMEOUT, USAGE, run_scan
+from certify.scanchild import CANCELLED, CRASHED, TIMEOUT, USAGE, appliance_sockdirs, run_scan
 
 
 def processes_naming(directory: Path) -> list[tuple[int, str]]:
@@ -125,6 +125,7 @@ class QemuWatch:
     def __init__(self, directory: Path, then: threading.Event | None = None):
         self.directory, self.then = directory, then
         self.seen = threading.Event()
+        self.sockdirs: set[str] = set()  # the libguestfs socket directories the running qemu named
         self.fired_at: float | None = None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -133,6 +134,7 @@ class QemuWatch:
     def _run(self) -> None:
         while not self.stop.wait(0.2):
             if any("qemu" in cmdline for _, cmdline in processes_naming(self.directory)):
+                self.sockdirs = appliance_sockdirs(str(self.directory))
                 self.seen.set()
                 if self.then is not None:
                     self.fired_at = time.monotonic()
@@ -153,7 +155,9 @@ def test_past_the_wall_clock_limit_the_whole_group_is_killed(blank_disk, tmp_pat
     assert "guest launch" in outcome.stages
     assert watch.seen.is_set(), "the appliance never started: the limit killed nothing worth testing"
     assert processes_naming(work) == [] and list(work.iterdir()) == []
-    assert list(runtime_dir.iterdir()) == []  # libguestfs's socket directory went with the child
+    assert list(runtime_dir.iterdir()) == []
+    # As root libguestfs keeps its sockets in /tmp whatever XDG_RUNTIME_DIR says: the killed appliance's go too.
+    assert watch.sockdirs and not any(os.path.exists(d) for d in watch.sockdirs)
 
 
 @pytest.mark.guest
@@ -167,6 +171,7 @@ def test_a_cancel_takes_the_child_and_its_appliance_down_within_5_s(blank_disk, 
     assert watch.seen.is_set() and outcome.failure == CANCELLED and outcome.report is None
     assert outcome.reason == "cancelled"
     assert processes_naming(work) == [] and list(work.iterdir()) == [] and list(runtime_dir.iterdir()) == []
+    assert watch.sockdirs and not any(os.path.exists(d) for d in watch.sockdirs)
     assert gone - watch.fired_at < 5  # the contract a service's cancel relies on, not a speed figure
 
 
@@ -186,7 +191,9 @@ def test_a_parent_killed_outright_takes_its_scan_with_it(blank_disk, tmp_path, r
     while processes_naming(work) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert processes_naming(work) == []
-    # What a parent killed outright cannot remove (its directories) is left for the caller's own cleanup.
+    # What a parent killed outright cannot remove (its directories) is left for the caller's own cleanup: here, ours.
+    for sockdir in watch.sockdirs:
+        shutil.rmtree(sockdir, ignore_errors=True)
 
 
 @pytest.mark.guest
