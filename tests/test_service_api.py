@@ -546,7 +546,6 @@ def test_the_artifact_lookup_has_a_verdict_under_each_of_two_profiles_with_the_s
         assert latest["isv-selftest"]["waivers_digest"] == "sha256:" + hashlib.sha256(WAIVERS.encode()).hexdigest()
 
 
-@pytest.mark.skipif(not hasattr(Store, "put_rendering"), reason="Store.put_rendering arrives with the workers half")
 def test_a_finished_scans_renderings_are_served_with_their_media_types(server, rejected_report):
     token = make_token(server, "renderings", "submit,read")
     data, report_json = rejected_report

@@ -340,12 +340,6 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     # A submitter asks whether to upload at all before it uploads: HEAD of a blob serves either scope.
     uploader_or_reader = Depends(scope("submit", "read"))
 
-    def rendering(tenant: str, scan_id: str, fmt: str) -> str | None:
-        # Renderings are stored by the workers (Store.get_rendering, migration 0002); a store
-        # without them yet has none to serve, which is a 404, not a server error.
-        get = getattr(store, "get_rendering", None)
-        return None if get is None else get(tenant, scan_id, fmt)
-
     def scan_or_404(tenant: str, scan_id: str) -> ScanRow:
         row = store.get_scan(tenant, scan_id)
         if row is None:
@@ -485,7 +479,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         if format == "json":
             body = store.get_report(principal.tenant, scan_id)
         else:
-            body = rendering(principal.tenant, scan_id, format)
+            body = store.get_rendering(principal.tenant, scan_id, format)
         if body is None:
             raise Problem(404, "Not found", f"scan {scan_id}: no {format} report was stored")
         return Response(body, media_type=MEDIA_TYPES.get(format, "text/plain; charset=utf-8"))
@@ -500,7 +494,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         unfinished = _unfinished(row)
         if unfinished is not None:
             return unfinished
-        body = rendering(principal.tenant, scan_id, "certificate")
+        body = store.get_rendering(principal.tenant, scan_id, "certificate")
         if body is None:
             why = "its verdict is not pass" if row.verdict != "pass" else "the server holds no signing key"
             raise Problem(404, "No certificate", f"scan {scan_id} has no certificate: {why}")
