@@ -44,7 +44,7 @@ from certify.policy.waivers import load_waivers
 from certify.progress import Progress
 from certify.scanguard import DEFAULT_TIMEOUT, ScanInterrupted
 from certify.service import cli as service_cli
-from certify.units import parse_duration, parse_size
+from certify.units import duration_argument, size_argument
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
@@ -60,20 +60,6 @@ class _Parser(argparse.ArgumentParser):
 def _severity(text: str) -> Severity:
     try:
         return Severity.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except (ValueError, OverflowError) as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -131,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     scan_p.add_argument("--certificate", metavar="OUT", help="on a pass, write a signed certification record here")
     scan_p.add_argument("--key", metavar="PRIVATE_KEY", help="Ed25519 key that signs --certificate (see 'certify keygen')")
     scan_p.add_argument("--workdir", metavar="DIR", help="where the private work directory is made (default: $TMPDIR)")
-    scan_p.add_argument("--timeout", type=_duration, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    scan_p.add_argument("--timeout", type=duration_argument, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"stop the appliance and end with verdict error (exit 3) past this (90, 90s, 30m, 2h; "
                              f"default {DEFAULT_TIMEOUT // 60}m)")  # fmt: skip
     scan_p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
@@ -150,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     for flag, what, default in (("--max-total-size", "bytes of all files together", f"{Limits.max_total_bytes >> 30}G"),
                                 ("--max-member-size", "bytes of any one file", f"{Limits.max_member_bytes >> 30}G"),
                                 ("--max-virtual-size", "virtual size a disk may claim", f"{Limits.max_virtual_bytes >> 40}T")):
-        limits.add_argument(flag, type=_size, metavar="SIZE", help=f"{what} (default {default})")
+        limits.add_argument(flag, type=size_argument, metavar="SIZE", help=f"{what} (default {default})")
 
     batch_p = sub.add_parser("batch", help="scan many uploads on local workers: one JSON line each, resumable")
     batch_p.add_argument("paths", nargs="*", metavar="PATH", help="uploads, as scan takes them")
@@ -161,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     batch_p.add_argument("--profile", default="default", metavar="NAME|FILE", help="policy profile (see 'certify profiles')")
     batch_p.add_argument("--fail-on", type=_severity, metavar="SEVERITY", help="fail at this severity, overriding the profile")
     batch_p.add_argument("--waivers", metavar="FILE", help="YAML waivers, as for scan")
-    batch_p.add_argument("--timeout", type=_duration, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    batch_p.add_argument("--timeout", type=duration_argument, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                          help=f"wall-clock limit of each scan; past it the scan is killed (default {DEFAULT_TIMEOUT // 60}m)")
     batch_p.add_argument("--workdir", metavar="DIR", help="where each scan's private work directory is made (default: $TMPDIR)")
     batch_p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary on stderr")

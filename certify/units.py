@@ -43,3 +43,23 @@ def parse_duration(text: str) -> float:
     if seconds > MAX_DURATION:
         raise ValueError(f"{text[:40]!r} is longer than a week")
     return seconds
+
+
+def size_argument(text: str) -> int:
+    """``parse_size`` as an argparse type: a bad size is argparse's one-line usage error."""
+    import argparse
+
+    try:
+        return parse_size(text)
+    except (ValueError, OverflowError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def duration_argument(text: str) -> float:
+    """``parse_duration`` as an argparse type."""
+    import argparse
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -25,23 +25,9 @@ from certify.service.db import default_data_dir, normalize_url, sqlite_url
 from certify.service.serve import serve
 from certify.service.settings import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_UPLOAD, DEFAULT_PORT, DEFAULT_SCAN_TIMEOUT, ServiceSettings
 from certify.service.store import DEFAULT_MAX_ATTEMPTS, Store, check_tenant
-from certify.units import parse_duration, parse_size
+from certify.units import duration_argument, size_argument
 
 COMMANDS = ("tokens", "serve", "submit", "reevaluate")
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except (ValueError, OverflowError) as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _whole(low: int, high: int):  # noqa: ANN202
@@ -62,16 +48,16 @@ def _add_serve_parsers(sub: Any) -> None:
     serve_p.add_argument("--port", type=_whole(0, 65535), default=DEFAULT_PORT,
                          help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
     serve_p.add_argument("--workers", type=_whole(0, 256), default=1, help="scan worker processes (default 1)")
-    serve_p.add_argument("--scan-timeout", type=_duration, default=DEFAULT_SCAN_TIMEOUT, metavar="DURATION",
+    serve_p.add_argument("--scan-timeout", type=duration_argument, default=DEFAULT_SCAN_TIMEOUT, metavar="DURATION",
                          help="wall-clock limit of one scan (default 30m)")
-    serve_p.add_argument("--max-upload", type=_size, default=DEFAULT_MAX_UPLOAD, metavar="SIZE",
+    serve_p.add_argument("--max-upload", type=size_argument, default=DEFAULT_MAX_UPLOAD, metavar="SIZE",
                          help="largest upload accepted (default 64G)")
-    serve_p.add_argument("--reserve", type=_size, default=DEFAULT_RESERVE, metavar="SIZE",
+    serve_p.add_argument("--reserve", type=size_argument, default=DEFAULT_RESERVE, metavar="SIZE",
                          help="free space uploads never eat into (default 1G)")
     serve_p.add_argument("--max-attempts", type=_whole(1, 100), default=DEFAULT_MAX_ATTEMPTS,
                          help="attempts of a scan whose worker is lost (default 3)")
     serve_p.add_argument("--signing-key", metavar="FILE", help="Ed25519 private key: certificates for passed scans")
-    serve_p.add_argument("--lease", type=_duration, default=DEFAULT_LEASE_SECONDS, metavar="DURATION",
+    serve_p.add_argument("--lease", type=duration_argument, default=DEFAULT_LEASE_SECONDS, metavar="DURATION",
                          help="how long a worker holds a scan between heartbeats before another may take it (default 60s)")
     serve_p.add_argument("--scan-engine", default="child", metavar="ENGINE",
                          help="'child' (default): a real scan per job; 'fake:SECONDS' is a testing and benchmarking aid "
