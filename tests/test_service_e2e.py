@@ -28,7 +28,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-DEADLINE = 120.0
+from proctools import DEADLINE, alive, children_of, cmdline, processes_naming, scan_children, wait_for
+
 LEASE = "3s"
 VNC_VMX = b'config.version = "8"\nvirtualHW.version = "19"\nRemoteDisplay.vnc.enabled = "TRUE"\n'
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -36,61 +37,8 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
 
-def wait_for(what: str, predicate, deadline: float = DEADLINE):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"never happened: {what}")
-
-
-# -- processes, found by their command line ------------------------------------------------------
-
-def cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def processes_naming(text: str) -> list[int]:
-    """Live pids (other than this one) whose command line contains ``text``."""
-    needle = text.encode()
-    return [int(e) for e in os.listdir("/proc")
-            if e.isdigit() and int(e) != os.getpid() and needle in cmdline(int(e)) and alive(int(e))]
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid and alive(int(entry)):
-            found.append(int(entry))
-    return found
-
-
 def workers_of(serve_pid: int) -> list[int]:
     return [pid for pid in children_of(serve_pid) if b"certify.service.worker" in cmdline(pid)]
-
-
-def scan_children(scan_id: str) -> list[int]:
-    """The scan child processes of one scan: their private directory carries its id."""
-    return [pid for pid in processes_naming(f"scan-{scan_id}-") if b"certify.scanchild" in cmdline(pid)]
 
 
 # -- a served data directory ---------------------------------------------------------------------

@@ -34,23 +34,13 @@ from certify.service.store import LeaseLost, ScanRequest, Store
 from certify.service.worker import facts_key, run_worker, runtime_dir
 from conftest import run_certify
 from pgserver import db_url, postgres_server  # noqa: F401 - fixtures
+from proctools import DEADLINE, gone, scan_children, wait_for
 
 VNC_VMX = b'config.version = "8"\nvirtualHW.version = "19"\nRemoteDisplay.vnc.enabled = "TRUE"\n'
 CLEAN_VMX = b'config.version = "8"\nvirtualHW.version = "19"\n'
 # Only descriptor checks: a VMX without disks can pass, so a certificate can be issued without a guest launch.
 DESCRIPTOR_ONLY = "name: descriptor-only\ninclude: ['vmx-*', 'storage-*', 'extraconfig-*', 'host-*']\n"
-DEADLINE = 120.0  # seconds before a wait is a failure: far past anything these scans take
 LEASE = 2.0
-
-
-def wait_for(what: str, predicate, deadline: float = DEADLINE):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"never happened: {what}")
 
 
 class Service:
@@ -147,31 +137,8 @@ def workers():
         proc.wait()
 
 
-def scan_children(scan_id: str) -> list[int]:
-    """Pids of the scan child processes of one scan (their private directory carries its id)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"certify.scanchild" in cmdline and f"scan-{scan_id}-".encode() in cmdline:
-            found.append(int(entry))
-    return found
-
-
 def leftovers(service: Service, scan_id: str) -> list[Path]:
     return [p for p in [Path(runtime_dir(scan_id)), *(service.data / "work").glob(f"scan-{scan_id}-*")] if p.exists()]
-
-
-def gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return state == "Z"
 
 
 # -- the store's renderings -----------------------------------------------------------------------
