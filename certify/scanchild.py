@@ -25,16 +25,20 @@ child, with the same command line, stages and supervision.)
 from __future__ import annotations
 
 import ctypes
+import importlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +55,7 @@ CANCEL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL on cancel: the child i
 POLL = 0.1
 STDERR_TAIL = 4000  # characters of the child's stderr kept for a failure
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 
 
 @dataclass
@@ -89,6 +94,7 @@ def run_scan(
     workdir_parent: str | None = None,
     env: dict[str, str] | None = None,
     entry: str = "certify.cli",
+    warm: WarmChild | None = None,
 ) -> ChildOutcome:
     """Scan ``path`` in a child process; ``scan_args`` are more ``certify scan`` options (--profile, --waivers, ...).
 
@@ -97,32 +103,45 @@ def run_scan(
     ``on_stage``: called with each stage name as the child enters it, from a reader thread.
     ``entry``: the module whose ``main(argv)`` the child runs with the ``scan`` command line; the CLI's
     unless a test engine stands in for it (``certify.service.fakescan``).
+    ``warm``: a child forked ahead for ``entry`` (see :class:`WarmChild`), used up by this scan; else a new
+    interpreter is started.
     """
+    try:
+        return _run_scan(path, scan_args, limit, cancel, on_stage, workdir_parent, env, entry, warm)
+    finally:
+        if warm is not None:
+            warm.discard()  # not used (another entry, or a failure before its start): it must not linger
+
+
+def _run_scan(path: str, scan_args: Sequence[str], limit: float | None, cancel: threading.Event | None,
+              on_stage: Callable[[str], None] | None, workdir_parent: str | None, env: dict[str, str] | None,
+              entry: str, warm: WarmChild | None) -> ChildOutcome:  # fmt: skip
     started = time.monotonic()
     private = tempfile.mkdtemp(prefix="certify-child-", dir=workdir_parent)
     report_file = os.path.join(private, "report.json")
     stages: list[str] = []
-    read_end, write_end = os.pipe()
-    argv = [sys.executable, "-m", "certify.scanchild", str(os.getpid()), f"--entry={entry}", "scan", path, "--format", "json",
-            "-o", report_file, "-q", "--workdir", private, "--progress-fd", str(write_end), *scan_args]  # fmt: skip
+    command = ["scan", path, "--format", "json", "-o", report_file, "-q", "--workdir", private]
     if limit is not None:  # the child's own clock only as a backstop: this one kills first
-        argv += ["--timeout", str(int(min(limit + 60, MAX_DURATION)))]
+        command += ["--timeout", str(int(min(limit + 60, MAX_DURATION)))]
     child_env = dict(os.environ if env is None else env)
     # libguestfs makes its socket directory in XDG_RUNTIME_DIR (else /tmp) and only a clean close removes it;
     # a private one, short enough for a socket path, goes with the child however it ends.
     runtime = tempfile.mkdtemp(prefix="certify-run-", dir=child_env.get("XDG_RUNTIME_DIR") or "/tmp")
     child_env["XDG_RUNTIME_DIR"] = runtime
+    stderr_path = os.path.join(private, "stderr")
     try:
-        with open(os.path.join(private, "stderr"), "wb") as err:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                    pass_fds=(write_end,), start_new_session=True, env=child_env)  # fmt: skip
+        started_warm = None
+        if warm is not None and warm.entry == entry:
+            try:
+                started_warm = warm.start([*command, f"--progress-fd={warm.child_fd}", *scan_args], child_env,
+                                          stderr_path)
+            except OSError:
+                started_warm = None  # it died waiting (the OOM killer, a stray signal): start a new one
+        proc, read_end = started_warm or _start_cold(entry, [*command, *scan_args], child_env, stderr_path)
     except BaseException:
-        os.close(read_end)
-        os.close(write_end)
         shutil.rmtree(private, ignore_errors=True)
         shutil.rmtree(runtime, ignore_errors=True)
         raise
-    os.close(write_end)
     reader = threading.Thread(target=_read_stages, args=(read_end, stages, on_stage), daemon=True, name="scan-stages")
     reader.start()
     failure = None
@@ -144,7 +163,206 @@ def run_scan(
     return outcome
 
 
-def _supervise(proc: subprocess.Popen, started: float, limit: float | None, cancel: threading.Event | None,
+def _start_cold(entry: str, command: list[str], env: dict[str, str], stderr_path: str) -> tuple[subprocess.Popen, int]:
+    """A new interpreter running this module's ``main``: the child and the read end of its stage stream."""
+    read_end, write_end = os.pipe()
+    argv = [sys.executable, "-m", "certify.scanchild", str(os.getpid()), f"--entry={entry}",
+            *command, "--progress-fd", str(write_end)]  # fmt: skip
+    try:
+        with open(stderr_path, "wb") as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                    pass_fds=(write_end,), start_new_session=True, env=env)  # fmt: skip
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+    return proc, read_end
+
+
+class ForkedChild:
+    """What ``_supervise`` needs of a ``Popen``, for a child this process forked itself."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self._pidfd = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = self.pid, 255 << 8  # reaped elsewhere: it is gone, how is unknown
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+                if self._pidfd is not None:
+                    os.close(self._pidfd)
+                    self._pidfd = None
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
+            if self._pidfd is not None:  # readable when the process ends: no polling interval
+                select.select([self._pidfd], [], [], left)
+            else:
+                time.sleep(min(0.01, left) if left is not None else 0.01)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+class WarmChild:
+    """A scan child forked ahead of its scan from a process that has ``entry`` imported: no interpreter to start.
+
+    The fork happens here and now, so make one only while the calling process
+    runs a single thread (a lock another thread held at the fork would stay
+    held in the child forever) and from the thread that will supervise it:
+    the child's PDEATHSIG is tied to that thread. The child at once leads its
+    own session, as a cold child does, then waits on a socket for its scan:
+    command line, environment, stderr file. The same socket, half closed by
+    this side, carries its stages back. Closing an unused one (``discard``)
+    lets it exit.
+    """
+
+    READY = b"R"  # alive, in its own session, waiting for a scan
+    STARTED = b"S"  # has the scan: from here it is the scan's child
+    START_TIMEOUT = 10.0
+
+    def __init__(self, entry: str = "certify.cli") -> None:
+        self.entry = entry
+        module = importlib.import_module(entry)  # here, once, rather than in every child
+        parent = os.getpid()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.child_fd = theirs.fileno()  # the same number in the child: its --progress-fd
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # or the child would write this process's buffered output a second time
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; its exit status is what the tests see
+            code = 70
+            try:
+                ours.close()
+                code = _warm_main(parent, theirs, module)
+            except BaseException:  # after the redirection this reaches the scan's stderr file: its tail says why
+                traceback.print_exc()
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except (OSError, ValueError):
+                        pass
+                os._exit(code)
+        theirs.close()
+        self.process = ForkedChild(pid)
+        self._control: socket.socket | None = ours
+
+    def start(self, argv: list[str], env: dict[str, str], stderr_path: str) -> tuple[ForkedChild, int]:
+        """Hand the child its scan; the child and the read end of its stage stream."""
+        control, self._control = self._control, None
+        if control is None:
+            raise RuntimeError("this warm child was used already")
+        try:
+            control.settimeout(self.START_TIMEOUT)
+            if control.recv(1) != self.READY:
+                raise OSError(f"the warm scan child (pid {self.process.pid}) ended before its scan")
+            control.sendall(json.dumps({"argv": argv, "env": env, "stderr": stderr_path}).encode())
+            control.shutdown(socket.SHUT_WR)
+            # READY may have sat in the buffer since long before a death: only this says it is alive now.
+            if control.recv(1) != self.STARTED:
+                raise OSError(f"the warm scan child (pid {self.process.pid}) ended before its scan")
+            control.settimeout(None)
+            return self.process, control.detach()
+        except BaseException:
+            control.close()
+            self._reap()
+            raise
+
+    def discard(self) -> None:
+        """End an unused child: it reads the end of its socket without a scan and exits."""
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+            self._reap()
+
+    def _reap(self) -> None:
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+
+def _warm_main(parent: int, control: socket.socket, module: Any) -> int:  # pragma: no cover - runs in the child
+    os.setsid()  # before anything else: the supervisor kills the child's group, which must be this one
+    _die_with_parent(parent)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handlers are not the scan's
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # The parent's open files (its database connections, the doorbell) are not the scan's business; the Python
+    # objects still naming them are never used here, and the process ends with os._exit, finalizing nothing.
+    keep = control.fileno()
+    os.closerange(3, keep)
+    os.closerange(keep + 1, _max_fd())
+    _set_name(b"certify-scan")
+    try:
+        control.sendall(WarmChild.READY)
+        received = b"".join(iter(lambda: control.recv(65536), b""))
+        if received:
+            control.sendall(WarmChild.STARTED)
+    except OSError:  # the other end closed before it read the greeting: discarded
+        return 0
+    if not received:
+        return 0  # discarded
+    spec = json.loads(received)
+    control.detach()  # the fd is now the scan's stage stream, owned by its writer
+    os.environ.clear()
+    os.environ.update(spec["env"])
+    devnull = os.open(os.devnull, os.O_RDWR)
+    err = os.open(spec["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    for fd, target in ((devnull, 0), (devnull, 1), (err, 2)):
+        os.dup2(fd, target)
+    os.close(devnull)
+    os.close(err)
+    try:
+        code = module.main(spec["argv"])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    return code if isinstance(code, int) else 0
+
+
+def _max_fd() -> int:
+    try:
+        return os.sysconf("SC_OPEN_MAX")
+    except (ValueError, OSError):
+        return 65536
+
+
+def _set_name(name: bytes) -> None:
+    """The process name ``ps`` and ``top`` show (a forked child would otherwise pass for its parent)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _supervise(proc: subprocess.Popen | ForkedChild, started: float, limit: float | None, cancel: threading.Event | None,
                private: str, sockdirs: set[str]) -> str | None:  # fmt: skip
     while True:
         try:
@@ -167,7 +385,7 @@ def _supervise(proc: subprocess.Popen, started: float, limit: float | None, canc
             return CANCELLED
 
 
-def _kill_group(proc: subprocess.Popen, private: str, sockdirs: set[str]) -> None:
+def _kill_group(proc: subprocess.Popen | ForkedChild, private: str, sockdirs: set[str]) -> None:
     """SIGKILL the child's whole group, first noting the socket directories its appliance's qemu names.
 
     As root libguestfs makes its socket directory in /tmp whatever XDG_RUNTIME_DIR says, and only a
@@ -272,8 +490,6 @@ def main(argv: list[str]) -> int:
     entry = "certify.cli"
     if rest and rest[0].startswith("--entry="):
         entry, rest = rest[0].removeprefix("--entry="), rest[1:]
-    import importlib  # after the tie: an import is time the parent could die in
-
     return importlib.import_module(entry).main(rest)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -206,3 +207,125 @@ def test_a_guest_scan_enters_every_stage_in_order(appliances, tmp_path):
     assert outcome.report["verdict"] in ("pass", "fail") and outcome.report["guest"]
     assert outcome.exit_code == {"pass": 0, "fail": 1}[outcome.report["verdict"]]
     assert processes_naming(tmp_path) == [] and list(tmp_path.iterdir()) == []
+
+
+# -- a child forked ahead (WarmChild): what the service's workers use ---------------------------------
+
+TESTS = Path(__file__).resolve().parent
+# Forking is safe only from a process with one thread, as a service worker is when idle; pytest's may not be:
+# each of these runs its scan from a fresh single-threaded interpreter, as a worker does.
+FORKER = textwrap.dedent("""
+    import dataclasses, json, os, signal, sys, threading, time
+    from certify.scanchild import WarmChild, run_scan
+    spec = json.loads(sys.argv[1])
+    held = [open(os.devnull), open(sys.executable, "rb")]  # the parent's own files: none may reach the child
+    warm = WarmChild("scanchild_probe") if spec["warm"] else None
+    print(json.dumps({"warm_pid": warm.process.pid if warm else None}), flush=True)
+    if spec.get("then") == "sleep":
+        time.sleep(600)
+    if spec.get("then") == "discard":
+        warm.discard()
+        print(json.dumps({"returncode": warm.process.returncode}), flush=True)
+        sys.exit(0)
+    if spec.get("then") == "kill_warm":
+        os.kill(warm.process.pid, signal.SIGKILL)
+        while open(f"/proc/{warm.process.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+            time.sleep(0.01)  # dead, not yet reaped: its greeting still waits in the socket
+    cancel = threading.Event()
+    def on_stage(stage):
+        if stage == "ingest" and spec.get("then") == "cancel":
+            cancel.set()
+    outcome = run_scan(spec["path"], spec["args"], entry="scanchild_probe", warm=warm, cancel=cancel,
+                       on_stage=on_stage, workdir_parent=spec["work"], env={**os.environ, **spec["env"]})
+    print(json.dumps(dataclasses.asdict(outcome)), flush=True)
+""")
+
+
+def forker(tmp_path: Path, runtime: Path, *, warm: bool, then: str = "", args: tuple[str, ...] = ()) -> subprocess.Popen:
+    spec = {"warm": warm, "then": then, "path": str(tmp_path / "upload.vmx"), "args": list(args),
+            "work": str(tmp_path), "env": {"PROBE_ENV": "yes", "XDG_RUNTIME_DIR": str(runtime)}}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "-c", FORKER, json.dumps(spec)], stdout=subprocess.PIPE, text=True, env=env)
+
+
+def forked(tmp_path: Path, runtime: Path, **kw) -> tuple[int | None, dict, int]:
+    """(the warm child's pid, the outcome, the forking process's pid) of one scan run from a fresh process."""
+    proc = forker(tmp_path, runtime, **kw)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    first, last = out.strip().splitlines()[0], out.strip().splitlines()[-1]
+    return json.loads(first)["warm_pid"], json.loads(last), proc.pid
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_a_child_forked_ahead_runs_its_scan_as_a_new_interpreter_does(warm, tmp_path, runtime_dir):
+    warm_pid, outcome, parent = forked(tmp_path, runtime_dir, warm=warm, args=("--probe-exit", "1"))
+    report = outcome["report"]
+    assert outcome["failure"] is None and outcome["exit_code"] == 1
+    assert outcome["stages"] == ["ingest", "checks"] and "probe: on stderr" in outcome["stderr_tail"]
+    assert report["pid"] == report["sid"] == report["pgid"]  # its own session: its group is killed as one
+    assert report["ppid"] == parent and (warm_pid is None or report["pid"] == warm_pid)
+    assert report["path"] == str(tmp_path / "upload.vmx") and "--probe-exit" not in report["rest"]
+    assert report["probe_env"] == "yes"  # the environment it was handed, not the one it was forked with
+    assert Path(report["xdg_runtime_dir"]).parent == runtime_dir  # a private runtime directory below the given one
+    assert report["stdin"] == report["stdout"] == "/dev/null" and report["stderr"].endswith("/stderr")
+    assert report["sigterm_default"] and report["sigint_raises"]  # not the forking process's handlers
+    assert report["threads"] == 1
+    assert processes_naming(tmp_path) == [] and list(runtime_dir.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == []  # its private directory went with it
+
+
+def test_a_cancel_takes_a_warm_child_down(tmp_path, runtime_dir):
+    warm_pid, outcome, _ = forked(tmp_path, runtime_dir, warm=True, then="cancel", args=("--probe-sleep", "120"))
+    assert outcome["report"] is None and outcome["failure"] == CANCELLED
+    assert not Path(f"/proc/{warm_pid}").exists()
+
+
+def test_a_warm_child_that_died_waiting_is_replaced_by_a_new_interpreter(tmp_path, runtime_dir):
+    warm_pid, outcome, _ = forked(tmp_path, runtime_dir, warm=True, then="kill_warm")
+    assert outcome["failure"] is None and outcome["report"]["pid"] != warm_pid
+    assert outcome["stages"] == ["ingest", "checks"]
+
+
+def test_a_warm_child_holds_none_of_its_parents_files_and_says_what_it_is(tmp_path, runtime_dir):
+    proc = forker(tmp_path, runtime_dir, warm=True, then="sleep")
+    warm_pid = json.loads(proc.stdout.readline())["warm_pid"]
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{warm_pid}/comm").read_text().strip() != "certify-scan" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert Path(f"/proc/{warm_pid}/comm").read_text().strip() == "certify-scan"
+        fds = sorted(int(fd) for fd in os.listdir(f"/proc/{warm_pid}/fd"))
+        assert fds[:3] == [0, 1, 2] and len(fds) == 4  # its standard streams and its socket to the parent
+        assert os.readlink(f"/proc/{warm_pid}/fd/{fds[3]}").startswith("socket:")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_discarded_warm_child_exits_and_is_reaped(tmp_path, runtime_dir):
+    proc = forker(tmp_path, runtime_dir, warm=True, then="discard")
+    out, _ = proc.communicate(timeout=60)
+    warm_pid = json.loads(out.splitlines()[0])["warm_pid"]
+    assert json.loads(out.splitlines()[-1]) == {"returncode": 0}
+    assert not Path(f"/proc/{warm_pid}").exists()
+
+
+def test_a_warm_child_dies_with_the_process_that_forked_it(tmp_path, runtime_dir):
+    proc = forker(tmp_path, runtime_dir, warm=True, then="sleep")
+    warm_pid = json.loads(proc.stdout.readline())["warm_pid"]
+    assert Path(f"/proc/{warm_pid}").exists()
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while live(warm_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # PDEATHSIG
+    assert not live(warm_pid)
+
+
+def live(pid: int) -> bool:
+    """Running: neither gone nor a zombie (whether its new parent reaps it is not this test's business)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

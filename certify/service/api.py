@@ -41,6 +41,7 @@ from certify.policy.waivers import parse_waivers
 from certify.service import db, tokens
 from certify.service.blobs import (BlobError, BlobStore, BlobTooLarge, DigestMismatch, InsufficientStorage,
                                    InvalidDigest, check_digest)
+from certify.service.doorbell import Doorbell
 from certify.service.settings import ServiceSettings
 from certify.service.store import (MAX_LIST_LIMIT, IdempotencyConflict, InvalidCursor, ScanRequest,
                                    ScanRow, Store, StoreError)
@@ -230,6 +231,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     """The API over the store and blob directory that ``settings`` name (the database is not migrated here)."""
     store = Store(db.make_engine(settings.database_url))
     blob_store = BlobStore(settings.data_dir, reserve=settings.reserve_bytes)
+    doorbell = Doorbell(settings.data_dir)
     rules = _Rules()
     bearer = HTTPBearer(auto_error=False, description="a tenant's API token (certify tokens create)")
 
@@ -437,6 +439,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             raise Problem(422, "Idempotency key reused", str(exc)) from None
         except UsageError as exc:
             raise Problem(422, "Invalid request", str(exc)) from None
+        if created:
+            doorbell.ring()
         response.status_code = 202 if created else 200
         response.headers["Location"] = f"/v1/scans/{row.id}"
         return scan_out(row)

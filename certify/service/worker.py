@@ -57,14 +57,17 @@ from certify.plugins.manager import Registry, load_registry
 from certify.policy.certificate import build_record, load_private_key
 from certify.policy.profile import Profile, load_profile
 from certify.policy.waivers import parse_waivers
-from certify.scanchild import CANCELLED, TIMEOUT, ChildOutcome, run_scan
+from certify.scanchild import CANCELLED, TIMEOUT, ChildOutcome, WarmChild, run_scan
 from certify.service.blobs import BlobStore
 from certify.service.db import sqlite_url
+from certify.service.doorbell import Doorbell
 from certify.service.fakescan import parse_engine
 from certify.service.settings import ServiceSettings
 from certify.service.store import Claim, LeaseLost, ScanRow, Store
 
-IDLE_POLL = 0.5  # seconds between looks at an empty queue
+IDLE_POLL = 0.5  # seconds between looks at an empty queue, unless the doorbell rings first
+SCAN_ENTRY = "certify.cli"
+FAKE_ENTRY = "certify.service.fakescan"
 CANCEL_POLL = 1.0  # seconds between looks for a cancel request, between two renewals of a longer lease
 # The reaper's back-off for a re-queued scan (x 2 per attempt lost): a scan that kills its worker cannot spin.
 REAP_BACKOFF = 1.0
@@ -85,6 +88,8 @@ def run_worker(settings: ServiceSettings, worker_id: str, stop: threading.Event 
     stop = stop or threading.Event()
     fake_seconds = parse_engine(settings.scan_engine)
     store = Store.open(settings.db_url or sqlite_url(settings.data_dir))
+    doorbell = Doorbell(settings.data_dir)
+    worker = None
     try:
         worker = Worker(settings, worker_id, store, BlobStore(settings.data_dir), load_registry(), fake_seconds)
         reaped_at = -float("inf")
@@ -95,12 +100,16 @@ def run_worker(settings: ServiceSettings, worker_id: str, stop: threading.Event 
                     log(worker_id, f"scan {reaped.scan_id}: its worker was lost: {reaped.action} (attempt {reaped.attempt})")
                     remove_leftovers(settings, reaped.scan_id)
                 reaped_at = time.monotonic()
+            worker.warm_up()
             claim = store.claim_next(worker_id, settings.lease_seconds)
             if claim is None:
-                stop.wait(IDLE_POLL)
+                doorbell.wait(IDLE_POLL)
                 continue
             worker.run(claim, stop)
     finally:
+        if worker is not None:
+            worker.close()
+        doorbell.close()
         store.close()
 
 
@@ -115,6 +124,7 @@ class Lease:
         self.stopping = False
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{claim.scan.id}")
+        self._relay: threading.Thread | None = None
 
     def __enter__(self) -> Lease:
         self._thread.start()
@@ -123,6 +133,8 @@ class Lease:
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._thread.join()
+        if self._relay is not None:
+            self._relay.join()  # the next scan's child is forked only while this process runs one thread
 
     def _beat(self) -> None:
         interval = max(self.lease_seconds / 3, 0.05)
@@ -155,7 +167,8 @@ class Lease:
                     self.stopping = True
                     self.cancel.set()
                     return
-        threading.Thread(target=relay, daemon=True, name=f"stop-{self.claim.scan.id}").start()
+        self._relay = threading.Thread(target=relay, daemon=True, name=f"stop-{self.claim.scan.id}")
+        self._relay.start()
 
 
 @dataclasses.dataclass
@@ -171,6 +184,24 @@ class Worker:
         self.fake_seconds = fake_seconds
         self.types = FactTypes.for_collectors(registry.collectors.values())
         self.key = load_private_key(settings.signing_key) if settings.signing_key else None
+        self.entry = FAKE_ENTRY if fake_seconds is not None else SCAN_ENTRY
+        self.warm: WarmChild | None = None
+        self.warm_failed = False  # once: a process that cannot fork ahead starts its scans cold from then on
+
+    def warm_up(self) -> None:
+        """Fork the next scan's child now, while idle, if this process runs one thread (else it starts cold)."""
+        if self.warm is None and not self.warm_failed and threading.active_count() == 1 \
+                and threading.current_thread() is threading.main_thread():
+            try:
+                self.warm = WarmChild(self.entry)
+            except Exception as exc:  # noqa: BLE001 - a cold start is always possible
+                self.warm_failed = True
+                log(self.id, f"no scan child forked ahead ({type(exc).__name__}: {exc}); the scan starts a new interpreter")
+
+    def close(self) -> None:
+        if self.warm is not None:
+            self.warm.discard()
+            self.warm = None
 
     # -- one job -------------------------------------------------------------------------------
 
@@ -273,13 +304,13 @@ class Worker:
                 with open(os.open(waivers_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
                     f.write(scan.waivers)
                 args += ["--waivers", waivers_file]
-            entry = "certify.cli"
             if self.fake_seconds is not None:
-                entry, args = "certify.service.fakescan", [*args, "--fake-seconds", str(self.fake_seconds)]
+                args += ["--fake-seconds", str(self.fake_seconds)]
             self._stage(claim, "starting")
+            warm, self.warm = self.warm, None  # used up by this scan, whatever its end
             outcome = run_scan(upload, args, limit=self.settings.scan_timeout, cancel=lease.cancel,
-                               on_stage=lambda stage: self._stage(claim, stage), workdir_parent=private, entry=entry,
-                               env=env)
+                               on_stage=lambda stage: self._stage(claim, stage), workdir_parent=private,
+                               entry=self.entry, env=env, warm=warm)
             gathered = None
             if outcome.failure is None and os.path.exists(facts_file):
                 with open(facts_file, "rb") as f:
