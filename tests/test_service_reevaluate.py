@@ -36,6 +36,20 @@ def judged_long_ago(service: Service, sha: str, filename: str, verdict: str):
     return service.store.complete(row.id, "old-worker", claim.attempt, json.dumps({"verdict": verdict}), verdict)
 
 
+def scanned_by_another_tenant(service: Service, body: bytes, filename: str) -> str:
+    """Facts of ``body`` kept from a real scan under the installed ruleset, by a tenant other than acme's.
+
+    (Facts are the artifact's, whoever uploaded it; a scan of acme's own under the installed ruleset
+    would already be acme's current verdict, with nothing left to judge again.)
+    """
+    sha = service.upload(body, filename, tenant="beta")
+    first = service.submit(sha, filename, tenant="beta")
+    with InThreadWorker(service.settings()):
+        done = wait_for("the scan ends", lambda: service.settled(first.id, tenant="beta"))
+    assert done.verdict == "fail"
+    return sha
+
+
 def reevaluate(service: Service, *args: str):
     result = run_certify("reevaluate", *args, "--db", service.url)
     assert result.returncode == 0, result.stderr
@@ -43,11 +57,8 @@ def reevaluate(service: Service, *args: str):
 
 
 def test_a_verdict_the_new_ruleset_changes_is_a_new_linked_scan_and_the_old_one_stays(service):
-    sha = service.upload(VNC_VMX, "app.vmx")
-    first = service.submit(sha, "app.vmx")  # a real scan under the installed ruleset: its facts are kept
-    with InThreadWorker(service.settings()):
-        assert wait_for("the scan ends", lambda: service.settled(first.id)).verdict == "fail"
-    old = judged_long_ago(service, sha, "app.vmx", "pass")
+    sha = scanned_by_another_tenant(service, VNC_VMX, "app.vmx")
+    old = judged_long_ago(service, service.upload(VNC_VMX, "app.vmx"), "app.vmx", "pass")
     unknown = judged_long_ago(service, service.upload(VNC_VMX + b"# other\n", "other.vmx"), "other.vmx", "fail")
 
     out = reevaluate(service, "--all")
@@ -79,6 +90,16 @@ def test_a_verdict_the_new_ruleset_changes_is_a_new_linked_scan_and_the_old_one_
     assert len([r for r in service.store.list_scans("acme", limit=50)[0] if r.reevaluation_of]) == 1
 
 
+def test_a_scan_whose_key_was_scanned_again_under_the_installed_ruleset_is_left_alone(service):
+    sha = service.upload(VNC_VMX, "app.vmx")
+    old = judged_long_ago(service, sha, "app.vmx", "pass")
+    assert [r.id for r in service.store.reevaluation_candidates(service.ruleset)] == [old.id]
+    service.submit(sha, "app.vmx")  # queued under the installed ruleset: its verdict will be the current one
+    assert service.store.reevaluation_candidates(service.ruleset) == []
+    out = reevaluate(service, "--all")
+    assert old.id not in out and "0 scan(s) judged again" in out
+
+
 def test_since_leaves_older_scans_alone(service):
     sha = service.upload(VNC_VMX, "app.vmx")
     old = judged_long_ago(service, sha, "app.vmx", "pass")
@@ -93,3 +114,32 @@ def test_reevaluate_needs_all_or_a_date(args, message, tmp_path):
     result = run_certify("reevaluate", *args, "--data", str(tmp_path / "data"))
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "data").exists()  # nothing made for a refused command line
+
+
+def test_serve_rejudges_scans_of_an_older_ruleset_on_start_in_the_background(tmp_path):
+    from test_service_e2e import Services
+
+    service = Service(tmp_path, f"sqlite:///{tmp_path / 'data' / 'certify.db'}")
+    services = Services(tmp_path)
+    try:
+        sha = scanned_by_another_tenant(service, VNC_VMX, "app.vmx")
+        old = judged_long_ago(service, service.upload(VNC_VMX, "app.vmx"), "app.vmx", "pass")
+
+        served = services.start("--workers", "0")
+        new = wait_for("the old scan is judged again",
+                       lambda: next((r for r in service.store.list_scans("acme", limit=50)[0]
+                                     if r.reevaluation_of == old.id), None))
+        assert (new.state, new.verdict, new.reevaluated) == ("succeeded", "fail", True)
+        wait_for("the change is logged", lambda: any("pass -> fail" in line for line in served.log))
+        assert any("judging them again in the background" in line for line in served.log)
+        assert services.stop(served) == 0
+
+        again = services.start("--workers", "0")  # nothing left to re-judge: nothing started
+        assert services.stop(again) == 0
+        assert not any("judging them again" in line for line in again.log)
+        assert len([r for r in service.store.list_scans("acme", limit=50)[0] if r.reevaluation_of]) == 1
+    finally:
+        left = services.leftovers()
+        services.close()
+        service.store.close()
+    assert not left, left

@@ -71,8 +71,8 @@ class Service:
     def scan(self, scan_id: str, tenant: str = "acme"):
         return self.store.get_scan(tenant, scan_id)
 
-    def settled(self, scan_id: str):
-        row = self.scan(scan_id)
+    def settled(self, scan_id: str, tenant: str = "acme"):
+        row = self.scan(scan_id, tenant)
         return row if row.state in ("succeeded", "failed", "cancelled") else None
 
     def count(self, table, scan_id: str) -> int:

@@ -122,6 +122,8 @@ class ScanOut(BaseModel):
     labels: dict[str, Any]
     verdict: Literal["pass", "fail", "rejected", "error"] | None
     reevaluated: bool
+    reevaluation_of: str | None = Field(default=None, description="the scan this one judged again from stored "
+                                                                   "facts under a newer ruleset (certify reevaluate)")
     cancel_requested: bool
     failure_reason: str | None
     failure_message: str | None
@@ -197,7 +199,7 @@ def scan_out(row: ScanRow) -> ScanOut:
         waivers_digest=_prefixed_or_none(row.waivers_digest), ruleset_digest="sha256:" + row.ruleset_digest,
         certify_version=row.certify_version, state=row.state, stage=row.stage, attempt=row.attempt,
         max_attempts=row.max_attempts, priority=row.priority, labels=row.labels, verdict=row.verdict,
-        reevaluated=row.reevaluated, cancel_requested=row.cancel_requested, failure_reason=row.failure_reason,
+        reevaluated=row.reevaluated, reevaluation_of=row.reevaluation_of, cancel_requested=row.cancel_requested, failure_reason=row.failure_reason,
         failure_message=row.failure_message, created_at=row.created_at, started_at=row.started_at,
         finished_at=row.finished_at)
 
@@ -239,6 +241,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                   description="Certification service: upload an appliance, submit a scan, read its verdict.")
     app.state.store = store
     app.state.settings = settings
+    app.state.ruleset_digest = rules.ruleset_digest
 
     # -- errors -----------------------------------------------------------------------------------
 

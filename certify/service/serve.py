@@ -6,6 +6,9 @@ separate processes (``python -m certify.service.worker``): a scan that wedges
 or crashes a worker never takes the API down, and a worker that dies is
 started again by the supervisor thread. SIGTERM or SIGINT stop uvicorn
 (its own handlers), then every worker (SIGTERM, SIGKILL after a grace period).
+When stored scans were judged under another ruleset than the installed one,
+they are re-judged from their stored facts by a low-priority background process
+(``StartupReevaluation``).
 
 A worker is started as ``python -m certify.service.worker --data DIR --id ID
 --scan-timeout SECONDS --max-attempts N --lease-seconds SECONDS [--db URL]
@@ -151,15 +154,85 @@ class Supervisor:
                 process.wait()
 
 
+class StartupReevaluation:
+    """``certify reevaluate --all`` in a low-priority process, when stored scans were judged under another ruleset.
+
+    On start, a service whose checks, profiles or plugins changed holds verdicts the
+    installed ruleset might not give; it re-judges them from stored facts (no launch)
+    in the background, at the lowest CPU priority so that scans and the API come
+    first, and logs the verdicts that changed. The work is idempotent (a natural key
+    re-judged has its scan), so a serve stopped half-way finishes the job on its next start.
+    """
+
+    def __init__(self, settings: ServiceSettings, log) -> None:  # noqa: ANN001
+        self.settings, self.log = settings, log
+        self.process: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+
+    def command(self) -> list[str]:
+        command = [sys.executable, "-m", "certify", "reevaluate", "--all", "--data", str(self.settings.data_dir)]
+        if self.settings.db_url:
+            command += ["--db", self.settings.db_url]
+        if self.settings.signing_key:
+            command += ["--signing-key", str(self.settings.signing_key)]
+        return command
+
+    def start(self, ruleset_digest: str) -> None:
+        """Start it if there is anything to judge again; a failure to look is logged, never fatal to the service."""
+        try:
+            store = Store.open(self.settings.database_url, migrate=False)
+            try:
+                stale = store.count_reevaluation_candidates(ruleset_digest)
+            finally:
+                store.close()
+            if not stale:
+                return
+            self.log(f"{stale} stored scan(s) were judged under another ruleset: judging them again in the background")
+            self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                            stderr=subprocess.STDOUT, text=True, errors="replace")
+        except Exception as exc:  # noqa: BLE001 - the database briefly away, a full process table
+            self.log(f"re-evaluation not started ({type(exc).__name__}: {exc}); 'certify reevaluate --all' runs it by hand")
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, self.process.pid, 19)
+        except OSError:
+            pass  # already ended
+        self._thread = threading.Thread(target=self._relay, name="startup-reevaluation", daemon=True)
+        self._thread.start()
+
+    def _relay(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.log(f"re-evaluation: {line.rstrip()}")
+        code = self.process.wait()
+        if code not in (0, -signal.SIGTERM):
+            self.log(f"re-evaluation: ended with exit code {code}; 'certify reevaluate --all' runs it by hand")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._thread is not None:
+            self._thread.join(timeout=STOP_GRACE)
+
+
 def _server_class():  # noqa: ANN202 - uvicorn is imported only when serving
     import uvicorn
 
     class Server(uvicorn.Server):
+        early_signals: list[int] = []
+
         @contextlib.contextmanager
         def capture_signals(self):  # noqa: ANN202
             # uvicorn re-raises the signal once it has shut down, which would kill this process before
             # the workers are stopped: take SIGTERM/SIGINT as "stop gracefully" and return instead.
             previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            for sig in self.early_signals:  # asked to stop while starting: stop as soon as it runs
+                self.handle_exit(sig, None)
             try:
                 yield
             finally:
@@ -183,15 +256,26 @@ def serve(settings: ServiceSettings) -> int:
                                 timeout_graceful_shutdown=10)
         server = _server_class()(config)
         supervisor = Supervisor(settings, settings.workers)
+        reevaluation = StartupReevaluation(settings, supervisor.log)
+        # From here on a signal must stop the workers too, not just end this process:
+        # remembered until uvicorn's handlers are in place, then acted on.
+        early: list[int] = []
+        server.early_signals = early
+        previous = {sig: signal.signal(sig, lambda signum, _frame: early.append(signum))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
         host, port = sock.getsockname()[:2]
         print(f"certify serve: listening on http://{_url_host(host)}:{port} (data {settings.data_dir}, "
               f"database {db.redacted(settings.database_url)}, {settings.workers} worker(s))",
               file=sys.stderr, flush=True)
-        supervisor.start()
         try:
+            supervisor.start()
+            reevaluation.start(app.state.ruleset_digest)
             server.run(sockets=[sock])
         finally:
+            reevaluation.stop()
             supervisor.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     finally:
         sock.close()
     return 0

@@ -525,13 +525,20 @@ class Store:
     # -- re-evaluation -------------------------------------------------------------------------
 
     def reevaluation_candidates(self, ruleset_digest: str, since: datetime | None = None) -> list[ScanRow]:
-        """Succeeded scans judged under another ruleset (finished at or after ``since``), newest first."""
-        ruleset_digest = bare_digest(ruleset_digest)
-        query = sa.select(*_scan_columns()).where(scans.c.state == "succeeded", scans.c.ruleset_digest != ruleset_digest)
-        if since is not None:
-            query = query.where(scans.c.finished_at >= clock(since))
+        """Succeeded scans judged under another ruleset (finished at or after ``since``), newest first.
+
+        Left out: those whose tenant, artifact, profile and waivers already have a scan under this
+        ruleset (judged again before, or submitted again since), so that asking twice finds nothing new.
+        """
+        query = sa.select(*_scan_columns()).where(*_reevaluation_filter(ruleset_digest, since))
         with self._read() as c:
             return [_scan_row(r) for r in c.execute(query.order_by(scans.c.seq.desc())).all()]
+
+    def count_reevaluation_candidates(self, ruleset_digest: str) -> int:
+        """How many scans ``reevaluation_candidates`` would list."""
+        query = sa.select(sa.func.count()).select_from(scans).where(*_reevaluation_filter(ruleset_digest, None))
+        with self._read() as c:
+            return c.execute(query).scalar_one()
 
     def record_reevaluation(self, old: ScanRow, profile_digest: str, ruleset_digest: str, certify_version: str,
                             report_json: str, verdict: str, renderings: Mapping[str, str] | None = None,
@@ -721,6 +728,19 @@ def _request_identity(request: ScanRequest) -> dict[str, Any]:
     return {"artifact": request.artifact_sha256, "filename": request.filename, "profile": request.profile_name,
             "profile_digest": request.profile_digest, "waivers": request.waivers, "priority": request.priority,
             "labels": dict(request.labels)}
+
+
+def _reevaluation_filter(ruleset_digest: str, since: datetime | None) -> list[sa.ColumnElement[bool]]:
+    ruleset_digest = bare_digest(ruleset_digest)
+    current = scans.alias("current")
+    judged_since = sa.exists().where(
+        current.c.tenant == scans.c.tenant, current.c.artifact_sha256 == scans.c.artifact_sha256,
+        current.c.profile_name == scans.c.profile_name, current.c.waivers_digest == scans.c.waivers_digest,
+        current.c.ruleset_digest == ruleset_digest, current.c.state.in_(("queued", "running", "succeeded")))
+    where = [scans.c.state == "succeeded", scans.c.ruleset_digest != ruleset_digest, ~judged_since]
+    if since is not None:
+        where.append(scans.c.finished_at >= clock(since))
+    return where
 
 
 def _natural_key(request: ScanRequest) -> tuple[sa.ColumnElement[bool], ...]:
