@@ -260,3 +260,52 @@ def test_a_scan_over_the_scan_timeout_fails_timeout_never_a_pass(services):
         lookup = c.get(f"/v1/artifacts/sha256:{hashlib.sha256(VNC_VMX).hexdigest()}").json()
     assert lookup["verdicts"] == []  # nothing a provider could mistake for a verdict
     assert services.stop(served) == 0
+
+
+# -- 3. a real guest scan through a worker --------------------------------------------------------
+
+def findings(report: dict) -> set[tuple]:
+    return {(f["id"], f["status"], (f.get("location") or {}).get("file"), (f.get("location") or {}).get("key"))
+            for f in report["findings"]}
+
+
+@pytest.mark.guest
+def test_a_guest_scan_through_the_service_matches_the_cli_and_another_profile_needs_no_launch(
+        services, appliances, guest_scans):
+    from certify.progress import STAGES
+
+    served = services.start("--workers", "1", "--scan-engine", "child")
+    token = services.token()
+    body = appliances.dirty_ova.read_bytes()
+    scan_id = upload_and_submit(served, token, body, filename="dirty-appliance.ova")
+    seen: list[str] = []
+
+    def progress(which: str, into: list[str]):
+        row = scan(served, token, which)
+        if row["stage"] and (not into or into[-1] != row["stage"]):
+            into.append(row["stage"])
+        return row if row["state"] in TERMINAL else None
+
+    done = wait_for("the guest scan ends", lambda: progress(scan_id, seen), deadline=600)
+    assert (done["state"], done["verdict"], done["reevaluated"]) == ("succeeded", "fail", False), done
+    pipeline = [stage for stage in seen if stage in STAGES]
+    assert {"guest launch", "collectors"} <= set(pipeline), seen  # written to the job as they happened
+    assert pipeline == sorted(pipeline, key=STAGES.index)
+    with served.client(token) as c:
+        report = c.get(f"/v1/scans/{scan_id}/report", params={"format": "json"}).json()
+    cli = guest_scans["dirty"].report
+    assert findings(report) == findings(cli)  # the worker's child scans as the CLI does
+    assert report["artifact"]["sha256"] == cli["artifact"]["sha256"] == done["artifact"].removeprefix("sha256:")
+
+    with served.client(token) as c:
+        r = c.post("/v1/scans", json={"artifact": done["artifact"], "filename": "dirty-appliance.ova",
+                                      "profile": "aws-marketplace"})
+    assert r.status_code == 202, r.text
+    again_seen: list[str] = []
+    again = wait_for("the re-judgement ends", lambda: progress(r.json()["id"], again_seen))
+    assert (again["state"], again["reevaluated"]) == ("succeeded", True), again
+    assert "guest launch" not in again_seen
+    with served.client(token) as c:
+        lookup = c.get(f"/v1/artifacts/{done['artifact']}").json()
+    assert {v["profile"] for v in lookup["verdicts"]} == {"default", "aws-marketplace"}
+    assert services.stop(served) == 0
