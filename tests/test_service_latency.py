@@ -21,7 +21,7 @@ from certify.service.doorbell import Doorbell
 from certify.service.serve import bind
 from certify.service.settings import ServiceSettings
 from proctools import alive, children_of, cmdline, wait_for
-from test_service_worker import VNC_VMX, InThreadWorker, Service
+from test_service_worker import VNC_VMX, InThreadWorker, sqlite_service, workers  # noqa: F401 - fixtures
 
 
 class Waiter:
@@ -197,19 +197,3 @@ def test_connections_to_the_api_socket_have_nagle_off():
     asyncio.run(main())
     assert seen and seen[0] != 0
 
-
-@pytest.fixture
-def sqlite_service(tmp_path):
-    s = Service(tmp_path, f"sqlite:///{tmp_path / 'data' / 'certify.db'}")
-    yield s
-    s.store.close()
-
-
-@pytest.fixture
-def workers():
-    started = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
