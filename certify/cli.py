@@ -122,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
                              f"default {DEFAULT_TIMEOUT // 60}m)")  # fmt: skip
     scan_p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     scan_p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")  # fmt: skip
+    scan_p.add_argument("--timings", action="store_true",
+                        help="end the text report with where the scan's time went (the JSON report always has them)")
     scan_p.add_argument("--trust-store", metavar="PEM", help="CA (or pinned signer) certificates that vouch for package signers")
     scan_p.add_argument("--save-facts", metavar="FILE",
                         help="also write the gathered facts (JSON, mode 0600) for 'certify judge' to judge again without a launch")
@@ -180,6 +182,8 @@ def _parser() -> argparse.ArgumentParser:
     judge_p.add_argument("--baseline", metavar="REPORT", help="a previous JSON report: mark the findings already known")
     judge_p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     judge_p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
+    judge_p.add_argument("--timings", action="store_true",
+                         help="end the text report with the judging's timings and those of the gathering")
     judge_p.set_defaults(certificate=None, key=None, save_facts=None)
     isolation_cli.add_parsers(sub)
     service_cli.add_parsers(sub)
@@ -456,7 +460,9 @@ def _deliver(args: argparse.Namespace, registry: Registry, options: ScanOptions,
     display_min = args.severity if args.severity is not None else options.profile.display_min
     color = args.output is None and sys.stdout.isatty() and not args.no_color and not os.environ.get("NO_COLOR")
     for fmt, target in zip(formats, report_targets):
-        _write(registry.reporters[fmt].render(report, color=color, display_min=display_min), target)
+        # Only when asked: a plugin's reporter written before the option need not know it.
+        extra = {"timings": True} if getattr(args, "timings", False) else {}
+        _write(registry.reporters[fmt].render(report, color=color, display_min=display_min, **extra), target)
 
     if args.certificate and key is not None:
         if report.verdict is Verdict.PASS:

@@ -135,7 +135,59 @@ def unevaluated_lines(report: Report) -> list[str]:
     return lines
 
 
-def render(report: Report, *, color: bool = False, display_min: Severity = Severity.INFO, **_options: Any) -> str:
+# Stages in pipeline order, with the parts the guest stage is made of; anything else the timings hold comes after.
+_STAGE_ORDER = ("ingest", "guest", "checks")
+_GUEST_PARTS = (("guest_open", "launch, inspect, mount"), ("inventory_walk", "inventory"))
+_TOP_COLLECTORS = 8
+
+
+def timing_lines(timings: dict[str, Any]) -> list[str]:
+    """Where a scan's time went, stage by stage, slowest guest collectors first: the section ``--timings`` adds."""
+    if not timings:
+        return ["  no timings recorded"]
+    if timings.get("reevaluated"):
+        lines = [f"  judged from stored facts in {_seconds(timings.get('total'))} (checks {_seconds(timings.get('checks'))});"
+                 " when the facts were gathered:"]
+        gathered = timings.get("gathered")
+        return lines + ["  " + line for line in timing_lines(gathered if isinstance(gathered, dict) else {})]
+    total = timings.get("total")
+    lines = []
+    keys = [k for k in _STAGE_ORDER if k in timings] + sorted(
+        k for k, v in timings.items()
+        if k not in _STAGE_ORDER and k != "total" and k not in dict(_GUEST_PARTS) and k != "collectors"
+        and isinstance(v, (int, float)) and not isinstance(v, bool))
+    for key in keys:
+        lines.append(f"  {key:<10} {_seconds(timings[key]):>9}{_share(timings[key], total)}")
+        if key == "guest":
+            for part, label in _GUEST_PARTS:
+                if isinstance(timings.get(part), (int, float)):
+                    lines.append(f"    {label:<22} {_seconds(timings[part]):>9}{_share(timings[part], total)}")
+            collectors = timings.get("collectors")
+            if isinstance(collectors, dict) and collectors:
+                spent = sum(v for v in collectors.values() if isinstance(v, (int, float)))
+                lines.append(f"    {'collectors':<22} {_seconds(spent):>9}{_share(spent, total)}")
+                slowest = sorted(collectors.items(), key=lambda item: (-float(item[1] or 0), item[0]))
+                for name, seconds in slowest[:_TOP_COLLECTORS]:
+                    lines.append(f"      {clean(str(name)):<20} {_seconds(seconds):>9}")
+                if len(slowest) > _TOP_COLLECTORS:
+                    lines.append(f"      ({len(slowest) - _TOP_COLLECTORS} more, "
+                                 f"{_seconds(sum(float(v or 0) for _, v in slowest[_TOP_COLLECTORS:]))} together)")
+    lines.append(f"  {'total':<10} {_seconds(total):>9}")
+    return lines
+
+
+def _seconds(value: Any) -> str:
+    return f"{float(value):.2f} s" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+
+
+def _share(value: Any, total: Any) -> str:
+    if isinstance(value, (int, float)) and isinstance(total, (int, float)) and total > 0:
+        return f"  {100 * value / total:3.0f}%"
+    return ""
+
+
+def render(report: Report, *, color: bool = False, display_min: Severity = Severity.INFO, timings: bool = False,
+           **_options: Any) -> str:
     style = _Style(color)
     out = [f"certify {report.tool_version}: {clean(report.artifact_path)}" + (f" ({report.artifact_kind})" if report.artifact_kind else "")]
     if report.artifact_sha256:
@@ -149,6 +201,8 @@ def render(report: Report, *, color: bool = False, display_min: Severity = Sever
     label, code = _VERDICT_TEXT[report.verdict]
     if report.verdict is Verdict.REJECTED:
         out.append(f"{style(label, code)}: {clean(report.rejection)}")
+        if timings:
+            out += ["", style("TIMINGS", "1"), *timing_lines(report.timings)]
         return "\n".join(out) + "\n"
     out.append(f"{style(label, code)}: {verdict_reason(report)} (profile {report.profile})")
     for error in report.errors:
@@ -183,6 +237,8 @@ def render(report: Report, *, color: bool = False, display_min: Severity = Sever
     known = sum(1 for f in report.findings if f.known)
     if waived or known:
         out.append(f"{waived} waived, {known} already known from the baseline")
+    if timings:
+        out += ["", style("TIMINGS", "1"), *timing_lines(report.timings)]
     return "\n".join(out) + "\n"
 
 
