@@ -2,6 +2,9 @@
 
 One job, start to end:
 
+- an idle worker waits on the doorbell (``certify.service.doorbell``: the API
+  rings it when it queues a scan) or, at most, one poll interval, with its next
+  scan child already forked (``certify.scanchild.WarmChild``);
 - the store's reaper first re-queues (or ends) scans whose worker stopped
   renewing its lease, then this worker claims the most urgent queued scan;
 - if facts of the artifact are stored that the job's profile can be judged
