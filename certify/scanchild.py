@@ -460,6 +460,9 @@ def _outcome(code: int | None, failure: str | None, report_file: str, private: s
     except OSError:
         tail = ""
     report = None
+    if failure is None and code is not None and code < 0:
+        # Killed by a signal: whatever it wrote before (a report, but perhaps not its facts) is not an ending.
+        failure = CRASHED
     if failure is None:
         try:
             with open(report_file, encoding="utf-8") as f:

@@ -3,7 +3,8 @@
 Run by ``certify.scanchild`` in place of the CLI (``entry="scanchild_probe"``),
 with the same command line; the "report" it writes is a description of its
 process: session, group, parent, environment, standard streams, signal handlers.
-``--probe-sleep`` keeps it running for a while; ``--probe-exit`` sets its exit status.
+``--probe-sleep`` keeps it running for a while; ``--probe-exit`` sets its exit status;
+``--probe-kill-self`` ends it with SIGKILL after its report is written.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--progress-fd", type=int, required=True)
     parser.add_argument("--probe-sleep", type=float, default=0.0)
     parser.add_argument("--probe-exit", type=int, default=0)
+    parser.add_argument("--probe-kill-self", action="store_true", help="SIGKILL itself once the report is written")
     args, rest = parser.parse_known_args(argv)
     with os.fdopen(args.progress_fd, "w", buffering=1) as progress:
         progress.write(json.dumps({"stage": "ingest"}) + "\n")
@@ -42,4 +44,6 @@ def main(argv: list[str]) -> int:
     }
     with open(args.output, "w", encoding="utf-8") as f:
         json.dump(report, f)
+    if args.probe_kill_self:
+        os.kill(os.getpid(), signal.SIGKILL)
     return args.probe_exit

@@ -303,6 +303,12 @@ def test_a_warm_child_holds_none_of_its_parents_files_and_says_what_it_is(tmp_pa
         proc.wait()
 
 
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_a_child_killed_by_a_signal_has_crashed_even_with_its_report_written(warm, tmp_path, runtime_dir):
+    _, outcome, _ = forked(tmp_path, runtime_dir, warm=warm, args=("--probe-kill-self",))
+    assert outcome["report"] is None and outcome["failure"] == CRASHED and outcome["exit_code"] == -signal.SIGKILL
+
+
 def test_a_discarded_warm_child_exits_and_is_reaped(tmp_path, runtime_dir):
     proc = forker(tmp_path, runtime_dir, warm=True, then="discard")
     out, _ = proc.communicate(timeout=60)
