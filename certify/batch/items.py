@@ -10,7 +10,6 @@ import sys
 from certify.errors import UsageError
 
 LIST_LIMIT = 64 * 1024 * 1024  # bytes of a --from-list file: millions of paths, not an accident
-_CHUNK = 1024 * 1024
 _BUNDLE_DESCRIPTORS = (".ovf", ".vmx")
 
 
@@ -55,11 +54,8 @@ def upload_digest(path: str) -> str:
 
 
 def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _folder_digest(folder: str) -> str:

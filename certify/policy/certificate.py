@@ -24,7 +24,6 @@ from certify.errors import CertifyError, UsageError
 from certify.model import Report, Verdict
 
 SCHEMA = "certify-certificate/1"
-CHUNK = 1024 * 1024
 
 
 class CertificateInvalid(CertifyError):
@@ -126,11 +125,8 @@ def build_record(report: Report, key: Ed25519PrivateKey, now: datetime.datetime 
 
 
 def _sha256(path: str) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _artifact_digest(path: str) -> tuple[str, str | None]:
