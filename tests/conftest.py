@@ -153,6 +153,15 @@ def appliances(tmp_path_factory) -> Appliances:
                       shape_specs, artifacts, signatures, catalog)  # fmt: skip
 
 
+@pytest.fixture
+def blank_disk(tmp_path) -> Path:
+    """A disk with nothing on it: a scan still boots an appliance to look (the tests that stop one part way)."""
+    disk = tmp_path / "blank.img"
+    with open(disk, "wb") as f:
+        f.truncate(64 * 1024 * 1024)
+    return disk
+
+
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory) -> Path:
     """The example third-party plugin, installed as a real distribution into its own directory."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CERTIFY, env_with_plugin, run_certify
+from proctools import processes_naming
 
 LINE_KEYS = {"path", "upload_digest", "artifact_sha256", "verdict", "exit_code", "counts", "profile", "profile_digest",
              "ruleset_digest", "certify_version", "duration", "report", "error", "failure", "skipped"}  # fmt: skip
@@ -203,26 +204,6 @@ def test_on_a_terminal_progress_is_redrawn_and_results_still_go_to_stdout(upload
 # --- with a guest launch: killed part way, never waited for in full ----------------------------
 
 
-@pytest.fixture
-def blank_disk(tmp_path) -> Path:
-    disk = tmp_path / "blank.img"
-    with open(disk, "wb") as f:
-        f.truncate(64 * 1024 * 1024)
-    return disk
-
-
-def processes_naming(directory: Path) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if str(directory).encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
 @pytest.mark.guest
 def test_a_scan_past_timeout_is_an_error_line_never_a_pass(blank_disk, tmp_path):
     scratch = tmp_path / "scratch"
@@ -232,7 +213,7 @@ def test_a_scan_past_timeout_is_an_error_line_never_a_pass(blank_disk, tmp_path)
     (line,) = lines
     assert line["failure"] == "timeout" and line["verdict"] is None and line["exit_code"] == 3
     assert line["error"].startswith("timeout: ")
-    assert processes_naming(scratch) == [] and list(scratch.iterdir()) == []
+    assert processes_naming(str(scratch)) == [] and list(scratch.iterdir()) == []
 
 
 @pytest.mark.guest
@@ -245,7 +226,7 @@ def test_a_signal_kills_running_scans_and_keeps_what_finished(uploads, blank_dis
     first = json.loads(proc.stdout.readline())  # the VMX, judged before the disk's scan starts (-j 1)
     assert first["verdict"] == "fail"
     deadline = time.monotonic() + 120
-    while not any(b"qemu" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in processes_naming(scratch) if Path(f"/proc/{pid}").exists()):
+    while not any(b"qemu" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in processes_naming(str(scratch)) if Path(f"/proc/{pid}").exists()):
         assert proc.poll() is None and time.monotonic() < deadline, "the appliance never started"
         time.sleep(0.2)
     proc.send_signal(signum)
@@ -253,6 +234,6 @@ def test_a_signal_kills_running_scans_and_keeps_what_finished(uploads, blank_dis
     assert proc.returncode == code, err
     assert out == ""  # the interrupted scan has no line
     assert f"interrupted by {signal.Signals(signum).name}: 1 scan(s) killed" in err and "Traceback" not in err
-    assert processes_naming(scratch) == [] and list(scratch.iterdir()) == []
+    assert processes_naming(str(scratch)) == [] and list(scratch.iterdir()) == []
     results = [json.loads(p.read_text()) for p in (state / "results").iterdir()]
     assert [r["path"] for r in results] == [str(uploads["vnc"])]

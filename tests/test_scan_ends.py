@@ -119,14 +119,6 @@ def test_bad_durations_are_one_line_errors(text, tmp_path):
 # --- the real thing: an appliance booting for a blank disk --------------------------------
 
 
-@pytest.fixture
-def blank_disk(tmp_path) -> Path:
-    disk = tmp_path / "blank.img"
-    with open(disk, "wb") as f:
-        f.truncate(64 * 1024 * 1024)
-    return disk
-
-
 def _start_scan(disk: Path, workdir: Path, *extra: str) -> subprocess.Popen:
     workdir.mkdir()
     return subprocess.Popen([*CERTIFY, "scan", str(disk), "--workdir", str(workdir), "--format", "json", *extra],

@@ -54,15 +54,6 @@ def runtime_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def blank_disk(tmp_path) -> Path:
-    """A disk with nothing on it: the scan still boots an appliance to look."""
-    disk = tmp_path / "blank.img"
-    with open(disk, "wb") as f:
-        f.truncate(64 * 1024 * 1024)
-    return disk
-
-
 def test_a_scan_ends_with_its_report_and_its_stages_in_order(vnc_vmx, tmp_path):
     seen = []
     outcome = run_scan(str(vnc_vmx), on_stage=seen.append, workdir_parent=str(tmp_path))
