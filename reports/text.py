@@ -139,6 +139,7 @@ def unevaluated_lines(report: Report) -> list[str]:
 _STAGE_ORDER = ("ingest", "guest", "checks")
 _GUEST_PARTS = (("guest_open", "launch, inspect, mount"), ("inventory_walk", "inventory"))
 _TOP_COLLECTORS = 8
+_NOT_STAGES = {*_STAGE_ORDER, "total", "collectors", *(part for part, _ in _GUEST_PARTS)}
 
 
 def timing_lines(timings: dict[str, Any]) -> list[str]:
@@ -150,40 +151,45 @@ def timing_lines(timings: dict[str, Any]) -> list[str]:
                  " when the facts were gathered:"]
         gathered = timings.get("gathered")
         return lines + ["  " + line for line in timing_lines(gathered if isinstance(gathered, dict) else {})]
-    total = timings.get("total")
+    total = _number(timings.get("total"))
+    others = sorted(k for k, v in timings.items() if k not in _NOT_STAGES and _number(v) is not None)
     lines = []
-    keys = [k for k in _STAGE_ORDER if k in timings] + sorted(
-        k for k, v in timings.items()
-        if k not in _STAGE_ORDER and k != "total" and k not in dict(_GUEST_PARTS) and k != "collectors"
-        and isinstance(v, (int, float)) and not isinstance(v, bool))
-    for key in keys:
+    for key in [k for k in _STAGE_ORDER if k in timings] + others:
         lines.append(f"  {key:<10} {_seconds(timings[key]):>9}{_share(timings[key], total)}")
         if key == "guest":
             for part, label in _GUEST_PARTS:
-                if isinstance(timings.get(part), (int, float)):
+                if _number(timings.get(part)) is not None:
                     lines.append(f"    {label:<22} {_seconds(timings[part]):>9}{_share(timings[part], total)}")
             collectors = timings.get("collectors")
             if isinstance(collectors, dict) and collectors:
-                spent = sum(v for v in collectors.values() if isinstance(v, (int, float)))
-                lines.append(f"    {'collectors':<22} {_seconds(spent):>9}{_share(spent, total)}")
-                slowest = sorted(collectors.items(), key=lambda item: (-float(item[1] or 0), item[0]))
-                for name, seconds in slowest[:_TOP_COLLECTORS]:
-                    lines.append(f"      {clean(str(name)):<20} {_seconds(seconds):>9}")
-                if len(slowest) > _TOP_COLLECTORS:
-                    lines.append(f"      ({len(slowest) - _TOP_COLLECTORS} more, "
-                                 f"{_seconds(sum(float(v or 0) for _, v in slowest[_TOP_COLLECTORS:]))} together)")
+                lines += _collector_lines(collectors, total)
     lines.append(f"  {'total':<10} {_seconds(total):>9}")
     return lines
 
 
+def _collector_lines(collectors: dict[str, Any], total: float | None) -> list[str]:
+    spent = {name: _number(seconds) or 0.0 for name, seconds in collectors.items()}
+    lines = [f"    {'collectors':<22} {_seconds(sum(spent.values())):>9}{_share(sum(spent.values()), total)}"]
+    slowest = sorted(spent.items(), key=lambda item: (-item[1], item[0]))
+    lines += [f"      {clean(str(name)):<20} {_seconds(seconds):>9}" for name, seconds in slowest[:_TOP_COLLECTORS]]
+    if len(slowest) > _TOP_COLLECTORS:
+        rest = slowest[_TOP_COLLECTORS:]
+        lines.append(f"      ({len(rest)} more, {_seconds(sum(seconds for _, seconds in rest))} together)")
+    return lines
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _seconds(value: Any) -> str:
-    return f"{float(value):.2f} s" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+    seconds = _number(value)
+    return "-" if seconds is None else f"{seconds:.2f} s"
 
 
-def _share(value: Any, total: Any) -> str:
-    if isinstance(value, (int, float)) and isinstance(total, (int, float)) and total > 0:
-        return f"  {100 * value / total:3.0f}%"
-    return ""
+def _share(value: Any, total: float | None) -> str:
+    part = _number(value)
+    return f"  {100 * part / total:3.0f}%" if part is not None and total else ""
 
 
 def render(report: Report, *, color: bool = False, display_min: Severity = Severity.INFO, timings: bool = False,
