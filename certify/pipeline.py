@@ -297,6 +297,7 @@ def _gather_facts(
                         collector_seconds[name] = round(time.monotonic() - started, 3)
                 if reader.walk_seconds is not None:  # paid by whichever collector asked first; shown on its own
                     timer.timings["inventory_walk"] = round(reader.walk_seconds, 3)
+                timer.timings["methods"] = _guest_methods(reader)
         except GuestNotInspectable as exc:
             for name in guest_facts:
                 facts.unavailable.setdefault(name, str(exc))
@@ -307,6 +308,18 @@ def _gather_facts(
     if collector_seconds:
         timer.timings["collectors"] = collector_seconds
     return facts, errors, guest_info, versions
+
+
+def _guest_methods(reader: Any) -> dict[str, str]:
+    """How the guest was inspected and listed, and why a cheaper way was not taken: the report's timings keep it."""
+    methods = {"inspection": reader.inspection_method or "inspect_os"}
+    if reader.inspection_fallback:
+        methods["inspection_fallback"] = reader.inspection_fallback
+    if reader.inventory_method:
+        methods["inventory"] = reader.inventory_method
+    if reader.inventory_fallback:
+        methods["inventory_fallback"] = reader.inventory_fallback
+    return methods
 
 
 def collect_fact(facts: Facts, name: str, collector: GuestCollector, reader: Any) -> None:

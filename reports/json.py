@@ -11,7 +11,9 @@ Shape (keys sorted, findings in a stable order)::
     errors [text], notes [text], disks [{file, format, subformat, size,
     virtual_size, sha256}], guest {type, distro, ...} | null, plugins
     [{name, distribution, version}], timings {stage: seconds, guest_open: seconds,
-    collectors {name: seconds}}, waivers [{check,
+    inventory_walk: seconds, collectors {name: seconds}, methods {inspection:
+    probe|inspect_os, inventory: find|walk, inspection_fallback/inventory_fallback:
+    why the cheaper way was not taken}}, waivers [{check,
     reason, expires, ..., line, state (applied|expired|unused), matched}],
     baseline (path of the --baseline report) | null, reevaluated (true, only on a
     report judged from stored facts, whose timings then hold "checks", "total"

@@ -157,13 +157,28 @@ def timing_lines(timings: dict[str, Any]) -> list[str]:
     for key in [k for k in _STAGE_ORDER if k in timings] + others:
         lines.append(f"  {key:<10} {_seconds(timings[key]):>9}{_share(timings[key], total)}")
         if key == "guest":
+            methods = timings.get("methods") if isinstance(timings.get("methods"), dict) else {}
             for part, label in _GUEST_PARTS:
                 if _number(timings.get(part)) is not None:
                     lines.append(f"    {label:<22} {_seconds(timings[part]):>9}{_share(timings[part], total)}")
+                    lines += _method_lines(methods, _PART_METHOD[part])
             collectors = timings.get("collectors")
             if isinstance(collectors, dict) and collectors:
                 lines += _collector_lines(collectors, total)
     lines.append(f"  {'total':<10} {_seconds(total):>9}")
+    return lines
+
+
+_PART_METHOD = {"guest_open": "inspection", "inventory_walk": "inventory"}
+
+
+def _method_lines(methods: dict[str, Any], kind: str) -> list[str]:
+    """How that part was done (probe or inspect_os, find or walk), and why the cheaper way was not taken."""
+    if not methods.get(kind):
+        return []
+    lines = [f"      {kind} by {clean(str(methods[kind]))}"]
+    if methods.get(f"{kind}_fallback"):
+        lines[0] += f": {clean(str(methods[kind + '_fallback']))}"
     return lines
 
 

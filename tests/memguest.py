@@ -99,6 +99,15 @@ class MemoryGuestFS:
             raise RuntimeError("Invalid argument")
         return node[3]
 
+    def readlinklist(self, directory, names):
+        out = []
+        for name in names:
+            try:
+                out.append(self.readlink(posixpath.join(directory, name)))
+            except RuntimeError:
+                out.append("")
+        return out
+
     def pread(self, path, count, offset):
         node = self.nodes[self._resolve(path)]
         return node[3][offset : offset + count]

@@ -39,6 +39,9 @@ class FakeGuestFS:
     def device_index(self, device):
         return 0
 
+    def list_devices(self):  # no block devices to probe: inspect_os decides, as for any guest the probe doubts
+        raise RuntimeError("list_devices: a fake guest has no block devices")
+
     def inspect_os(self):
         return self.roots
 

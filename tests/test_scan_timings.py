@@ -13,7 +13,10 @@ from tests.memguest import MemoryGuestFS
 
 
 class InspectableMemoryGuestFS(MemoryGuestFS):
-    """The in-memory guest plus the session calls open_guest makes."""
+    """The in-memory guest plus the session calls open_guest makes: no block devices, so inspect_os decides."""
+
+    def list_devices(self):
+        raise RuntimeError("list_devices: an in-memory guest has no block devices")
 
     def inspect_os(self):
         return ["/dev/sda1"]
@@ -70,6 +73,11 @@ def test_every_guest_collector_is_timed_and_the_stage_keys_stay(monkeypatch, tmp
     assert set(timings["collectors"]) == {f for c in registry.checks.values() for f in c.facts} & set(registry.collectors)
     assert timings["guest_open"] <= timings["guest"]
     assert 0 <= timings["inventory_walk"] <= sum(timings["collectors"].values())  # the one walk, reported on its own
+    # how each part was done, and why the cheaper way was not (the in-memory guest has neither blkid nor find)
+    assert timings["methods"] == {
+        "inspection": "inspect_os", "inspection_fallback": "list_devices: an in-memory guest has no block devices",
+        "inventory": "walk", "inventory_fallback": "debug sh: MemoryGuestFS does not implement debug",
+    }  # fmt: skip
 
 
 def test_the_text_report_says_where_the_time_went_when_asked(monkeypatch, tmp_path):
@@ -82,6 +90,8 @@ def test_the_text_report_says_where_the_time_went_when_asked(monkeypatch, tmp_pa
     labels = [line.split()[0] for line in section[1:]]
     assert labels[:2] == ["ingest", "guest"] and labels[-2:] == ["checks", "total"]
     assert "launch," in labels and "inventory" in labels and "collectors" in labels
+    assert "      inspection by inspect_os: list_devices: an in-memory guest has no block devices" in section
+    assert "      inventory by walk: debug sh: MemoryGuestFS does not implement debug" in section
     slowest = max(report.timings["collectors"].items(), key=lambda item: item[1])[0]
     assert any(line.split()[0] == slowest for line in section)  # the slowest collector, by name
     assert section[-1].split()[1] == f"{report.timings['total']:.2f}"

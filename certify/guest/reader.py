@@ -25,7 +25,7 @@ from typing import Any
 
 from certify.bundle.disk import BundleDisk
 from certify.errors import CertifyError
-from certify.guest import accel
+from certify.guest import accel, identify, listing
 from certify.guest.parsers import fstab, lvmlabel
 from certify.model import FactUnavailable
 from certify.progress import SILENT, Progress
@@ -51,6 +51,7 @@ class Stat:
     uid: int
     gid: int
     size: int
+    target: str | None = None  # a symlink's target text, unresolved, when the inventory read it
 
     @property
     def is_file(self) -> bool:
@@ -135,6 +136,10 @@ class GuestReader:
         self._memo: dict[str, Any] = {}
         self.os = os_info
         self.walk_seconds: float | None = None  # what the one inventory walk cost, once it has run
+        self.inspection_method: str | None = None  # "probe" (certain of a plain Linux root) or "inspect_os"
+        self.inspection_fallback: str | None = None  # why the probe left it to inspect_os
+        self.inventory_method: str | None = None  # "find" (one listing by the appliance) or "walk" (round trips)
+        self.inventory_fallback: str | None = None  # why the listing was not used, when it was not
 
     def memo(self, key: str, compute: Callable[[GuestReader], Any]) -> Any:
         """Something several collectors derive from the guest (the package database), computed once."""
@@ -176,23 +181,45 @@ class GuestReader:
 
     def readlink(self, path: str) -> str | None:
         """A symlink's target text, unresolved (in an offline image /dev/null itself is absent); None if not a link."""
+        entry = self._inventory.get(path) if self._inventory is not None else None
+        if entry is not None and entry.target is not None:
+            return entry.target
         try:
             return self._g.readlink(path)
-        except RuntimeError:
+        except (RuntimeError, UnicodeDecodeError):
             return None
 
     def inventory(self) -> Inventory:
-        """Every file in the guest, lstat'ed: a ``readdir`` and an ``lstatnslist`` per directory.
+        """Every file in the guest, lstat'ed, with each symlink's target.
 
-        A round trip per file would cost more than the appliance launch on a
-        guest with a hundred thousand files; this costs two per directory.
-        Cached: every collector shares the one walk.
+        First as one listing made by the appliance's ``find`` (one round trip
+        whatever the size of the guest); when the appliance cannot give one,
+        by walking: a ``readdir`` and an ``lstatnslist`` per directory. Both
+        give the same entries (tests/test_inventory_parity.py). Cached: every
+        collector shares the one inventory.
         """
         if self._inventory is None:
             started = time.monotonic()
-            self._inventory = self._walk()
+            try:
+                self._inventory = self._listed()
+                self.inventory_method = "find"
+            except listing.ListingUnavailable as exc:
+                self.inventory_fallback = str(exc)
+                self._inventory = self._walk()
+                self.inventory_method = "walk"
             self.walk_seconds = time.monotonic() - started
         return self._inventory
+
+    def _listed(self) -> Inventory:
+        data = listing.fetch_listing(self._g)
+        try:
+            listed = listing.parse_listing(data, MAX_INVENTORY)
+        except listing.ListingTooLarge:
+            raise FactUnavailable(f"the guest holds more than {MAX_INVENTORY} files: not walked") from None
+        entries = {e.path: Stat(e.mode, e.uid, e.gid, e.size, e.target) for e in listed.entries}
+        if "/" not in entries:
+            raise listing.ListingUnreadable("the listing does not hold the guest's root")
+        return Inventory(entries, listed.unstatable)
 
     def _walk(self) -> Inventory:
         # Not find0: it sends one protocol chunk per path, which under software
@@ -209,14 +236,30 @@ class GuestReader:
                 continue
             if len(entries) + len(names) > MAX_INVENTORY:
                 raise FactUnavailable(f"the guest holds more than {MAX_INVENTORY} files: not walked")
-            for base, st in zip(names, self._g.lstatnslist(directory, names)):
-                if st["st_ino"] < 0 and st["st_mode"] < 0:  # vanished between listing and lstat
-                    continue
+            stats = [(base, st) for base, st in zip(names, self._g.lstatnslist(directory, names))
+                     if not (st["st_ino"] < 0 and st["st_mode"] < 0)]  # fmt: skip  (vanished between listing and lstat)
+            links = [base for base, st in stats if statmod.S_ISLNK(st["st_mode"])]
+            targets = self._link_targets(directory, links) if links else {}
+            for base, st in stats:
                 path = posixpath.join(directory, base)
-                entries[path] = Stat(mode=st["st_mode"], uid=st["st_uid"], gid=st["st_gid"], size=st["st_size"])
+                entries[path] = Stat(st["st_mode"], st["st_uid"], st["st_gid"], st["st_size"], targets.get(base) or None)
                 if statmod.S_ISDIR(st["st_mode"]):
                     pending.append(path)
         return Inventory(entries, unstatable)
+
+    def _link_targets(self, directory: str, links: list[str]) -> dict[str, str]:
+        """Each link's target text, in one round trip; a target that is not UTF-8 is left out (readlink gives none)."""
+        try:
+            return dict(zip(links, self._g.readlinklist(directory, links)))
+        except UnicodeDecodeError:  # the binding refuses the whole reply: ask link by link
+            pass
+        targets = {}
+        for base in links:
+            try:
+                targets[base] = self._g.readlink(posixpath.join(directory, base))
+            except (RuntimeError, UnicodeDecodeError):
+                continue
+        return targets
 
     def _list_directory(self, directory: str, unstatable: list[str]) -> list[str]:
         """The names in one directory; names that are not UTF-8 go to ``unstatable`` (libguestfs cannot take them back)."""
@@ -488,6 +531,24 @@ def _require_every_disk_mount(g: Any, mounted: dict[str, str]) -> None:
                                   "what the guest keeps there could not be seen")  # fmt: skip
 
 
+def _inspect(g: Any) -> identify.Inspection:
+    """The probe's answer where it is certain of one Linux root; inspect_os's otherwise, with why."""
+    answer = identify.certain_root(identify.probe(g))
+    if isinstance(answer, identify.Inspection):
+        return answer
+    try:
+        roots = g.inspect_os()
+    except RuntimeError as exc:  # the untrusted disk confused inspection: not our bug, not a pass
+        raise GuestNotInspectable(f"inspection of the disk(s) failed: {exc}") from None
+    if not roots:
+        raise GuestNotInspectable("no operating system found on the disk(s)")
+    if len(roots) > 1:  # checking one would pass an appliance whose other system nobody looked at
+        raise GuestNotInspectable(f"the disks hold {len(roots)} operating systems ({', '.join(sorted(roots))}); "
+                                  "only single-system appliances can be certified")  # fmt: skip
+    root = roots[0]
+    return identify.Inspection(root, g.inspect_get_mountpoints(root), _os_info(g, root), "inspect_os", answer)
+
+
 @contextmanager
 def open_guest(
     disks: list[BundleDisk], workdir: str, progress: Progress = SILENT
@@ -509,27 +570,19 @@ def open_guest(
     except RuntimeError as exc:
         raise GuestLaunchError(f"libguestfs appliance failed to start: {exc}") from None
     try:
-        try:
-            roots = g.inspect_os()
-        except RuntimeError as exc:  # the untrusted disk confused inspection: not our bug, not a pass
-            raise GuestNotInspectable(f"inspection of the disk(s) failed: {exc}") from None
-        if not roots:
-            raise GuestNotInspectable("no operating system found on the disk(s)")
-        if len(roots) > 1:  # checking one would pass an appliance whose other system nobody looked at
-            raise GuestNotInspectable(f"the disks hold {len(roots)} operating systems ({', '.join(sorted(roots))}); "
-                                      "only single-system appliances can be certified")  # fmt: skip
-        root = roots[0]
-        mounts = g.inspect_get_mountpoints(root)
+        inspection = _inspect(g)
         mounted: dict[str, str] = {}
-        for mountpoint in sorted(mounts, key=len):
+        for mountpoint in sorted(inspection.mountpoints, key=len):
+            device = inspection.mountpoints[mountpoint]
             try:
-                g.mount_ro(mounts[mountpoint], mountpoint)
-                mounted[mountpoint] = mounts[mountpoint]
+                g.mount_ro(device, mountpoint)
+                mounted[mountpoint] = device
             except RuntimeError as exc:  # files under it would go unseen: no fact is complete without it
-                raise GuestNotInspectable(f"{mountpoint} ({mounts[mountpoint]}) does not mount: {exc}") from None
+                raise GuestNotInspectable(f"{mountpoint} ({device}) does not mount: {exc}") from None
         _require_every_disk_mount(g, mounted)
-        info = _os_info(g, root)
-        yield GuestReader(g, mounted, disks, info, workdir)
+        reader = GuestReader(g, mounted, disks, inspection.os_info, workdir)
+        reader.inspection_method, reader.inspection_fallback = inspection.method, inspection.fallback
+        yield reader
     finally:
         try:
             g.shutdown()
