@@ -91,6 +91,7 @@ class Appliances:
     shape_artifacts: dict[str, Path]
     shape_signatures: dict[str, list[tuple[str | None, str]]]  # what each raw disk held, read on the host
     catalog: dict[str, Path]  # "dirty" / "clean": tests/plants composed, as bare qcow2 disks
+    raw_disks: dict[str, list[str]]  # every image above by name, as the raw disks it was built on (sparse files)
 
 
 def to_qcow2(raw: str, qcow2: Path) -> None:
@@ -142,15 +143,14 @@ def appliances(tmp_path_factory) -> Appliances:
         shape_disks = disks[str(out / f"{name}.raw")]
         signatures[name] = [disk_signature(d) for d in shape_disks]
         artifacts[name] = package(shape, shape_disks, out)
-    for raw in (d for image in disks.values() for d in image):
-        os.unlink(raw)
+    raw_disks = {Path(image).stem: paths for image, paths in disks.items()}  # kept: the inspection-parity launch reads them
     with open(out / "blank.img", "wb") as f:  # no partition table, no filesystem, no OS
         f.truncate(16 * 1024 * 1024)
     # The bare qcow2 upload is the Alpine shape: one scan serves both, one launch fewer.
     bare = shape_specs[BARE_QCOW2_SHAPE]
     return Appliances(out / "dirty-appliance.ova", out / "clean-appliance.ova", artifacts[BARE_QCOW2_SHAPE],
                       out / "blank.img", planted, bare.fingerprints["/etc/ssh/ssh_host_ed25519_key"],
-                      shape_specs, artifacts, signatures, catalog)  # fmt: skip
+                      shape_specs, artifacts, signatures, catalog, raw_disks)  # fmt: skip
 
 
 @pytest.fixture
