@@ -13,6 +13,8 @@ from typing import Any
 from certify.isolation import render, state
 from certify.isolation.netns import IsolationError, entered
 
+LISTING_ATTEMPTS = 5
+
 
 class Ruleset:
     """A libnftables context bound to the router namespace.
@@ -51,10 +53,18 @@ class Ruleset:
             self.last_timings["validation" if dry else "transaction"] = time.perf_counter() - started
 
     def listing(self) -> dict[str, Any]:
-        rc, out, err = self._nft.cmd("list ruleset")
-        if rc != 0:
-            raise IsolationError(f"cannot list the ruleset of {self.router_ns}: {err.strip()}")
-        return json.loads(out) if out.strip() else {"nftables": []}
+        # nftables before mid-2023 (Debian 12 ships 1.0.6) frees a dormant table's flag before printing it
+        # ("[o]" in table_flags_json): the JSON then comes out cut short now and then. Listing again reads it.
+        for _attempt in range(LISTING_ATTEMPTS):
+            rc, out, err = self._nft.cmd("list ruleset")
+            if rc != 0:
+                raise IsolationError(f"cannot list the ruleset of {self.router_ns}: {err.strip()}")
+            try:
+                return json.loads(out) if out.strip() else {"nftables": []}
+            except json.JSONDecodeError as exc:
+                problem = str(exc)
+        raise IsolationError(f"nft printed unreadable JSON for the ruleset of {self.router_ns} "
+                             f"{LISTING_ATTEMPTS} times ({problem})")  # fmt: skip
 
     def observed(self) -> state.RulesetState:
         return state.observed(self.listing())

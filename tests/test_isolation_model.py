@@ -1219,3 +1219,35 @@ def test_spoof_cases_outnumbering_the_marked_ports_are_still_told_apart() -> Non
     assert len(cases) > len(agent.SPOOF_SPORTS)
     assert len({(c.sport, c.src, c.dst, c.dport) for c in cases}) == len(cases)
     assert {c.sport for c in cases} <= set(agent.SPOOF_SPORTS)
+
+
+class _CutShortNft:
+    """libnftables as nftables 1.0.6 behaves with a dormant table: now and then its JSON comes out cut short."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+
+    def cmd(self, command):
+        return 0, self.replies.pop(0), ""
+
+
+def _ruleset_answering(replies):
+    from certify.isolation.ruleset import Ruleset
+
+    ruleset = Ruleset.__new__(Ruleset)  # no namespace needed: only the listing's reading is under test
+    ruleset._nft, ruleset.router_ns = _CutShortNft(replies), "cfytest"
+    return ruleset
+
+
+def test_a_listing_cut_short_is_read_again():
+    good = '{"nftables": [{"table": {"family": "inet", "name": "t", "handle": 1, "flags": "dormant"}}]}'
+    cut = good[: good.index('"dormant"')] + "\n"
+    assert _ruleset_answering([cut, cut, good]).listing()["nftables"][0]["table"]["flags"] == "dormant"
+
+
+def test_a_listing_that_never_reads_is_an_isolation_error():
+    from certify.isolation.netns import IsolationError
+    from certify.isolation.ruleset import LISTING_ATTEMPTS
+
+    with pytest.raises(IsolationError, match=f"unreadable JSON for the ruleset of cfytest {LISTING_ATTEMPTS} times"):
+        _ruleset_answering(['{"nftables": [\n'] * LISTING_ATTEMPTS).listing()
