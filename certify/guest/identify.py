@@ -7,7 +7,7 @@ filesystem and the handful of files that decide a Linux root
 (certify/guest/parsers/linuxroot.py). Any doubt (a filesystem type it does
 not expect, a second root, a release file or fstab line it does not read
 exactly as libguestfs does, Windows, BSD, md, LUKS, btrfs subvolumes) and
-``inspect_os`` decides, as it always did. tests/test_inspection_parity.py
+``inspect_os`` decides, as it always did. tests/test_guest_parity.py
 runs both on every test image.
 """
 

@@ -195,7 +195,7 @@ class GuestReader:
         First as one listing made by the appliance's ``find`` (one round trip
         whatever the size of the guest); when the appliance cannot give one,
         by walking: a ``readdir`` and an ``lstatnslist`` per directory. Both
-        give the same entries (tests/test_inventory_parity.py). Cached: every
+        give the same entries (tests/test_guest_parity.py). Cached: every
         collector shares the one inventory.
         """
         if self._inventory is None:
