@@ -30,7 +30,7 @@ from certify.bundle.sanitize_vmx import render_vmx, sanitize_vmx
 from certify.bundle.truststore import load_trust_store
 from certify.bundle.vmx import MAX_BYTES as VMX_MAX_BYTES
 from certify.bundle.vmx import parse_vmx
-from certify.errors import CertifyError, ParseError, UsageError
+from certify.errors import CertifyError, ParseError, UsageError, first_line
 from certify.isolation import cli as isolation_cli
 from certify.model import Report, Severity, Verdict
 from certify.factsjson import FactsEncodeError, FactsFormatError, FactTypes
@@ -430,7 +430,7 @@ def _read_facts(path: str, registry: Registry) -> Gathered:
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
     except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, or nested past what the parser takes
-        raise UsageError(f"{path}: not a facts file: not JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise UsageError(f"{path}: not a facts file: not JSON ({first_line(exc)})") from None
     try:
         return Gathered.from_json(doc, FactTypes.for_collectors(registry.collectors.values()))
     except FactsFormatError as exc:

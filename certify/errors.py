@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to one line for a one-line error; its type's name when it has no message."""
+    lines = str(exc).splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class CertifyError(Exception):
     """Base class: carries a one-line message meant for the user."""
 

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from certify.errors import first_line
 from certify.guest.parsers import linuxroot
 from certify.guest.parsers.linuxroot import BlockDevice, Devices, Doubt, OsFields
 
@@ -50,7 +51,7 @@ def probe(g: Any) -> Probe:
     try:
         devices = _devices(g)
     except (Doubt, RuntimeError, UnicodeDecodeError) as exc:
-        result.doubts.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        result.doubts.append(first_line(exc))
         return result
     for device, info in sorted(devices.filesystems.items()):
         if info.type not in LINUX_FILESYSTEMS and info.type != "vfat":
@@ -64,7 +65,7 @@ def probe(g: Any) -> Probe:
             if _is_linux_root(g, device, info):
                 result.roots[device] = _describe_root(g, device, devices)
         except (Doubt, RuntimeError, UnicodeDecodeError) as exc:  # a call that failed is a doubt too
-            result.doubts.append(f"{device}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            result.doubts.append(f"{device}: {first_line(exc)}")
         finally:
             g.umount_all()
     return result
@@ -90,7 +91,7 @@ def _blkid(g: Any, devices: list[str]) -> dict[str, BlockDevice]:
     try:
         out = g.debug("sh", [script])
     except (RuntimeError, AttributeError) as exc:
-        raise Doubt(f"blkid in the appliance: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise Doubt(f"blkid in the appliance: {first_line(exc)}") from None
     found = linuxroot.parse_blkid_export(out)
     if set(found) != set(devices):
         raise Doubt("blkid did not describe every device it was asked about")

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from certify.errors import first_line
+
 # One NUL-terminated record per path: "type mode uid gid size path", then the link target (empty unless a link).
 FIND_FORMAT = r"%y %m %U %G %s %p\0%l\0"
 CHUNK_BYTES = 2 * 1024 * 1024  # gzip bytes per reply: 2.7 MB once base64'ed, under the protocol's 4 MiB
@@ -144,7 +146,7 @@ def fetch_listing(g: Any) -> bytes:
     try:
         status = g.debug("sh", [_LIST_SCRIPT])
     except (RuntimeError, AttributeError) as exc:  # libguestfs built without debug, or no handle that has it
-        raise ListingUnavailable(f"debug sh: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise ListingUnavailable(f"debug sh: {first_line(exc)}") from None
     first, _, error = status.partition("\n")
     fields = first.split()
     if len(fields) != 3 or not fields[1].isdigit() or not fields[2].isdigit():

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from certify.errors import UsageError
+from certify.errors import UsageError, first_line
 from certify.model import Check, Severity
 
 _KEYS = {"name", "description", "extends", "fail_on", "display_min", "include", "exclude", "severity", "codes", "params",
@@ -130,7 +130,7 @@ def load_profile(name_or_path: str, _seen: tuple[str, ...] = ()) -> Profile:
     try:
         data = yaml.safe_load(text)
     except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: a date like 2020-02-30
-        raise ProfileError(f"{source}: not valid YAML ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise ProfileError(f"{source}: not valid YAML ({first_line(exc)})") from None
     profile = _build(data, source, shipped, (*_seen, source))
     if not shipped and profile.name in shipped_names():
         raise ProfileError(f"{source}: the name {profile.name!r} belongs to a shipped profile; give yours its own name")

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from certify.errors import UsageError
+from certify.errors import UsageError, first_line
 from certify.model import Finding, Status, Waiver
 
 _KEYS = {"check", "path", "key", "disk", "reason", "expires", "approved_by"}
@@ -30,7 +30,7 @@ def parse_waivers(text: str, source: str = "waivers") -> list[Waiver]:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: a date like 2020-02-30
-        raise WaiverError(f"{source}: not valid YAML ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise WaiverError(f"{source}: not valid YAML ({first_line(exc)})") from None
     if isinstance(data, dict) and set(data) == {"waivers"}:
         data = data["waivers"]
         node = node.value[0][1]
