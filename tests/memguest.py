@@ -83,14 +83,18 @@ class MemoryGuestFS:
         parent = self._resolve(posixpath.dirname(path))
         return self._stat(None if parent is None else posixpath.join(parent, posixpath.basename(path)))
 
-    def lstatnslist(self, directory, names):
+    def _each(self, call, directory, names, failed):
+        """The ...list calls: ``call`` on every name in ``directory``, ``failed`` where it errs, as the daemon answers."""
         out = []
         for name in names:
             try:
-                out.append(self.lstatns(posixpath.join(directory, name)))
+                out.append(call(posixpath.join(directory, name)))
             except RuntimeError:
-                out.append({"st_mode": -1, "st_uid": -1, "st_gid": -1, "st_size": -1, "st_ino": -1})
+                out.append(failed)
         return out
+
+    def lstatnslist(self, directory, names):
+        return self._each(self.lstatns, directory, names, {"st_mode": -1, "st_uid": -1, "st_gid": -1, "st_size": -1, "st_ino": -1})
 
     def readlink(self, path):
         parent = self._resolve(posixpath.dirname(path))
@@ -100,13 +104,7 @@ class MemoryGuestFS:
         return node[3]
 
     def readlinklist(self, directory, names):
-        out = []
-        for name in names:
-            try:
-                out.append(self.readlink(posixpath.join(directory, name)))
-            except RuntimeError:
-                out.append("")
-        return out
+        return self._each(self.readlink, directory, names, "")
 
     def pread(self, path, count, offset):
         node = self.nodes[self._resolve(path)]
